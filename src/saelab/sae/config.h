@@ -1,0 +1,43 @@
+// SaeConfig: the fields of SAELens's cfg.json (REFERENCE.md §3). Reads both the flat v5 layout and
+// v6's layout with model/hook/dataset fields under "metadata"; unknown fields are kept and written
+// back so a round trip through saelab loses nothing.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "saelab/core/json.h"
+
+namespace saelab {
+
+struct SaeConfig {
+  // "standard" | "gated" | "topk" | "jumprelu". batchtopk is stored as "jumprelu".
+  std::string architecture = "standard";
+  int64_t d_in = 0;
+  int64_t d_sae = 0;
+  std::string dtype = "float32";
+  std::string device = "cpu";
+  bool apply_b_dec_to_input = true;
+  // "none" | "expected_average_only_in" | "constant_norm_rescale" | "layer_norm"
+  std::string normalize_activations = "none";
+  int64_t k = 0;  // topk only (activation_fn_kwargs.k in v5, k in v6)
+
+  // Where the SAE was trained (v6: under "metadata").
+  std::string model_name;
+  std::string hook_name;
+  int64_t hook_layer = 0;
+  std::optional<int64_t> hook_head_index;
+  int64_t context_size = 128;
+  bool prepend_bos = true;
+  std::string dataset_path;
+  json seqpos_slice = json::array({nullptr});
+  json model_from_pretrained_kwargs = json::object();
+
+  json extra = json::object();  // any other field, preserved
+
+  // `where` names the file in error messages. Missing d_in/d_sae/architecture is an error.
+  static SaeConfig from_json(const json& j, const std::string& where);
+  json to_json() const;
+};
+
+}  // namespace saelab

@@ -1,0 +1,69 @@
+// An inference SAE in SAELens's layout: parameters by their SAELens names, encode/decode/forward,
+// save and load of the SAELens directory. One file per architecture behind a registry (registry.cpp).
+//
+// Shapes: x [..., d_in]; acts [..., d_sae]. Parameters: W_enc [d_in, d_sae], W_dec [d_sae, d_in],
+// b_dec [d_in], and per architecture: standard/topk b_enc; jumprelu b_enc, threshold; gated b_gate,
+// b_mag, r_mag.
+#pragma once
+#include <ATen/core/Tensor.h>
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "saelab/sae/config.h"
+
+namespace saelab {
+
+struct SaeForward {
+  at::Tensor acts_pre;        // pre-activation (gated: the gate pre-activation π)
+  at::Tensor acts_post;       // latent activations f
+  at::Tensor reconstruction;  // x̂, in the input's space (normalisation undone)
+};
+
+class Sae {
+ public:
+  explicit Sae(SaeConfig cfg) : cfg_(std::move(cfg)) {}
+  virtual ~Sae() = default;
+
+  const SaeConfig& cfg() const { return cfg_; }
+  SaeConfig& cfg() { return cfg_; }
+
+  // Named parameters exactly as saved in sae_weights.safetensors.
+  std::map<std::string, at::Tensor>& params() { return params_; }
+  const std::map<std::string, at::Tensor>& params() const { return params_; }
+  const at::Tensor& param(const std::string& name) const;  // throws naming the missing one
+  int64_t num_parameters() const;
+
+  // The architecture's encoder: x (already normalised) -> {acts_pre, acts_post}.
+  virtual SaeForward encode_full(const at::Tensor& x_normalised) const = 0;
+  at::Tensor encode(const at::Tensor& x) const;   // acts_post, normalisation applied
+  at::Tensor decode(const at::Tensor& f) const;   // f W_dec + b_dec (normalisation not undone)
+  SaeForward forward(const at::Tensor& x) const;  // normalise, encode, decode, undo normalisation
+
+  // Activation normalisation of SAELens's normalize_activations modes. run_time_norm_in returns the
+  // normalised input and remembers what run_time_norm_out needs for the same batch.
+  at::Tensor normalize_in(const at::Tensor& x, at::Tensor* scale_state) const;
+  at::Tensor normalize_out(const at::Tensor& x_hat, const at::Tensor& scale_state) const;
+
+  void to(at::ScalarType dtype);
+
+ protected:
+  SaeConfig cfg_;
+  std::map<std::string, at::Tensor> params_;
+};
+
+// Creates an SAE with the parameter set of cfg.architecture, zero-initialised.
+std::unique_ptr<Sae> make_sae(const SaeConfig& cfg);
+
+// Loads an SAE directory: cfg.json + sae_weights.safetensors (SAELens), or params.npz (GemmaScope,
+// loaded as jumprelu with apply_b_dec_to_input = false). Validates names and shapes against cfg.
+std::unique_ptr<Sae> load_sae(const std::string& dir);
+
+// Writes cfg.json, sae_weights.safetensors and, when given, sparsity.safetensors
+// (`sparsity` [d_sae] = log10(feature firing frequency + 1e-10)) into dir, each atomically.
+void save_sae(const Sae& sae, const std::string& dir,
+              const std::optional<at::Tensor>& log10_feature_sparsity = std::nullopt);
+
+}  // namespace saelab
