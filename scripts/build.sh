@@ -4,6 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${SAELAB_BUILD_DIR:-build}
+# ccache can cache compiles that use the precompiled header only with these sloppiness settings;
+# BASEDIR makes its hits independent of where the clone lives.
+export CCACHE_SLOPPINESS=${CCACHE_SLOPPINESS:-pch_defines,time_macros,include_file_mtime,include_file_ctime}
+export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$PWD}
 exec 9>"/tmp/saelab-build-$(echo "$PWD/$BUILD" | md5sum | cut -c1-8).lock"
 flock 9
 if [ ! -f "$BUILD/CMakeCache.txt" ]; then

@@ -8,9 +8,9 @@ PACKAGES=(
   libtorch-dev libopenblas-dev libgloo-dev
   nlohmann-json3-dev libtomlplusplus-dev libcli11-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  libsentencepiece-dev libpcre2-dev libzip-dev zlib1g-dev
-  clang protobuf-compiler
-  python3-torch python3-numpy nodejs npm
+  libpcre2-dev libzip-dev zlib1g-dev
+  clang libclang-rt-dev protobuf-compiler
+  python3-torch python3-numpy python3-sentencepiece nodejs npm
 )
 
 missing=()

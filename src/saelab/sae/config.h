@@ -35,7 +35,9 @@ struct SaeConfig {
 
   json extra = json::object();  // any other field, preserved
 
-  // `where` names the file in error messages. Missing d_in/d_sae/architecture is an error.
+  // `where` names the file in error messages. Missing d_in/d_sae is an error; a missing
+  // architecture means "standard" in a pre-6 (flat) cfg.json, as in SAELens, and is an error in a
+  // v6 one. See config.cpp for the layout saelab writes.
   static SaeConfig from_json(const json& j, const std::string& where);
   json to_json() const;
 };

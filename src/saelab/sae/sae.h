@@ -36,25 +36,38 @@ class Sae {
   const at::Tensor& param(const std::string& name) const;  // throws naming the missing one
   int64_t num_parameters() const;
 
-  // The architecture's encoder: x (already normalised) -> {acts_pre, acts_post}.
+  // The architecture's encoder: x (already normalised) -> {acts_pre, acts_post}. It casts x to the
+  // parameters' dtype and subtracts b_dec itself when apply_b_dec_to_input (see sae_in);
+  // reconstruction is left undefined.
   virtual SaeForward encode_full(const at::Tensor& x_normalised) const = 0;
   at::Tensor encode(const at::Tensor& x) const;   // acts_post, normalisation applied
   at::Tensor decode(const at::Tensor& f) const;   // f W_dec + b_dec (normalisation not undone)
   SaeForward forward(const at::Tensor& x) const;  // normalise, encode, decode, undo normalisation
 
-  // Activation normalisation of SAELens's normalize_activations modes. run_time_norm_in returns the
-  // normalised input and remembers what run_time_norm_out needs for the same batch.
+  // Activation normalisation of SAELens's normalize_activations modes (SAELens's
+  // run_time_activation_norm_fn_in/out). normalize_in returns the normalised input and stores in
+  // *scale_state what normalize_out needs for the same batch (constant_norm_rescale: the factor
+  // sqrt(d_in)/‖x‖ [..., 1]; layer_norm: mean and std side by side [..., 2]; otherwise undefined).
+  // "expected_average_only_in" is folded into the weights when saved, so here it is the identity.
   at::Tensor normalize_in(const at::Tensor& x, at::Tensor* scale_state) const;
   at::Tensor normalize_out(const at::Tensor& x_hat, const at::Tensor& scale_state) const;
 
-  void to(at::ScalarType dtype);
+  void to(at::ScalarType dtype);  // converts every parameter and sets cfg.dtype
+  at::ScalarType scalar_type() const;  // the torch dtype of cfg.dtype
 
  protected:
+  // x̃ = x − b_dec when apply_b_dec_to_input, else x; x cast to the parameters' dtype first.
+  at::Tensor sae_in(const at::Tensor& x_normalised) const;
+  // What decode multiplies by W_dec. TopK with rescale_acts_by_decoder_norm (SAELens 6) divides by
+  // the decoder row norms here, having multiplied by them in its encoder.
+  virtual at::Tensor decoder_input(const at::Tensor& acts) const { return acts; }
+
   SaeConfig cfg_;
   std::map<std::string, at::Tensor> params_;
 };
 
-// Creates an SAE with the parameter set of cfg.architecture, zero-initialised.
+// Creates an SAE with the parameter set of cfg.architecture, zero-initialised, in cfg.dtype.
+// "batchtopk" gives a jumprelu SAE (cfg().architecture == "jumprelu"): set its threshold to θ.
 std::unique_ptr<Sae> make_sae(const SaeConfig& cfg);
 
 // Loads an SAE directory: cfg.json + sae_weights.safetensors (SAELens), or params.npz (GemmaScope,

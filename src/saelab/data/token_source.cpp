@@ -1,0 +1,382 @@
+// Token sources (token_source.h): file readers, folder / Hugging Face cache resolution, and the
+// SAELens packing of raw text into windows.
+#include "saelab/data/token_source.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "saelab/core/error.h"
+#include "saelab/core/npy.h"
+#include "saelab/data/othello.h"
+#include "saelab/data/tokenizer.h"
+
+namespace saelab {
+namespace fs = std::filesystem;
+
+std::optional<int64_t> resolve_separator_token(const json& t, std::optional<int64_t> bos,
+                                               std::optional<int64_t> eos, std::optional<int64_t> sep) {
+  if (t.is_null()) return std::nullopt;
+  if (t.is_number_integer()) return t.get<int64_t>();
+  if (t.is_string()) {
+    const std::string s = t.get<std::string>();
+    auto need = [&](std::optional<int64_t> id) {
+      if (!id) fail("sequence_separator_token = \"{}\": the tokenizer has no {} token", s, s);
+      return id;
+    };
+    if (s == "bos") return need(bos);
+    if (s == "eos") return need(eos);
+    if (s == "sep") return need(sep);
+  }
+  fail("sequence_separator_token: expected \"bos\", \"eos\", \"sep\", an integer or null, got {}", t.dump());
+}
+
+SequencePacker::SequencePacker(int64_t context_size, std::optional<int64_t> begin_batch_id,
+                               std::optional<int64_t> separator_id, bool disable_concat)
+    : ctx_(context_size), begin_(begin_batch_id), sep_(separator_id), disable_(disable_concat) {}
+
+void SequencePacker::start_window() {
+  cur_.clear();
+  if (begin_) cur_.push_back(*begin_);
+}
+
+void SequencePacker::add(const std::vector<int64_t>& doc, std::vector<std::vector<int64_t>>& out) {
+  if (disable_) {
+    // One window per document, its tail dropped; shorter documents are dropped.
+    std::vector<int64_t> w;
+    if (begin_ && (doc.empty() || doc.front() != *begin_)) w.push_back(*begin_);
+    w.insert(w.end(), doc.begin(), doc.end());
+    if (int64_t(w.size()) >= ctx_) out.emplace_back(w.begin(), w.begin() + ctx_);
+    return;
+  }
+  if (doc.empty()) return;
+  const size_t fresh = begin_ ? 1 : 0;
+  if (cur_.empty()) start_window();
+  // Separate from the previous document, unless this window has none yet.
+  if (sep_ && cur_.size() > fresh) {
+    cur_.push_back(*sep_);
+    if (int64_t(cur_.size()) == ctx_) {
+      out.push_back(cur_);
+      start_window();
+    }
+  }
+  for (int64_t id : doc) {
+    cur_.push_back(id);
+    if (int64_t(cur_.size()) == ctx_) {
+      out.push_back(cur_);
+      start_window();
+    }
+  }
+}
+
+namespace {
+
+// One item of a file: a pretokenized row (ids) or a raw-text document.
+struct Item {
+  bool is_text = false;
+  std::vector<int64_t> ids;
+  std::string text;
+};
+
+class FileReader {
+ public:
+  virtual ~FileReader() = default;
+  virtual bool next(Item& it) = 0;
+};
+
+std::vector<int64_t> json_ids(const json& v, const std::string& where) {
+  if (!v.is_array()) fail("{}: expected a list of token ids, got {}", where, v.type_name());
+  std::vector<int64_t> ids;
+  ids.reserve(v.size());
+  for (const auto& x : v) {
+    if (!x.is_number_integer()) fail("{}: expected integer token ids, got {}", where, x.dump());
+    ids.push_back(x.get<int64_t>());
+  }
+  return ids;
+}
+
+class JsonlReader : public FileReader {
+ public:
+  explicit JsonlReader(std::string path) : path_(std::move(path)), in_(path_) {
+    if (!in_) fail("{}: cannot open", path_);
+  }
+  bool next(Item& it) override {
+    std::string line;
+    while (std::getline(in_, line)) {
+      ++lineno_;
+      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+      const std::string where = path_ + ":" + std::to_string(lineno_);
+      const json j = parse_json(line, where);
+      if (!j.is_object()) fail("{}: expected a JSON object per line", where);
+      if (j.contains("input_ids") || j.contains("tokens")) {
+        it.is_text = false;
+        it.ids = json_ids(j.contains("input_ids") ? j["input_ids"] : j["tokens"], where);
+      } else if (j.contains("text") && j["text"].is_string()) {
+        it.is_text = true;
+        it.text = j["text"].get<std::string>();
+      } else {
+        fail("{}: expected a field 'input_ids', 'tokens' or 'text'", where);
+      }
+      return true;
+    }
+    return false;
+  }
+
+ private:
+  std::string path_;
+  std::ifstream in_;
+  int64_t lineno_ = 0;
+};
+
+class TextReader : public FileReader {  // .txt: one document per non-empty line (HF "text" builder)
+ public:
+  explicit TextReader(std::string path) : path_(std::move(path)), in_(path_) {
+    if (!in_) fail("{}: cannot open", path_);
+  }
+  bool next(Item& it) override {
+    std::string line;
+    while (std::getline(in_, line)) {
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      if (line.empty()) continue;
+      it.is_text = true;
+      it.text = line;
+      return true;
+    }
+    return false;
+  }
+
+ private:
+  std::string path_;
+  std::ifstream in_;
+};
+
+// Rows of a 2-D tensor, or windows of a flat 1-D stream.
+class TensorReader : public FileReader {
+ public:
+  TensorReader(at::Tensor t, int64_t row_len) : t_(t.to(at::kLong).contiguous()), row_len_(row_len) {}
+  bool next(Item& it) override {
+    const int64_t n = t_.numel();
+    if (pos_ + row_len_ > n) return false;
+    const int64_t* p = t_.data_ptr<int64_t>() + pos_;
+    it.is_text = false;
+    it.ids.assign(p, p + row_len_);
+    pos_ += row_len_;
+    return true;
+  }
+
+ private:
+  at::Tensor t_;
+  int64_t row_len_;
+  int64_t pos_ = 0;
+};
+
+// nanoGPT-style flat .bin, read row by row (not loaded whole).
+class BinReader : public FileReader {
+ public:
+  BinReader(std::string path, int64_t ctx) : path_(std::move(path)), in_(path_, std::ios::binary) {
+    if (!in_) fail("{}: cannot open", path_);
+    const std::string side = path_ + ".json";
+    if (!fs::exists(side))
+      fail("{}: a .bin token file needs a sidecar {} like {{\"dtype\": \"uint16\", \"row_length\": 1024}}", path_,
+           side);
+    const json j = read_json_file(side);
+    const std::string dt = j.value("dtype", std::string());
+    if (dt == "uint16") width_ = 2;
+    else if (dt == "uint32") width_ = 4;
+    else fail("{}: dtype: expected \"uint16\" or \"uint32\", got '{}'", side, dt);
+    row_len_ = j.contains("row_length") && !j["row_length"].is_null() ? j["row_length"].get<int64_t>() : ctx;
+    if (row_len_ <= 0) fail("{}: row_length: expected a positive integer", side);
+    const auto bytes = int64_t(fs::file_size(path_));
+    if (bytes % width_ != 0) fail("{}: size {} bytes is not a multiple of {} ({})", path_, bytes, width_, dt);
+  }
+  bool next(Item& it) override {
+    std::vector<char> buf(size_t(row_len_ * width_));
+    in_.read(buf.data(), std::streamsize(buf.size()));
+    if (in_.gcount() != std::streamsize(buf.size())) return false;
+    it.is_text = false;
+    it.ids.resize(size_t(row_len_));
+    for (int64_t i = 0; i < row_len_; ++i) {
+      const unsigned char* b = reinterpret_cast<const unsigned char*>(buf.data()) + i * width_;
+      uint64_t v = 0;
+      for (int k = width_ - 1; k >= 0; --k) v = (v << 8) | b[k];  // little-endian
+      it.ids[size_t(i)] = int64_t(v);
+    }
+    return true;
+  }
+
+ private:
+  std::string path_;
+  std::ifstream in_;
+  int width_ = 2;
+  int64_t row_len_ = 0;
+};
+
+std::string ext_of(const std::string& p) {
+  std::string e = fs::path(p).extension().string();
+  std::transform(e.begin(), e.end(), e.begin(), ::tolower);
+  return e;
+}
+
+bool readable_ext(const std::string& e) { return e == ".jsonl" || e == ".txt" || e == ".npy" || e == ".bin"; }
+bool unreadable_ext(const std::string& e) { return e == ".parquet" || e == ".arrow"; }
+
+std::unique_ptr<FileReader> open_reader(const std::string& path, int64_t ctx) {
+  const std::string e = ext_of(path);
+  if (e == ".jsonl") return std::make_unique<JsonlReader>(path);
+  if (e == ".txt") return std::make_unique<TextReader>(path);
+  if (e == ".bin") return std::make_unique<BinReader>(path, ctx);
+  if (e == ".npy") {
+    at::Tensor t = read_npy(path);
+    const auto st = t.scalar_type();
+    if (st == at::kFloat || st == at::kDouble || st == at::kHalf || st == at::kBool)
+      fail("{}: expected integer token ids (int32, int64 or uint16), got a {} array", path, std::string(c10::toString(st)));
+    if (t.dim() == 1) return std::make_unique<TensorReader>(t, ctx);
+    if (t.dim() == 2) return std::make_unique<TensorReader>(t, t.size(1));
+    fail("{}: expected a 1-D or 2-D array of token ids, got {} dimensions", path, t.dim());
+  }
+  if (unreadable_ext(e))
+    fail("{}: {} files are not readable by saelab; convert the dataset to jsonl (input_ids / tokens / text), "
+         ".npy or .bin first", path, e);
+  fail("{}: unsupported token file (expected .jsonl, .txt, .npy or .bin)", path);
+}
+
+// Every data file under a folder, sorted by path; an error when none is readable.
+std::vector<std::string> list_files(const std::string& dir, const std::string& what) {
+  std::vector<std::string> files, unreadable;
+  for (auto& e : fs::recursive_directory_iterator(dir, fs::directory_options::follow_directory_symlink)) {
+    if (!e.is_regular_file()) continue;
+    const std::string p = e.path().string(), x = ext_of(p);
+    if (readable_ext(x)) files.push_back(p);
+    else if (unreadable_ext(x)) unreadable.push_back(p);
+  }
+  std::sort(files.begin(), files.end());
+  if (files.empty()) {
+    if (!unreadable.empty())
+      fail("{}: holds only parquet/arrow files ({}), which saelab cannot read; convert them to jsonl, .npy or "
+           ".bin", what, unreadable.front());
+    fail("{}: no token files (.jsonl, .txt, .npy, .bin) found", what);
+  }
+  return files;
+}
+
+std::string hub_cache_dir() {
+  if (const char* c = std::getenv("HF_HUB_CACHE"); c && *c) return c;
+  if (const char* h = std::getenv("HF_HOME"); h && *h) return std::string(h) + "/hub";
+  const char* home = std::getenv("HOME");
+  return std::string(home ? home : "") + "/.cache/huggingface/hub";
+}
+
+// datasets--ORG--NAME/snapshots/<rev> in the hub cache (refs/main first, else the newest).
+std::optional<std::string> find_dataset_snapshot(const std::string& id, const std::string& cache) {
+  std::string folder = "datasets--";
+  for (char c : id) folder += c == '/' ? std::string("--") : std::string(1, c);
+  const fs::path repo = fs::path(cache) / folder;
+  if (!fs::is_directory(repo / "snapshots")) return std::nullopt;
+  std::ifstream ref(repo / "refs" / "main");
+  std::string rev;
+  if (ref && std::getline(ref, rev) && fs::is_directory(repo / "snapshots" / rev))
+    return (repo / "snapshots" / rev).string();
+  std::optional<fs::path> best;
+  for (auto& e : fs::directory_iterator(repo / "snapshots"))
+    if (e.is_directory() && (!best || fs::last_write_time(e.path()) > fs::last_write_time(*best))) best = e.path();
+  if (!best) return std::nullopt;
+  return best->string();
+}
+
+class FileTokenSource : public TokenSource {
+ public:
+  FileTokenSource(TokenSourceOptions o, std::vector<std::string> files, std::string what)
+      : o_(std::move(o)), files_(std::move(files)), what_(std::move(what)),
+        packer_(o_.context_size, o_.prepend_bos ? o_.bos_id : std::nullopt, o_.separator_id,
+                o_.disable_concat_sequences) {
+    if (o_.prepend_bos && !o_.bos_id) bos_missing_ = true;
+  }
+  bool next(std::vector<int64_t>& window) override {
+    while (ready_pos_ >= ready_.size()) {
+      ready_.clear();
+      ready_pos_ = 0;
+      if (!fill()) return false;
+    }
+    window = std::move(ready_[ready_pos_++]);
+    return true;
+  }
+  void restart() override {
+    file_ = 0;
+    reader_.reset();
+    ready_.clear();
+    ready_pos_ = 0;
+    packer_.reset();
+  }
+  std::string describe() const override {
+    return files_.size() == 1 ? what_ : what_ + " (" + std::to_string(files_.size()) + " files)";
+  }
+
+ private:
+  // Reads items until at least one window is ready; false at the end of the last file.
+  bool fill() {
+    Item it;
+    while (ready_.empty()) {
+      if (!reader_) {
+        if (file_ >= files_.size()) return false;
+        reader_ = open_reader(files_[file_], o_.context_size);
+      }
+      if (!reader_->next(it)) {
+        reader_.reset();
+        ++file_;
+        continue;
+      }
+      if (it.is_text) {
+        if (!o_.tokenizer) fail("{}: raw text needs the model's tokenizer, and none was loaded", files_[file_]);
+        if (bos_missing_) fail("{}: prepend_bos = true but the tokenizer has no BOS token", what_);
+        packer_.add(o_.tokenizer->encode(it.text), ready_);
+      } else {
+        // Pretokenized rows are used as they are: the first context_size ids of each row.
+        if (int64_t(it.ids.size()) < o_.context_size)
+          fail("{}: a pretokenized row has {} tokens, fewer than context_size = {}", files_[file_], it.ids.size(),
+               o_.context_size);
+        it.ids.resize(size_t(o_.context_size));
+        ready_.push_back(std::move(it.ids));
+      }
+    }
+    return true;
+  }
+
+  TokenSourceOptions o_;
+  std::vector<std::string> files_;
+  std::string what_;
+  SequencePacker packer_;
+  bool bos_missing_ = false;
+  size_t file_ = 0;
+  std::unique_ptr<FileReader> reader_;
+  std::vector<std::vector<int64_t>> ready_;
+  size_t ready_pos_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<TokenSource> open_token_source(const TokenSourceOptions& o) {
+  if (o.context_size <= 0) fail("context_size: expected a positive integer, got {}", o.context_size);
+  const std::string& p = o.dataset_path;
+  if (p.empty()) fail("dataset_path: empty; expected a token file, a folder, a Hugging Face dataset id or \"othello\"");
+  if (p == "othello") return make_othello_token_source(o.context_size, o.seed);
+  if (fs::is_regular_file(p)) {
+    const std::string e = ext_of(p);
+    if (!readable_ext(e)) (void)open_reader(p, o.context_size);  // throws the precise message
+    return std::make_unique<FileTokenSource>(o, std::vector<std::string>{p}, p);
+  }
+  if (fs::is_directory(p)) return std::make_unique<FileTokenSource>(o, list_files(p, p), p);
+  const std::string cache = hub_cache_dir();
+  if (p.find('/') != std::string::npos && p.front() != '/' && p.front() != '.') {
+    if (auto snap = find_dataset_snapshot(p, cache))
+      return std::make_unique<FileTokenSource>(o, list_files(*snap, "dataset " + p + " (" + *snap + ")"), p);
+  }
+  fail("dataset_path = '{}': not a file or folder, and not a dataset in the Hugging Face cache {} "
+       "(fetch it with `huggingface-cli download --repo-type dataset {}`, in jsonl/npy/bin form)",
+       p, cache, p);
+}
+
+}  // namespace saelab

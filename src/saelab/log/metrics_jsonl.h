@@ -1,0 +1,33 @@
+// metrics.jsonl: one JSON object per log step, {"step": N, "<SAELens metric name>": value, ...},
+// appended and flushed line by line so a killed run keeps every line it wrote. Non-finite values
+// are written as null (JSON has no NaN).
+#pragma once
+#include <cstdint>
+#include <cstdio>
+#include <map>
+#include <string>
+
+#include "saelab/core/json.h"
+
+namespace saelab {
+
+class MetricsJsonl {
+ public:
+  // Opens path for appending. With drop_after_step >= 0, lines with step > drop_after_step are
+  // removed first (a resumed run rewrites what came after its checkpoint).
+  explicit MetricsJsonl(const std::string& path, int64_t drop_after_step = -1);
+  ~MetricsJsonl();
+  MetricsJsonl(const MetricsJsonl&) = delete;
+  MetricsJsonl& operator=(const MetricsJsonl&) = delete;
+
+  void write(int64_t step, const std::map<std::string, double>& values);
+  void write(int64_t step, const json& values);  // values: an object of numbers / strings / null
+  void flush();
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  std::FILE* file_ = nullptr;
+};
+
+}  // namespace saelab

@@ -1,0 +1,53 @@
+// The MLP sub-layer. Plain: hook_pre = x W_in + b_in, hook_post = act(hook_pre), out = post W_out
+// + b_out. Gated (GeGLU / SwiGLU, as TransformerLens's GatedMLP): hook_pre = x W_gate (the branch
+// through the activation), hook_pre_linear = x W_in (+ b_in when present), hook_post =
+// act(pre) * pre_linear.
+#include <torch/torch.h>
+
+#include "saelab/core/error.h"
+#include "saelab/model/transformer_parts.h"
+
+namespace saelab {
+
+void check_activation_name(const std::string& act_fn) {
+  static const char* known[] = {"gelu_new", "gelu_fast", "gelu_pytorch_tanh", "gelu", "silu",
+                                "swish",    "relu"};
+  for (const char* k : known)
+    if (act_fn == k) return;
+  fail("model config: act_fn '{}' is not supported; expected one of gelu_new, gelu_fast, "
+       "gelu_pytorch_tanh, gelu, silu, relu",
+       act_fn);
+}
+
+at::Tensor apply_activation(const std::string& act_fn, const at::Tensor& x) {
+  // gelu_new (GPT-2), gelu_fast and gelu_pytorch_tanh (Gemma) are all the tanh approximation
+  // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))); "gelu" is the exact erf form (minGPT).
+  if (act_fn == "gelu_new" || act_fn == "gelu_fast" || act_fn == "gelu_pytorch_tanh")
+    return at::gelu(x, "tanh");
+  if (act_fn == "gelu") return at::gelu(x);
+  if (act_fn == "silu" || act_fn == "swish") return at::silu(x);
+  if (act_fn == "relu") return at::relu(x);
+  check_activation_name(act_fn);
+  return x;  // unreachable
+}
+
+static at::Tensor linear(const at::Tensor& x, const at::Tensor& W, const at::Tensor& b) {
+  return b.defined() ? at::matmul(x, W).add_(b) : at::matmul(x, W);
+}
+
+at::Tensor mlp_forward(const ModelConfig& cfg, const MlpWeights& w, const at::Tensor& x,
+                       HookState& hs, const std::string& prefix) {
+  at::Tensor post;
+  if (cfg.gated_mlp) {
+    at::Tensor pre = run_hook(hs, prefix, "mlp.hook_pre", at::matmul(x, w.W_gate));
+    at::Tensor pre_linear = run_hook(hs, prefix, "mlp.hook_pre_linear", linear(x, w.W_in, w.b_in));
+    post = apply_activation(cfg.act_fn, pre) * pre_linear;
+  } else {
+    at::Tensor pre = run_hook(hs, prefix, "mlp.hook_pre", linear(x, w.W_in, w.b_in));
+    post = apply_activation(cfg.act_fn, pre);
+  }
+  post = run_hook(hs, prefix, "mlp.hook_post", post);
+  return linear(post, w.W_out, w.b_out);
+}
+
+}  // namespace saelab

@@ -1,0 +1,325 @@
+// ActivationsStore (activations_store.h): the producer thread, hook extraction and mixing buffer.
+#include "saelab/store/activations_store.h"
+
+#include <torch/torch.h>
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <functional>
+#include <iostream>
+#include <mutex>
+#include <thread>
+
+#include "saelab/core/error.h"
+#include "saelab/model/transformer.h"
+
+namespace saelab {
+namespace {
+
+// Python's slice(*args) applied to a length: (start, stop, step) with negatives and clamping.
+struct Slice {
+  int64_t start, stop, step;
+};
+Slice python_slice(const std::vector<std::optional<int64_t>>& a, int64_t len) {
+  std::optional<int64_t> start, stop, step;
+  if (a.size() == 1) stop = a[0];
+  else if (a.size() == 2) start = a[0], stop = a[1];
+  else if (a.size() == 3) start = a[0], stop = a[1], step = a[2];
+  else if (!a.empty()) fail("seqpos_slice: expected 1 to 3 entries (python slice arguments), got {}", a.size());
+  const int64_t st = step.value_or(1);
+  if (st <= 0) fail("seqpos_slice: the step must be positive, got {}", st);
+  auto norm = [&](std::optional<int64_t> v, int64_t dflt) {
+    if (!v) return dflt;
+    int64_t x = *v < 0 ? *v + len : *v;
+    return std::min(std::max<int64_t>(x, 0), len);
+  };
+  Slice s{norm(start, 0), norm(stop, len), st};
+  if (s.stop < s.start) s.stop = s.start;
+  return s;
+}
+
+}  // namespace
+
+// Reads windows and turns them into activation rows; used by the producer thread only.
+struct ChunkMaker {
+  std::shared_ptr<const Transformer> model;
+  std::shared_ptr<TokenSource> tokens;
+  ActivationsStoreOptions o;
+  int64_t windows = 0, epoch_windows = 0;
+  std::atomic<int64_t> restarts{0};
+
+  void read(std::vector<int64_t>& w) {
+    if (!tokens->next(w)) {
+      if (epoch_windows == 0)
+        fail("dataset '{}' ({}) holds no complete window of context_size = {} tokens", o.dataset_name,
+             tokens->describe(), o.context_size);
+      std::cerr << "saelab: warning: dataset '" << o.dataset_name << "' ran out after " << epoch_windows
+                << " windows; starting it again\n";
+      tokens->restart();
+      epoch_windows = 0;
+      ++restarts;
+      if (!tokens->next(w)) fail("dataset '{}': no window after a restart", o.dataset_name);
+    }
+    if (int64_t(w.size()) != o.context_size)
+      fail("dataset '{}': a window of {} tokens, expected context_size = {}", o.dataset_name, w.size(), o.context_size);
+    const int64_t vocab = model->cfg().d_vocab;
+    for (size_t i = 0; i < w.size(); ++i)
+      if (w[i] < 0 || w[i] >= vocab)
+        fail("dataset '{}' does not match model '{}': token id {} (window {}, position {}) is outside the model's "
+             "vocabulary of {} ids", o.dataset_name, o.model_name, w[i], windows, i, vocab);
+    ++windows;
+    ++epoch_windows;
+  }
+
+  void skip(int64_t n) {
+    std::vector<int64_t> w;
+    for (int64_t i = 0; i < n; ++i) read(w);
+  }
+
+  at::Tensor extract(const at::Tensor& act, const at::Tensor& toks) const {
+    at::Tensor a = act;
+    if (a.dim() == 4) a = o.hook_head_index ? a.select(2, *o.hook_head_index) : a.flatten(2);
+    const Slice s = python_slice(o.seqpos_slice, a.size(1));
+    a = a.slice(1, s.start, s.stop, s.step);
+    at::Tensor t = toks.slice(1, s.start, s.stop, s.step);
+    a = a.reshape({-1, a.size(-1)});
+    if (!o.exclude_token_ids.empty()) {
+      at::Tensor keep = torch::ones({t.numel()}, torch::kBool);
+      const at::Tensor flat = t.reshape({-1});
+      for (int64_t id : o.exclude_token_ids) keep &= flat.ne(id);
+      a = a.index({keep});
+    }
+    return a.to(at::kFloat).contiguous();
+  }
+
+  ActivationChunk make() {
+    const int64_t B = o.store_batch_size_prompts, T = o.context_size;
+    at::Tensor toks = torch::empty({B, T}, torch::kLong);
+    std::vector<int64_t> w;
+    for (int64_t b = 0; b < B; ++b) {
+      read(w);
+      std::memcpy(toks[b].data_ptr<int64_t>(), w.data(), sizeof(int64_t) * size_t(T));
+    }
+    auto cache = model->run_with_cache(toks.to(model->device()), {o.hook_name});
+    ActivationChunk c;
+    c.rows = extract(cache.at(o.hook_name).to(at::kCPU), toks);
+    c.windows_end = windows;
+    return c;
+  }
+};
+
+struct ActivationsStore::Producer {
+  ChunkMaker maker;
+  bool background = true;
+  size_t cap = 2;
+  std::thread th;
+  std::mutex m;
+  std::condition_variable cv;
+  std::deque<ActivationChunk> q;
+  std::exception_ptr err;
+  bool stopping = false;
+
+  void run() {
+    for (;;) {
+      {
+        std::unique_lock<std::mutex> l(m);
+        cv.wait(l, [&] { return stopping || q.size() < cap; });
+        if (stopping) return;
+      }
+      ActivationChunk c;
+      try {
+        c = maker.make();
+      } catch (...) {
+        std::lock_guard<std::mutex> l(m);
+        err = std::current_exception();
+        cv.notify_all();
+        return;
+      }
+      {
+        std::lock_guard<std::mutex> l(m);
+        q.push_back(std::move(c));
+      }
+      cv.notify_all();
+    }
+  }
+
+  ActivationChunk pop() {
+    if (!background) return maker.make();
+    std::unique_lock<std::mutex> l(m);
+    cv.wait(l, [&] { return !q.empty() || err; });
+    if (!q.empty()) {
+      ActivationChunk c = std::move(q.front());
+      q.pop_front();
+      cv.notify_all();
+      return c;
+    }
+    std::exception_ptr e = err;
+    l.unlock();
+    std::rethrow_exception(e);
+  }
+
+  void stop() {
+    {
+      std::lock_guard<std::mutex> l(m);
+      stopping = true;
+    }
+    cv.notify_all();
+    if (th.joinable()) th.join();
+  }
+};
+
+int64_t ActivationsStore::hook_width(const Transformer& model, const std::string& hook,
+                                     std::optional<int64_t> head) {
+  model.check_hook_name(hook);
+  const auto shape = model.hook_shape(hook, 1, 2);
+  if (shape.size() == 4 && hook.find("pattern") == std::string::npos && hook.find("attn_scores") == std::string::npos) {
+    if (head) {
+      if (*head < 0 || *head >= shape[2])
+        fail("hook_head_index = {}: {} has {} heads", *head, hook, shape[2]);
+      return shape[3];
+    }
+    return shape[2] * shape[3];
+  }
+  if (shape.size() == 3) {
+    if (head) fail("hook_head_index = {}: {} has no head axis (use a per-head hook such as hook_z)", *head, hook);
+    return shape[2];
+  }
+  fail("hook_name = '{}': SAEs train on [batch, pos, d] or per-head [batch, pos, head, d_head] hooks; this one is not",
+       hook);
+}
+
+ActivationsStore::ActivationsStore(std::shared_ptr<const Transformer> model, std::unique_ptr<TokenSource> tokens,
+                                   ActivationsStoreOptions opts)
+    : model_(std::move(model)), tokens_(std::move(tokens)), o_(std::move(opts)) {
+  if (!model_ || !tokens_) fail("activations store: needs a model and a token source");
+  d_in_ = hook_width(*model_, o_.hook_name, o_.hook_head_index);
+  if (o_.context_size > model_->cfg().n_ctx)
+    fail("context_size = {} is longer than model '{}' allows (n_ctx = {})", o_.context_size, o_.model_name,
+         model_->cfg().n_ctx);
+  for (auto [v, k] : {std::pair{o_.n_batches_in_buffer, "n_batches_in_buffer"},
+                      std::pair{o_.store_batch_size_prompts, "store_batch_size_prompts"},
+                      std::pair{o_.train_batch_size_tokens, "train_batch_size_tokens"}})
+    if (v <= 0) fail("{}: expected a positive integer, got {}", k, v);
+  (void)python_slice(o_.seqpos_slice, o_.context_size);  // validates
+  capacity_ = o_.n_batches_in_buffer * o_.store_batch_size_prompts * o_.context_size;
+  if (capacity_ < o_.train_batch_size_tokens)
+    fail("the mixing buffer (n_batches_in_buffer × store_batch_size_prompts × context_size = {} tokens) is smaller "
+         "than train_batch_size_tokens = {}; raise n_batches_in_buffer", capacity_, o_.train_batch_size_tokens);
+}
+
+ActivationsStore::~ActivationsStore() { stop(); }
+
+void ActivationsStore::start() {
+  if (producer_) return;
+  producer_ = std::make_unique<Producer>();
+  producer_->maker.model = model_;
+  producer_->maker.tokens = tokens_;
+  producer_->maker.o = o_;
+  producer_->background = o_.background;
+  producer_->cap = size_t(std::max(1, o_.queue_chunks));
+  // The skip runs here, on the caller's thread, so its errors surface directly.
+  producer_->maker.skip(start_windows_);
+  if (o_.background) producer_->th = std::thread([p = producer_.get()] { p->run(); });
+}
+
+void ActivationsStore::stop() {
+  if (!producer_) return;
+  producer_->stop();
+  producer_.reset();
+}
+
+ActivationChunk ActivationsStore::pop() {
+  start();
+  try {
+    ActivationChunk c = producer_->pop();
+    windows_consumed_ = c.windows_end;
+    return c;
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw Error(fmt::format("activations of model '{}' at {} on dataset '{}': {}", o_.model_name, o_.hook_name,
+                            o_.dataset_name, e.what()));
+  }
+}
+
+ActivationChunk ActivationsStore::next_chunk() { return pop(); }
+
+void ActivationsStore::skip_windows(int64_t windows) {
+  if (producer_) fail("activations store: skip_windows after reading started");
+  start_windows_ = windows;
+  windows_consumed_ = windows;
+}
+
+int64_t ActivationsStore::dataset_restarts() const { return producer_ ? producer_->maker.restarts.load() : 0; }
+
+int64_t ActivationsStore::buffer_numel() const { return buffer_.defined() ? buffer_.numel() : 0; }
+
+void ActivationsStore::refill() {
+  std::vector<at::Tensor> parts;
+  int64_t count = 0;
+  if (buffer_.defined() && buffer_.size(0) > 0) {
+    parts.push_back(buffer_);
+    count = buffer_.size(0);
+  }
+  int empty_chunks = 0;
+  while (count < capacity_) {
+    if (pending_.defined() && pending_.size(0) > 0) {
+      const int64_t take = std::min(pending_.size(0), capacity_ - count);
+      parts.push_back(pending_.slice(0, 0, take));
+      pending_ = pending_.slice(0, take);
+      count += take;
+      continue;
+    }
+    pending_ = pop().rows;
+    if (pending_.size(0) == 0 && ++empty_chunks > 1000)
+      fail("dataset '{}': 1000 batches in a row gave no activations (all positions excluded or sliced away)",
+           o_.dataset_name);
+  }
+  at::Tensor all = parts.size() == 1 ? parts[0] : torch::cat(parts, 0);
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(o_.seed * 1000003ULL + uint64_t(refills_));
+  at::Tensor perm = at::randperm(all.size(0), gen, at::TensorOptions().dtype(at::kLong));
+  buffer_ = all.index_select(0, perm);
+  ++refills_;
+  max_numel_ = std::max(max_numel_, buffer_.numel());
+}
+
+void ActivationsStore::fill_buffer() {
+  if (!buffer_.defined()) refill();
+}
+
+at::Tensor ActivationsStore::next_batch(int64_t n) {
+  std::vector<at::Tensor> parts;
+  int64_t left = n;
+  while (left > 0) {
+    if (!buffer_.defined() || buffer_.size(0) < std::max<int64_t>(capacity_ / 2, 1)) refill();
+    const int64_t take = std::min(left, buffer_.size(0));
+    parts.push_back(buffer_.slice(0, 0, take));
+    buffer_ = buffer_.slice(0, take);
+    left -= take;
+  }
+  return (parts.size() == 1 ? parts[0].clone() : torch::cat(parts, 0)).contiguous();
+}
+
+json ActivationsStore::state() const { return json{{"windows", windows_consumed_}, {"refills", refills_}}; }
+
+void ActivationsStore::load_state(const json& s) {
+  const int64_t w = get_field<int64_t>(s, "windows", "activations store state");
+  const int64_t r = get_field<int64_t>(s, "refills", "activations store state");
+  stop();
+  tokens_->restart();
+  buffer_ = at::Tensor();
+  pending_ = at::Tensor();
+  refills_ = r;
+  start_windows_ = w;
+  windows_consumed_ = w;
+}
+
+std::string ActivationsStore::describe() const {
+  return fmt::format("model {} at {} on {}: d_in={}, mixing buffer {} tokens", o_.model_name, o_.hook_name,
+                     tokens_->describe(), d_in_, capacity_);
+}
+
+}  // namespace saelab

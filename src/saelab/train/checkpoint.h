@@ -1,0 +1,33 @@
+// Checkpoint directories: <run>/checkpoints/<n_training_tokens>/ holds the SAE in SAELens's format
+// (cfg.json, sae_weights.safetensors, sparsity.safetensors) plus the trainer state needed to resume
+// bit-for-bit: trainer_state.safetensors (raw training parameters, buffers, Adam moments,
+// dead-latent counters, RNG state) and trainer_state.json (step, tokens, Adam step count,
+// activation scale, data-source position). The whole directory is written under a temporary name
+// and renamed into place, so a killed run never leaves a half checkpoint under a final name.
+#pragma once
+#include <ATen/core/Tensor.h>
+
+#include <map>
+#include <optional>
+#include <string>
+
+#include "saelab/core/json.h"
+
+namespace saelab {
+
+class Sae;
+
+struct CheckpointData {
+  std::map<std::string, at::Tensor> tensors;  // trainer_state.safetensors
+  json state = json::object();                // trainer_state.json
+};
+
+// Writes dir atomically (a sibling temporary directory, then rename_dir_atomic).
+void write_checkpoint(const std::string& dir, const Sae& sae, const at::Tensor& log10_sparsity,
+                      const CheckpointData& data);
+// Reads trainer_state.{json,safetensors} from a checkpoint directory; errors name the file.
+CheckpointData read_checkpoint(const std::string& dir);
+// The checkpoint directory with the most tokens under <run_dir>/checkpoints, or "" if none.
+std::string latest_checkpoint(const std::string& run_dir);
+
+}  // namespace saelab

@@ -1,0 +1,275 @@
+// The training loop (see trainer.h): construction, initialisation, one step, checkpoints and the
+// run as a whole. Logging, resampling and the final evaluation live in trainer_metrics.cpp.
+#include "saelab/train/trainer.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+
+#include "saelab/core/error.h"
+#include "saelab/core/io.h"
+#include "saelab/log/metrics_logger.h"
+#include "saelab/log/progress.h"
+#include "saelab/train/checkpoint.h"
+#include "saelab/train/init.h"
+
+namespace saelab {
+
+Trainer::Trainer(RunnerConfig cfg, std::unique_ptr<ActivationSource> source, TrainerOptions opts)
+    : cfg_(std::move(cfg)),
+      source_(std::move(source)),
+      opts_(std::move(opts)),
+      adam_(cfg_.adam_beta1, cfg_.adam_beta2),
+      gen_(at::detail::createCPUGenerator(static_cast<uint64_t>(cfg_.seed))) {
+  if (!source_) fail("trainer: no activation source");
+  if (source_->d_in() != cfg_.d_in)
+    fail("d_in: the config says {} but the activation source gives rows of {} ({})", cfg_.d_in,
+         source_->d_in(), source_->describe());
+  if (cfg_.steps() < 1)
+    fail("training_tokens: expected at least one batch of train_batch_size_tokens={}, got {}",
+         cfg_.train_batch_size_tokens, cfg_.training_tokens);
+  sae_ = make_training_sae(training_sae_config(cfg_));
+  schedule_.name = cfg_.lr_scheduler_name;
+  schedule_.lr = cfg_.lr;
+  schedule_.steps = cfg_.steps();
+  schedule_.warm_up_steps = cfg_.lr_warm_up_steps;
+  schedule_.decay_steps = cfg_.lr_decay_steps;
+  schedule_.lr_end = cfg_.resolved_lr_end();
+  schedule_.n_restart_cycles = cfg_.n_restart_cycles;
+  schedule_.validate();
+  const int64_t d_sae = sae_->cfg().d_sae;
+  since_fired_ = torch::zeros({d_sae}, torch::kInt64);
+  window_fires_ = torch::zeros({d_sae}, torch::kFloat64);
+  for (int64_t i = 1; i <= cfg_.n_checkpoints; ++i) {
+    int64_t s = i * cfg_.steps() / cfg_.n_checkpoints;
+    if (s > 0) checkpoint_steps_.insert(s);
+  }
+}
+
+Trainer::~Trainer() = default;
+
+SaeConfig inference_sae_config(const RunnerConfig& cfg) {
+  SaeConfig c = to_sae_config(cfg);
+  // The trainer folds the dataset-wide scale into the weights, so the saved SAE does not scale.
+  if (c.normalize_activations == "expected_average_only_in") c.normalize_activations = "none";
+  return c;
+}
+
+std::unique_ptr<Sae> Trainer::inference_sae() const {
+  return sae_->to_inference(inference_sae_config(cfg_), scale_);
+}
+
+// Run-time normalisation of a raw batch into the space the SAE trains in.
+static at::Tensor normalize_batch(const at::Tensor& x, const std::string& mode, double scale) {
+  if (mode == "expected_average_only_in") return x * scale;
+  if (mode == "constant_norm_rescale")
+    return x * (std::sqrt(static_cast<double>(x.size(1))) / x.norm(2, {-1}, true));
+  if (mode == "layer_norm") {
+    auto centred = x - x.mean({-1}, true);
+    return centred / (centred.std({-1}, /*unbiased=*/true, /*keepdim=*/true) + 1e-5);
+  }
+  return x;
+}
+
+void Trainer::initialize() {
+  init_sae_weights(*sae_, sae_init_options(cfg_), gen_);
+  const bool scale = cfg_.normalize_activations == "expected_average_only_in";
+  if (cfg_.b_dec_init_method != "zeros" || scale) {
+    // SAELens estimates both from the first buffer; we draw a dedicated sample of >= 8192 rows.
+    auto sample = source_->next_batch(std::max<int64_t>(cfg_.train_batch_size_tokens, 8192));
+    if (scale) scale_ = estimate_norm_scaling_factor(sample);
+    init_b_dec(*sae_, cfg_.b_dec_init_method, normalize_batch(sample, cfg_.normalize_activations, scale_));
+  } else {
+    init_b_dec(*sae_, "zeros", at::Tensor());
+  }
+  initialized_ = true;
+}
+
+at::Tensor Trainer::next_batch() {
+  const int64_t n = cfg_.train_batch_size_tokens;
+  auto x = source_->next_batch(n);
+  if (x.dim() != 2 || x.size(0) != n || x.size(1) != cfg_.d_in)
+    fail("activation source ({}): expected a batch [{}, {}]", source_->describe(), n, cfg_.d_in);
+  return normalize_batch(x.to(torch::kFloat32), cfg_.normalize_activations, scale_);
+}
+
+at::Tensor Trainer::dead_mask() const { return since_fired_ > cfg_.dead_feature_window; }
+
+void Trainer::update_firing_stats(const at::Tensor& feature_acts) {
+  auto fired = feature_acts > 0;
+  window_fires_ += fired.sum(0).to(torch::kFloat64);
+  window_tokens_ += feature_acts.size(0);
+  since_fired_ += 1;
+  since_fired_.masked_fill_(fired.any(0), 0);
+  last_l0_ = fired.sum(1).to(torch::kFloat64).mean().item<double>();
+}
+
+void Trainer::train_step() {
+  auto x = next_batch();
+  StepContext ctx;
+  ctx.l1_coefficient = coefficient_at(cfg_.l1_coefficient, cfg_.l1_warm_up_steps, step_);
+  ctx.l0_coefficient = coefficient_at(cfg_.l0_coefficient, cfg_.l0_warm_up_steps, step_);
+  ctx.dead_mask = dead_mask();
+  auto out = sae_->forward_backward(x, ctx);
+  if (!std::isfinite(out.loss))
+    fail("loss is {} at step {}; last good checkpoint: {}", std::isnan(out.loss) ? "nan" : "inf",
+         step_ + 1, last_checkpoint_.empty() ? "none" : last_checkpoint_);
+  update_firing_stats(out.feature_acts);
+  last_out_mse_ = out.losses["mse_loss"];
+  if (cfg_.normalize_sae_decoder) remove_gradient_parallel_to_decoder_directions(*sae_);
+  clip_grad_norm(sae_->grads(), 1.0);
+  const double lr = schedule_.at(step_);
+  adam_.step(sae_->params(), sae_->grads(), lr);
+  if (cfg_.normalize_sae_decoder) set_decoder_norm_to_unit_norm(*sae_);
+  sae_->after_step(out);
+  ++step_;
+  n_tokens_ += cfg_.train_batch_size_tokens;
+
+  if (cfg_.wandb_log_frequency > 0 && step_ % cfg_.wandb_log_frequency == 0)
+    log_step(x, out, lr, cfg_.architecture == "jumprelu" ? ctx.l0_coefficient : ctx.l1_coefficient);
+  if (cfg_.feature_sampling_window > 0 && step_ % cfg_.feature_sampling_window == 0)
+    log_density_and_resample(x);
+  if (progress_) {
+    ProgressStats ps;
+    ps.mse = out.losses["mse_loss"];
+    ps.l0 = last_l0_;
+    ps.dead = dead_mask().sum().item<int64_t>();
+    progress_->update(n_tokens_, ps);
+  }
+  if (checkpoint_steps_.count(step_)) save_checkpoint();
+}
+
+std::string Trainer::save_checkpoint() {
+  CheckpointData d;
+  for (const auto& [name, t] : sae_->params()) d.tensors["param." + name] = t;
+  for (const auto& [name, t] : sae_->buffers()) d.tensors["buffer." + name] = t;
+  adam_.save(d.tensors, d.state);
+  d.tensors["since_fired"] = since_fired_;
+  d.tensors["window_fires"] = window_fires_;
+  if (last_window_log10_.defined()) d.tensors["last_window_log10_density"] = last_window_log10_;
+  d.tensors["rng_state"] = gen_.get_state();
+  d.state["saelab_trainer_state_version"] = 1;
+  d.state["architecture"] = cfg_.architecture;
+  d.state["d_sae"] = sae_->cfg().d_sae;
+  d.state["step"] = step_;
+  d.state["n_training_tokens"] = n_tokens_;
+  d.state["activation_scale"] = scale_;
+  d.state["window_tokens"] = window_tokens_;
+  d.state["source_state"] = source_->state();
+  std::string dir = opts_.run_dir + "/checkpoints/" + std::to_string(n_tokens_);
+  write_checkpoint(dir, *inference_sae(), sparsity_for_save(), d);
+  last_checkpoint_ = dir;
+  return dir;
+}
+
+void Trainer::resume_from(const std::string& dir) {
+  auto d = read_checkpoint(dir);
+  const std::string where = dir + "/trainer_state.json";
+  auto arch = get_field<std::string>(d.state, "architecture", where);
+  auto d_sae = get_field<int64_t>(d.state, "d_sae", where);
+  if (arch != cfg_.architecture || d_sae != sae_->cfg().d_sae)
+    fail("{}: checkpoint is a {} SAE with d_sae={}, but the config asks for {} with d_sae={}", where,
+         arch, d_sae, cfg_.architecture, sae_->cfg().d_sae);
+  auto take = [&](const std::string& key, const at::Tensor& like) {
+    auto it = d.tensors.find(key);
+    if (it == d.tensors.end()) fail("{}/trainer_state.safetensors: missing tensor '{}'", dir, key);
+    if (like.defined() && it->second.sizes() != like.sizes())
+      fail("{}/trainer_state.safetensors: tensor '{}' has the wrong shape", dir, key);
+    return it->second.clone();
+  };
+  for (auto& [name, t] : sae_->params()) t = take("param." + name, t).to(torch::kFloat32);
+  for (auto& [name, t] : sae_->buffers()) t = take("buffer." + name, t).to(t.scalar_type());
+  adam_.load(d.tensors, d.state);
+  since_fired_ = take("since_fired", since_fired_).to(torch::kInt64);
+  window_fires_ = take("window_fires", window_fires_).to(torch::kFloat64);
+  if (d.tensors.count("last_window_log10_density"))
+    last_window_log10_ = take("last_window_log10_density", at::Tensor());
+  gen_.set_state(take("rng_state", at::Tensor()));
+  step_ = get_field<int64_t>(d.state, "step", where);
+  n_tokens_ = get_field<int64_t>(d.state, "n_training_tokens", where);
+  scale_ = get_field<double>(d.state, "activation_scale", where);
+  window_tokens_ = get_field<int64_t>(d.state, "window_tokens", where);
+  if (!d.state.contains("source_state")) fail("{}: missing 'source_state'", where);
+  source_->load_state(d.state["source_state"]);
+  initialized_ = true;
+  resumed_ = true;
+  last_checkpoint_ = dir;
+}
+
+TrainSummary Trainer::run() {
+  auto t0 = std::chrono::steady_clock::now();
+  make_dirs(opts_.run_dir);
+  if (!path_exists(opts_.run_dir + "/config.toml"))
+    write_file_atomic(opts_.run_dir + "/config.toml", to_toml(cfg_));
+  if (opts_.log_files) {
+    MetricsLoggerOptions lo;
+    lo.resume_step = resumed_ ? step_ : -1;
+    logger_ = std::make_unique<MetricsLogger>(opts_.run_dir, lo);
+  }
+  const int64_t steps = cfg_.steps();
+  if (opts_.progress) {
+    ProgressOptions po;
+    po.total_tokens = steps * cfg_.train_batch_size_tokens;
+    po.quiet = opts_.quiet;
+    progress_ = std::make_unique<ConsoleProgress>(po);
+    progress_->set_start_tokens(n_tokens_);
+  }
+  if (!initialized_) initialize();
+
+  TrainSummary s;
+  s.run_dir = opts_.run_dir;
+  s.architecture = cfg_.architecture;
+  while (step_ < steps) {
+    if (opts_.stop_signal && opts_.stop_signal->load() != 0) {
+      s.stop_signal = opts_.stop_signal->load();
+      break;
+    }
+    train_step();
+  }
+  if (logger_) logger_->flush();
+  if (s.stop_signal != 0) {
+    if (last_checkpoint_.empty() || last_checkpoint_ != opts_.run_dir + "/checkpoints/" + std::to_string(n_tokens_))
+      save_checkpoint();
+    if (progress_) progress_->message("stopped by signal " + std::to_string(s.stop_signal) +
+                                      "; checkpoint: " + last_checkpoint_);
+  } else {
+    if (progress_) {
+      ProgressStats ps;
+      ps.mse = last_out_mse_;
+      ps.l0 = last_l0_;
+      ps.dead = dead_mask().sum().item<int64_t>();
+      progress_->finish(n_tokens_, ps);
+    }
+    s.final_dir = opts_.run_dir + "/final";
+    std::string tmp = opts_.run_dir + "/.final.tmp";
+    make_dirs(tmp);
+    save_sae(*inference_sae(), tmp, sparsity_for_save());
+    rename_dir_atomic(tmp, s.final_dir);
+    s.completed = true;
+    s.eval = final_eval();
+  }
+  s.last_checkpoint = last_checkpoint_;
+  s.steps = step_;
+  s.n_training_tokens = n_tokens_;
+  s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return s;
+}
+
+json TrainSummary::to_json() const {
+  json j = {{"run_dir", run_dir},
+            {"final_dir", final_dir},
+            {"last_checkpoint", last_checkpoint},
+            {"architecture", architecture},
+            {"steps", steps},
+            {"n_training_tokens", n_training_tokens},
+            {"completed", completed},
+            {"stop_signal", stop_signal},
+            {"seconds", seconds}};
+  for (const auto& [k, v] : eval.items()) j[k] = v;
+  return j;
+}
+
+}  // namespace saelab

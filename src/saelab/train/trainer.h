@@ -1,0 +1,119 @@
+// Trainer: SAELens's training loop (sae_trainer.py) for every architecture of training_sae.h.
+// One step: next batch (scaled when normalize_activations asks) → forward_backward → NaN check →
+// firing statistics → parallel-gradient removal (normalize_sae_decoder) → clip to norm 1.0 →
+// Adam with the scheduled lr → unit decoder rows → architecture after_step (batchtopk threshold).
+// Around it: logging every wandb_log_frequency steps (REFERENCE §4 names), density statistics,
+// histogram and optional resampling every feature_sampling_window steps, n_checkpoints evenly
+// spaced checkpoints, a checkpoint-and-stop on SIGINT/SIGTERM, and the final SAE in <run>/final/.
+#pragma once
+#include <ATen/core/Generator.h>
+#include <ATen/core/Tensor.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+
+#include "saelab/core/json.h"
+#include "saelab/data/activation_source.h"
+#include "saelab/train/adam.h"
+#include "saelab/train/config.h"
+#include "saelab/train/schedules.h"
+#include "saelab/train/training_sae.h"
+
+namespace saelab {
+
+class MetricsLogger;
+class ConsoleProgress;
+
+struct TrainerOptions {
+  std::string run_dir;                               // everything the run writes goes here
+  const std::atomic<int>* stop_signal = nullptr;     // nonzero: checkpoint at end of step, stop
+  bool quiet = false;                                // progress and messages to stderr (--json)
+  bool progress = true;                              // console progress bar / lines
+  bool log_files = true;                             // metrics.jsonl + TensorBoard
+  int64_t summary_eval_batches = 8;                  // held-out batches for the final summary
+};
+
+struct TrainSummary {
+  std::string run_dir, final_dir, last_checkpoint;
+  std::string architecture;
+  int64_t steps = 0, n_training_tokens = 0;
+  bool completed = false;   // false when stopped by a signal
+  int stop_signal = 0;      // the signal that stopped it (0 = none)
+  double seconds = 0;
+  json eval = json::object();  // explained_variance, mse, l0, dead, dense, mmcs, ...
+  json to_json() const;
+};
+
+class Trainer {
+ public:
+  Trainer(RunnerConfig cfg, std::unique_ptr<ActivationSource> source, TrainerOptions opts);
+  ~Trainer();
+
+  // Restores the state saved in a checkpoint directory (call before run()).
+  void resume_from(const std::string& checkpoint_dir);
+  // Trains to cfg.steps() (or until stopped) and writes final/; returns the summary.
+  TrainSummary run();
+
+  TrainingSae& sae() { return *sae_; }
+  int64_t step() const { return step_; }
+  double activation_scale() const { return scale_; }
+  // The current SAE in SAELens's inference layout, activation scale folded in.
+  std::unique_ptr<Sae> inference_sae() const;
+  // Writes a checkpoint for the current state; returns its directory.
+  std::string save_checkpoint();
+
+ private:
+  void initialize();
+  at::Tensor next_batch();
+  void train_step();
+  void update_firing_stats(const at::Tensor& feature_acts);
+  void log_step(const at::Tensor& x, const TrainStepOutput& out, double lr, double coefficient);
+  void log_density_and_resample(const at::Tensor& x);
+  void resample_dead_latents(const at::Tensor& dead, const at::Tensor& x);
+  // log10(density + 1e-10) of the current sampling window, or of the last complete one when the
+  // current window is empty (what sparsity.safetensors holds).
+  at::Tensor sparsity_for_save() const;
+  at::Tensor dead_mask() const;
+  json final_eval();
+
+  RunnerConfig cfg_;
+  std::unique_ptr<ActivationSource> source_;
+  TrainerOptions opts_;
+  std::unique_ptr<TrainingSae> sae_;
+  Adam adam_;
+  LrSchedule schedule_;
+  at::Generator gen_;
+  std::unique_ptr<MetricsLogger> logger_;
+  std::unique_ptr<ConsoleProgress> progress_;
+  std::set<int64_t> checkpoint_steps_;
+
+  bool initialized_ = false;
+  int64_t step_ = 0;
+  int64_t n_tokens_ = 0;
+  double scale_ = 1.0;
+  at::Tensor since_fired_;   // int64 [d_sae]: steps since each latent last fired
+  at::Tensor window_fires_;  // float64 [d_sae]: tokens each latent fired on in this sampling window
+  int64_t window_tokens_ = 0;
+  at::Tensor last_window_log10_;  // float32 [d_sae]: the last complete window's log10 density
+  std::string last_checkpoint_;
+  bool resumed_ = false;
+  double last_out_mse_ = 0.0;
+  double last_l0_ = 0.0;
+};
+
+// The SAELens cfg.json fields for the run (model/hook/dataset metadata), normalisation folded.
+SaeConfig inference_sae_config(const RunnerConfig& cfg);
+
+// Mean over true features of the best cosine with any decoder row (MMCS), and the fraction of
+// true features whose best cosine exceeds 0.9.
+struct FeatureRecovery {
+  double mmcs = 0;
+  double features_recovered = 0;
+};
+FeatureRecovery feature_recovery(const at::Tensor& true_features, const at::Tensor& W_dec);
+
+}  // namespace saelab

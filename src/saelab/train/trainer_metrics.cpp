@@ -1,0 +1,147 @@
+// What the trainer measures and logs (REFERENCE §4 names), the resampling of dead latents
+// (Anthropic 2023, REFERENCE §2) and the held-out evaluation behind the end-of-run summary.
+#include <torch/torch.h>
+
+#include <cmath>
+
+#include "saelab/core/error.h"
+#include "saelab/eval/density.h"
+#include "saelab/eval/metrics.h"
+#include "saelab/log/metrics_logger.h"
+#include "saelab/train/trainer.h"
+
+namespace saelab {
+
+FeatureRecovery feature_recovery(const at::Tensor& true_features, const at::Tensor& W_dec) {
+  torch::NoGradGuard ng;
+  auto t = true_features.to(torch::kFloat64);
+  auto w = W_dec.to(torch::kFloat64);
+  t = t / t.norm(2, {1}, true).clamp_min(1e-12);
+  w = w / w.norm(2, {1}, true).clamp_min(1e-12);
+  auto best = std::get<0>(t.mm(w.t()).max(1));  // [n_features]
+  FeatureRecovery r;
+  r.mmcs = best.mean().item<double>();
+  r.features_recovered = (best > 0.9).to(torch::kFloat64).mean().item<double>();
+  return r;
+}
+
+at::Tensor Trainer::sparsity_for_save() const {
+  if (window_tokens_ > 0) return log10_density(window_fires_, window_tokens_);
+  if (last_window_log10_.defined()) return last_window_log10_;
+  return at::Tensor();
+}
+
+void Trainer::log_step(const at::Tensor& x, const TrainStepOutput& out, double lr, double coefficient) {
+  if (!logger_) return;
+  torch::NoGradGuard ng;
+  std::map<std::string, double> m;
+  m["losses/overall_loss"] = out.loss;
+  for (const auto& [k, v] : out.losses) m["losses/" + k] = v;
+  auto xd = x.to(torch::kFloat64);
+  auto resid = (xd - out.sae_out.to(torch::kFloat64)).pow(2).sum();
+  auto var = (xd - xd.mean(0, true)).pow(2).sum();
+  m["metrics/explained_variance"] = 1.0 - (resid / var).item<double>();
+  m["metrics/l0"] = last_l0_;
+  m["sparsity/mean_passes_since_fired"] = since_fired_.to(torch::kFloat64).mean().item<double>();
+  m["sparsity/dead_features"] = static_cast<double>(dead_mask().sum().item<int64_t>());
+  m["details/current_learning_rate"] = lr;
+  m["details/current_l1_coefficient"] = coefficient;
+  m["details/n_training_tokens"] = static_cast<double>(n_tokens_);
+  if (sae_->buffers().count("topk_threshold"))
+    m["details/topk_threshold"] = sae_->buffers().at("topk_threshold").item<double>();
+  if (auto truth = source_->true_features()) {
+    auto r = feature_recovery(*truth, sae_->params().at("W_dec"));
+    m["metrics/mmcs"] = r.mmcs;
+    m["metrics/features_recovered"] = r.features_recovered;
+  }
+  logger_->log_scalars(step_, m);
+}
+
+void Trainer::log_density_and_resample(const at::Tensor& x) {
+  if (window_tokens_ == 0) return;
+  auto log10 = log10_density(window_fires_, window_tokens_);
+  auto ds = summarize_fire_counts(window_fires_, window_tokens_);
+  std::map<std::string, double> m;
+  m["metrics/mean_log10_feature_sparsity"] = ds.mean_log10;
+  m["sparsity/below_1e-5"] = static_cast<double>(ds.below_1e5);
+  m["sparsity/below_1e-6"] = static_cast<double>(ds.below_1e6);
+  m["sparsity/dense_features"] = static_cast<double>(ds.dense);
+  // Never on the last step: the final SAE would be saved with freshly re-initialised latents.
+  if (cfg_.resample_dead_latents && step_ < cfg_.steps()) {
+    auto freq = window_fires_ / static_cast<double>(window_tokens_);
+    auto dead = freq < cfg_.dead_feature_threshold;
+    int64_t n = dead.sum().item<int64_t>();
+    if (n > 0) resample_dead_latents(dead, x);
+    m["sparsity/resampled_features"] = static_cast<double>(n);
+  }
+  if (logger_) {
+    logger_->log_scalars(step_, m);
+    logger_->log_histogram(step_, "plots/feature_density_line_chart", log10);
+  }
+  last_window_log10_ = log10;
+  window_fires_.zero_();
+  window_tokens_ = 0;
+}
+
+void Trainer::resample_dead_latents(const at::Tensor& dead, const at::Tensor& x) {
+  torch::NoGradGuard ng;
+  auto idx = dead.nonzero().squeeze(1);
+  const int64_t n = idx.numel();
+  // Inputs are drawn with probability ∝ (their squared reconstruction error)².
+  auto x_hat = sae_->decode(sae_->encode(x));
+  auto loss = (x - x_hat).to(torch::kFloat64).pow(2).sum(1);
+  auto weights = loss.pow(2);
+  if (!(weights.sum().item<double>() > 0)) weights = torch::ones_like(weights);
+  auto pick = torch::multinomial(weights, n, /*replacement=*/true, gen_);
+  auto dirs = x.index_select(0, pick);
+  dirs = dirs / dirs.norm(2, {1}, true).clamp_min(1e-12);
+  auto& p = sae_->params();
+  auto enc_norms = p["W_enc"].norm(2, {0});
+  auto alive = dead.logical_not();
+  double mean_alive = alive.any().item<bool>() ? enc_norms.masked_select(alive).mean().item<double>() : 1.0;
+  p["W_dec"].index_copy_(0, idx, dirs);
+  p["W_enc"].index_copy_(1, idx, (dirs * (0.2 * mean_alive)).t().contiguous());
+  adam_.reset_moments("W_dec", 0, idx);
+  adam_.reset_moments("W_enc", 1, idx);
+  for (const char* name : {"b_enc", "b_gate", "b_mag", "r_mag"}) {
+    auto it = p.find(name);
+    if (it == p.end()) continue;
+    it->second.index_fill_(0, idx, 0.0);
+    adam_.reset_moments(name, 0, idx);
+  }
+  if (p.count("log_threshold")) adam_.reset_moments("log_threshold", 0, idx);
+  since_fired_.index_fill_(0, idx, 0);
+}
+
+json Trainer::final_eval() {
+  json e = json::object();
+  if (opts_.summary_eval_batches <= 0) return e;
+  torch::NoGradGuard ng;
+  auto sae = inference_sae();
+  try {
+    ReconstructionStats stats;
+    for (int64_t i = 0; i < opts_.summary_eval_batches; ++i) {
+      auto x = source_->next_batch(cfg_.train_batch_size_tokens).to(torch::kFloat32);
+      auto fwd = sae->forward(x);
+      stats.add(x, fwd.reconstruction, fwd.acts_post);
+    }
+    auto m = stats.metrics();
+    auto ds = summarize_fire_counts(stats.fire_counts(), stats.n_tokens());
+    e["metrics/explained_variance"] = m["reconstruction_quality/explained_variance"];
+    e["reconstruction_quality/mse"] = m["reconstruction_quality/mse"];
+    e["metrics/l0"] = m["sparsity/l0"];
+    e["sparsity/dead_features"] = ds.dead;
+    e["sparsity/dense_features"] = ds.dense;
+    e["n_eval_tokens"] = stats.n_tokens();
+  } catch (const Error& err) {
+    e["eval_error"] = err.what();
+  }
+  if (auto truth = source_->true_features()) {
+    auto r = feature_recovery(*truth, sae->param("W_dec"));
+    e["metrics/mmcs"] = r.mmcs;
+    e["metrics/features_recovered"] = r.features_recovered;
+  }
+  return e;
+}
+
+}  // namespace saelab
