@@ -10,7 +10,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libpcre2-dev libzip-dev zlib1g-dev
   clang libclang-rt-dev protobuf-compiler
-  python3-torch python3-numpy python3-sentencepiece nodejs npm
+  python3-torch python3-numpy python3-sentencepiece
 )
 
 missing=()
@@ -19,6 +19,9 @@ for p in "${PACKAGES[@]}"; do
     missing+=("$p")
   fi
 done
+# node and npm (the GPT-2 tokenizer test's reference encoder) may come from outside Debian, whose
+# npm then conflicts with the installed node: install Debian's only when there is no npm at all.
+if ! command -v npm >/dev/null 2>&1; then missing+=(nodejs npm); fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "saelab setup: installing ${missing[*]}"
   if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
