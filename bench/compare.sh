@@ -7,6 +7,8 @@
 #   4. a table: arch, shape, reference tokens/s, saelab tokens/s, ratio, GFLOP/s, fraction of sgemm.
 # usage: bench/compare.sh [--grid "512x8192 2304x32768 ..."] [--archs "standard topk ..."]
 #                         [--batch 4096] [--steps 3] [--k 32] [--sgemm-n 4096] [--out results.json]
+#                         [--device cuda]   (GPU: both sides on it; the reference is then
+#                                            bench/pytorch_eager_more.py for every architecture)
 # Defaults: the full grid (d_in ∈ {512, 2304} × d_sae ∈ {8192, 32768}), all five archs.
 # Env: SAELAB (the binary, default build/saelab), SAELAB_SHARED (default ../shared), PYTHON.
 set -euo pipefail
@@ -16,7 +18,7 @@ SHARED="${SAELAB_SHARED:-$root/../shared}"
 PYTHON="${PYTHON:-/usr/bin/python3}"
 grid="512x8192 512x32768 2304x8192 2304x32768"
 archs="standard gated jumprelu topk batchtopk"
-batch=4096 steps=3 k=32 sgemm_n=4096 out=""
+batch=4096 steps=3 k=32 sgemm_n=4096 out="" device=cpu
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --grid) grid="$2"; shift 2 ;;
@@ -26,7 +28,8 @@ while [[ $# -gt 0 ]]; do
     --k) k="$2"; shift 2 ;;
     --sgemm-n) sgemm_n="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
-    -h|--help) sed -n 2,12p "$0"; exit 0 ;;
+    --device) device="$2"; shift 2 ;;
+    -h|--help) sed -n 2,13p "$0"; exit 0 ;;
     *) echo "compare.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -36,12 +39,13 @@ ref="$SHARED/bench/pytorch_eager_step.py"
 
 tmp="$(mktemp -d)"; trap 'rm -rf "$tmp"' EXIT
 echo "# sgemm ${sgemm_n}²" >&2
-"$SAELAB" bench --json --sgemm-n "$sgemm_n" --arch "" > "$tmp/sgemm.json"
+"$SAELAB" bench --json --device "$device" --sgemm-n "$sgemm_n" --arch "" > "$tmp/sgemm.json"
+export SAELAB_BENCH_DEVICE="$device"
 for shape in $grid; do
   d_in="${shape%x*}"; d_sae="${shape#*x}"
   std_archs=() more_archs=()
   for a in $archs; do
-    case "$a" in standard|topk) std_archs+=("$a") ;; *) more_archs+=("$a") ;; esac
+    case "$device:$a" in cpu:standard|cpu:topk) std_archs+=("$a") ;; *) more_archs+=("$a") ;; esac
   done
   echo "# reference $shape" >&2
   if [[ ${#std_archs[@]} -gt 0 ]]; then
@@ -53,7 +57,7 @@ for shape in $grid; do
   fi
   for a in $archs; do
     echo "# saelab $a $shape" >&2
-    "$SAELAB" bench --json --sgemm-n 0 --arch "$a" --d-in "$d_in" --d-sae "$d_sae" --batch "$batch" \
+    "$SAELAB" bench --json --device "$device" --sgemm-n 0 --arch "$a" --d-in "$d_in" --d-sae "$d_sae" --batch "$batch" \
       --steps "$steps" --k "$k" >> "$tmp/saelab.jsonl"
   done
 done
@@ -73,7 +77,7 @@ for line in open(f"{tmp}/saelab.jsonl"):
         r["reference_tokens_per_s"] = ref.get((r["arch"], r["d_in"], r["d_sae"]))
         r["sgemm_fraction"] = r["gflops"] / rate
         rows.append(r)
-print(f"sgemm {sgemm['sgemm_n']}² float32: {rate:.1f} GFLOP/s, {sgemm['threads']} threads, LibTorch {sgemm['libtorch']}")
+print(f"sgemm {sgemm['sgemm_n']}² float32: {rate:.1f} GFLOP/s on {sgemm.get('device', 'cpu')}, {sgemm['threads']} threads, LibTorch {sgemm['libtorch']}")
 print()
 print("| arch | d_in × d_sae, batch | reference tok/s | saelab tok/s | ratio | saelab GFLOP/s | of sgemm | peak RSS MiB (budget) |")
 print("|---|---|---:|---:|---:|---:|---:|---:|")

@@ -141,6 +141,11 @@ print(json.dumps({
     'sparsity/dense_features': int((dens > 1e-2).sum()),
     'sparsity/below_1e-5': int((dens < 1e-5).sum()),
     'sparsity/below_1e-6': int((dens < 1e-6).sum()),
+    # 50 equal bins of log10(density + 1e-10) over [-10, 0]; numpy's last bin is closed, as saelab's.
+    'plots/feature_density_line_chart': {
+        'value': 'log10(feature density + 1e-10)',
+        'bin_edges': np.linspace(-10.0, 0.0, 51).tolist(),
+        'counts': np.histogram(np.log10(dens + 1e-10), bins=np.linspace(-10.0, 0.0, 51))[0].astype(int).tolist()},
 }))
 )PY";
   test::TempDir tmp;
@@ -156,6 +161,13 @@ void expect_same_metrics(const json& got, const json& want, const std::string& w
   for (auto it = want.begin(); it != want.end(); ++it) {
     ASSERT_TRUE(got.contains(it.key())) << what << ": missing " << it.key();
     const json& g = got[it.key()];
+    if (it->is_object()) {  // the density histogram: same bins, same counts
+      EXPECT_EQ(g.at("counts"), it->at("counts")) << what << ": " << it.key();
+      ASSERT_EQ(g.at("bin_edges").size(), it->at("bin_edges").size()) << what;
+      for (size_t i = 0; i < g["bin_edges"].size(); ++i)
+        EXPECT_NEAR(g["bin_edges"][i].get<double>(), it->at("bin_edges")[i].get<double>(), 1e-12) << what;
+      continue;
+    }
     if (it->is_number_integer()) {
       EXPECT_TRUE(g.is_number_integer()) << what << ": " << it.key() << " = " << g.dump();
       EXPECT_EQ(g.get<int64_t>(), it->get<int64_t>()) << what << ": " << it.key();
@@ -216,7 +228,8 @@ TEST(EvalCli, HumanTableListsEveryMetricByGroup) {
                             shell_quote(dir / "acts.safetensors"));
   ASSERT_EQ(r.rc, 0) << r.err;
   for (const char* s : {"reconstruction_quality\n", "shrinkage\n", "sparsity\n", "  explained_variance ",
-                        "  relative_reconstruction_bias ", "  dead_features ", "  below_1e-6 ", "n_tokens "})
+                        "  relative_reconstruction_bias ", "  dead_features ", "  below_1e-6 ", "n_tokens ",
+                        "feature density histogram: latents per decade of log10(density + 1e-10)"})
     EXPECT_NE(r.out.find(s), std::string::npos) << s << " in\n" << r.out;
   EXPECT_NE(r.out.find(" 3000\n"), std::string::npos) << r.out;
   EXPECT_EQ(r.out.find('{'), std::string::npos);

@@ -78,6 +78,14 @@ TEST(EvalModelCli, JsonHasEveryMetricAndExactSaeScoresOne) {
   EXPECT_NEAR(m.at("model_behavior_preservation/kl_div_score").get<double>(), 1.0, 1e-5);
   EXPECT_NEAR(m.at("reconstruction_quality/explained_variance").get<double>(), 1.0, 1e-5);
   // CE of a 50-token vocabulary model on random ids: positive and finite.
+  // The log10 density histogram: every latent counted once, the dead ones in the first bin.
+  const json& h = m.at("plots/feature_density_line_chart");
+  ASSERT_EQ(h.at("counts").size(), 50u);
+  ASSERT_EQ(h.at("bin_edges").size(), 51u);
+  int64_t latents = 0;
+  for (const auto& c : h.at("counts")) latents += c.get<int64_t>();
+  EXPECT_EQ(latents, 32);
+  EXPECT_EQ(h.at("counts")[0].get<int64_t>(), m.at("sparsity/dead_features").get<int64_t>());
   const double ce = m.at("model_performance_preservation/ce_loss_without_sae").get<double>();
   EXPECT_GT(ce, 0.0);
   EXPECT_TRUE(std::isfinite(ce));
@@ -88,6 +96,7 @@ TEST(EvalModelCli, JsonHasEveryMetricAndExactSaeScoresOne) {
   ASSERT_EQ(t.rc, 0) << t.err;
   EXPECT_NE(t.out.find("model_performance_preservation"), std::string::npos) << t.out;
   EXPECT_NE(t.out.find("ce_loss_score"), std::string::npos) << t.out;
+  EXPECT_NE(t.out.find("feature density histogram"), std::string::npos) << t.out;
 }
 
 TEST(EvalModelCli, DinMismatchIsOneLineError) {

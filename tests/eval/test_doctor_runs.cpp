@@ -1,11 +1,15 @@
 // The seed's "identify good and bad training curves" runs #0-#6, reproduced in miniature on the toy
 // model of superposition (48 features in d_in = 16, each firing on 0.4% of tokens) and trained by
 // the saelab executable, each in a few seconds. The doctor must name each run's cause first, and
-// nothing for run #0. Run #6 (dataset mismatch) needs a language model, which the trainer cannot
-// use yet: it is run #0's directory with ce_loss_without_sae values added to its metrics.jsonl
-// (as the model-based eval would log them), or with a recorded token-out-of-range error.
+// nothing for run #0. Run #6 (dataset mismatch) needs a language model: a tiny GPT-2 written here
+// that predicts "the next id" (t -> t + 1 mod 49) and so has a low loss on counting sequences, its
+// own data, and a high one on random ids. Both are trained for real with `saelab train`; the
+// ce_loss_without_sae the doctor reads comes from the in-training model evals. A third run meets a
+// token id outside the vocabulary mid-run and records the store's error.
 #include <gtest/gtest.h>
+#include <torch/torch.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -16,6 +20,7 @@
 #include <vector>
 
 #include "saelab/core/json.h"
+#include "saelab/core/safetensors.h"
 #include "test_util.h"
 
 using saelab::json;
@@ -128,20 +133,85 @@ class DoctorRuns : public ::testing::Test {
 std::unique_ptr<TempDir> DoctorRuns::dir_;
 std::map<std::string, std::string> DoctorRuns::outputs_;
 
-// Copies run #0 and adds a model-based eval's ce_loss_without_sae to each logged step.
-std::string with_ce_loss(const std::string& from, const std::string& to, double ce) {
-  fs::copy(from, to, fs::copy_options::recursive);
-  std::ifstream in(from + "/metrics.jsonl");
-  std::string line, out;
-  int i = 0;
+// Run #6's language model: a one-block GPT-2 (Hugging Face folder: config.json + model.safetensors,
+// untied lm_head) whose attention and MLP write nothing (c_proj = 0), so the residual stream is the
+// token embedding e_t, and whose unembedding row for id (t + 1) mod 49 is 3·LN(e_t)/‖LN(e_t)‖: it
+// predicts the next id of a counting sequence with a logit of ~12 against ~N(0, 3²) for the others.
+constexpr int64_t kVocab = 50, kDModel = 16, kCtx = 16;
+
+void write_counting_model(const std::string& dir) {
+  fs::create_directories(dir);
+  json cfg = {{"model_type", "gpt2"}, {"architectures", {"GPT2LMHeadModel"}}, {"n_embd", kDModel}, {"n_head", 4},
+              {"n_layer", 1}, {"n_ctx", kCtx}, {"n_positions", kCtx}, {"n_inner", 16}, {"vocab_size", kVocab},
+              {"layer_norm_epsilon", 1e-5}, {"activation_function", "gelu_new"}, {"bos_token_id", kVocab - 1},
+              {"eos_token_id", kVocab - 1}, {"tie_word_embeddings", false}};
+  saelab::test::write_text(dir + "/config.json", cfg.dump());
+  torch::manual_seed(5);
+  const int64_t D = kDModel;
+  at::Tensor wte = torch::randn({kVocab, D});
+  at::Tensor ln = (wte - wte.mean(1, true)) / (wte.var(1, /*unbiased=*/false, true) + 1e-5).sqrt();
+  at::Tensor lm_head = torch::zeros({kVocab, D});
+  for (int64_t t = 0; t < kVocab - 1; ++t) lm_head[(t + 1) % (kVocab - 1)] = 3.0 * ln[t] / ln[t].norm();
+  saelab::NamedTensors w = {
+      {"wte.weight", wte},
+      {"wpe.weight", torch::zeros({kCtx, D})},
+      {"h.0.ln_1.weight", torch::ones({D})},
+      {"h.0.ln_1.bias", torch::zeros({D})},
+      {"h.0.attn.c_attn.weight", torch::randn({D, 3 * D}) * 0.3},
+      {"h.0.attn.c_attn.bias", torch::zeros({3 * D})},
+      {"h.0.attn.c_proj.weight", torch::zeros({D, D})},
+      {"h.0.attn.c_proj.bias", torch::zeros({D})},
+      {"h.0.ln_2.weight", torch::ones({D})},
+      {"h.0.ln_2.bias", torch::zeros({D})},
+      {"h.0.mlp.c_fc.weight", torch::randn({D, 16}) * 0.3},
+      {"h.0.mlp.c_fc.bias", torch::zeros({16})},
+      {"h.0.mlp.c_proj.weight", torch::zeros({16, D})},
+      {"h.0.mlp.c_proj.bias", torch::zeros({D})},
+      {"ln_f.weight", torch::ones({D})},
+      {"ln_f.bias", torch::zeros({D})},
+      {"lm_head.weight", lm_head},
+  };
+  saelab::save_safetensors(dir + "/model.safetensors", w);
+}
+
+// 512 pretokenized rows of kCtx ids: counting sequences (the model's own data) or uniform random
+// ids in [0, 49); `bad_row` >= 0 puts the out-of-vocabulary id 50 in that row.
+void write_lm_dataset(const std::string& path, bool counting, int64_t bad_row = -1) {
+  torch::manual_seed(counting ? 1 : 2);
+  at::Tensor starts = torch::randint(0, kVocab - 1, {512});
+  at::Tensor random = torch::randint(0, kVocab - 1, {512, kCtx});
+  std::string text;
+  for (int64_t r = 0; r < 512; ++r) {
+    json row = json::array();
+    for (int64_t i = 0; i < kCtx; ++i)
+      row.push_back(counting ? (starts[r].item<int64_t>() + i) % (kVocab - 1) : random[r][i].item<int64_t>());
+    if (r == bad_row) row[3] = kVocab;
+    text += json{{"input_ids", row}}.dump() + "\n";
+  }
+  saelab::test::write_text(path, text);
+}
+
+std::string lm_config(const std::string& model, const std::string& dataset) {
+  return "model_name = " + json(model).dump() + "\ndataset_path = " + json(dataset).dump() +
+         "\nhook_name = \"blocks.0.hook_resid_post\"\nhook_layer = 0\nd_in = 16\n"
+         "is_dataset_tokenized = true\ncontext_size = 16\nprepend_bos = false\n"
+         "architecture = \"standard\"\nexpansion_factor = 4\nb_dec_init_method = \"mean\"\n"
+         "l1_coefficient = 0.001\nlr = 0.003\ntraining_tokens = 16384\ntrain_batch_size_tokens = 256\n"
+         "n_batches_in_buffer = 8\nstore_batch_size_prompts = 16\nlog_to_wandb = false\n"
+         "wandb_log_frequency = 2\neval_every_n_wandb_logs = 4\nn_eval_batches = 2\n"
+         "eval_batch_size_prompts = 8\nseed = 1\n";
+}
+
+// The values of one metric in a run's metrics.jsonl.
+std::vector<double> logged(const std::string& run, const std::string& name) {
+  std::ifstream in(run + "/metrics.jsonl");
+  std::string line;
+  std::vector<double> v;
   while (std::getline(in, line)) {
     json j = json::parse(line);
-    // Per-batch noise of a few percent around the mean, as a real eval logs.
-    j["model_performance_preservation/ce_loss_without_sae"] = ce * (1.0 + 0.03 * ((i++ % 7) - 3) / 3.0);
-    out += j.dump() + "\n";
+    if (j.contains(name) && j[name].is_number()) v.push_back(j[name].get<double>());
   }
-  saelab::test::write_text(to + "/metrics.jsonl", out);
-  return to;
+  return v;
 }
 
 }  // namespace
@@ -167,25 +237,70 @@ TEST_F(DoctorRuns, NamesTheCauseOfEachRunAndNothingForTheGoodOne) {
   }
 }
 
-TEST_F(DoctorRuns, Run6DatasetMismatchFromCeLossWithoutSae) {
+TEST_F(DoctorRuns, Run6DatasetMismatchFromTheInTrainingModelEvals) {
   ASSERT_EQ(outputs_["run0_good"], "");
-  // The model on its own data (~2 nats, like a TinyStories model) and on another dataset (~6.3).
-  const auto own = with_ce_loss(run_dir("run0_good"), run_dir("run6_own_data"), 2.0);
-  const auto other = with_ce_loss(run_dir("run0_good"), run_dir("run6_mismatch"), 6.3);
-  EXPECT_EQ(doctor_codes(own), std::vector<std::string>{});
-  EXPECT_EQ(doctor_codes(own, "--baseline " + saelab::test::shell_quote(own)), std::vector<std::string>{});
-  EXPECT_EQ(doctor_codes(other, "--baseline " + saelab::test::shell_quote(own)),
-            std::vector<std::string>{"dataset_mismatch"});
-  // With no reference, 6.3 > log(50257)/2 = 5.42 still gives it away.
-  EXPECT_EQ(doctor_codes(other), std::vector<std::string>{"dataset_mismatch"});
+  const std::string d = dir_->path();
+  write_counting_model(d + "/counting_lm");
+  write_lm_dataset(d + "/own.jsonl", /*counting=*/true);
+  write_lm_dataset(d + "/other.jsonl", /*counting=*/false);
+  saelab::test::write_text(d + "/own.toml", lm_config(d + "/counting_lm", d + "/own.jsonl"));
+  saelab::test::write_text(d + "/other.toml", lm_config(d + "/counting_lm", d + "/other.jsonl"));
+  const std::string own = run_dir("run6_own_data"), other = run_dir("run6_mismatch");
+  for (const auto& [toml, run] : {std::pair{d + "/own.toml", own}, std::pair{d + "/other.toml", other}}) {
+    auto r = saelab::test::run_saelab("train " + saelab::test::shell_quote(toml) + " --run-dir " +
+                                      saelab::test::shell_quote(run) + " --json");
+    ASSERT_EQ(r.rc, 0) << r.err;
+    // The summary carries the final model evals.
+    json s = json::parse(r.out);
+    EXPECT_TRUE(s.contains("model_performance_preservation/ce_loss_score")) << r.out;
+  }
+  // 64 steps, an eval every 2 x 4 steps: 8 evals, the last one at the end.
+  const auto ce_own = logged(own, "model_performance_preservation/ce_loss_without_sae");
+  const auto ce_other = logged(other, "model_performance_preservation/ce_loss_without_sae");
+  ASSERT_EQ(ce_own.size(), 8u);
+  ASSERT_EQ(ce_other.size(), 8u);
+  // The model on its own data (well below log(49) = 3.9) and on random ids (far above it).
+  EXPECT_LT(ce_own.back(), 1.0);
+  EXPECT_GT(ce_other.back(), 5.0);
+
+  auto has = [](const std::vector<std::string>& codes, const std::string& c) {
+    return std::find(codes.begin(), codes.end(), c) != codes.end();
+  };
+  const std::string base = "--baseline " + saelab::test::shell_quote(own);
+  for (const std::string extra : {std::string(), base, std::string("--d-vocab 50")})
+    EXPECT_FALSE(has(doctor_codes(own, extra), "dataset_mismatch")) << extra;
+  for (const std::string extra : {std::string(), base, std::string("--d-vocab 50")}) {
+    auto codes = doctor_codes(other, extra);
+    ASSERT_FALSE(codes.empty()) << extra;
+    EXPECT_EQ(codes[0], "dataset_mismatch") << extra;
+  }
+  // Run #0 (the toy: no model, no model evals) still has no findings.
+  EXPECT_EQ(doctor_codes(run_dir("run0_good")), std::vector<std::string>{});
 }
 
 TEST_F(DoctorRuns, Run6DatasetMismatchFromARecordedTokenError) {
-  ASSERT_EQ(outputs_["run0_good"], "");
-  const std::string dir = run_dir("run6_token_error");
-  fs::copy(run_dir("run0_good"), dir, fs::copy_options::recursive);
-  saelab::test::write_text(dir + "/error.txt",
-                           "token id 50280 (sequence 0, position 5) is out of range: the model's "
-                           "vocabulary has 50257 tokens\n");
-  EXPECT_EQ(doctor_codes(dir), std::vector<std::string>{"dataset_mismatch"});
+  const std::string d = dir_->path();
+  if (!fs::exists(d + "/counting_lm")) write_counting_model(d + "/counting_lm");
+  // Id 50 in row 400: past the store's first buffer (128 windows), so the run starts, logs, then
+  // stops (b_dec = zeros: the mean would read the whole dataset before the first step).
+  write_lm_dataset(d + "/bad.jsonl", /*counting=*/true, /*bad_row=*/400);
+  saelab::test::write_text(d + "/bad.toml", lm_config(d + "/counting_lm", d + "/bad.jsonl"));
+  const std::string run = run_dir("run6_token_error");
+  auto r = saelab::test::run_saelab("train " + saelab::test::shell_quote(d + "/bad.toml") + " --run-dir " +
+                                    saelab::test::shell_quote(run) + " --set b_dec_init_method=zeros");
+  ASSERT_NE(r.rc, 0) << r.out;
+  EXPECT_NE(r.err.find("outside the model's vocabulary"), std::string::npos) << r.err;
+  ASSERT_TRUE(fs::exists(run + "/error.txt")) << r.err;
+  EXPECT_FALSE(logged(run, "losses/mse_loss").empty());  // it trained for a while
+  // First the cause; a run cut short may also look unconverged (lr_too_low) after it.
+  auto codes = doctor_codes(run);
+  ASSERT_FALSE(codes.empty());
+  EXPECT_EQ(codes[0], "dataset_mismatch");
+  // The same error before the first step (the b_dec mean reads it): still diagnosed.
+  const std::string early = run_dir("run6_token_error_early");
+  r = saelab::test::run_saelab("train " + saelab::test::shell_quote(d + "/bad.toml") + " --run-dir " +
+                               saelab::test::shell_quote(early));
+  ASSERT_NE(r.rc, 0) << r.out;
+  EXPECT_TRUE(logged(early, "losses/mse_loss").empty());
+  EXPECT_EQ(doctor_codes(early), std::vector<std::string>{"dataset_mismatch"});
 }

@@ -4,6 +4,8 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <sstream>
+#include <string>
 #include <vector>
 
 #include "saelab/core/error.h"
@@ -304,6 +306,36 @@ TEST(Density, HistogramCountsEveryValueInItsBin) {
   std::vector<int64_t> want = {3, 0, 0, 0, 0, 2, 1, 0, 0, 3};
   EXPECT_EQ(h.counts, want);
   EXPECT_THROW(histogram(torch::zeros({3}), 1.0, 1.0, 4), Error);
+}
+
+TEST(Density, HistogramJsonAndItsDecadeSummary) {
+  // Dead (-10), two at 10^-4.5, one at 10^-2.1, one exactly at 0.
+  std::vector<double> values = {-10.0, -10.0, -4.5, -4.5, -2.1, 0.0};
+  json h = density_histogram_json(torch::tensor(values, at::kDouble));
+  ASSERT_EQ(h.at("bin_edges").size(), 51u);
+  ASSERT_EQ(h.at("counts").size(), 50u);
+  EXPECT_EQ(h.at("value"), "log10(feature density + 1e-10)");
+  EXPECT_NEAR(h["bin_edges"][1].get<double>(), -9.8, 1e-12);
+  std::vector<int64_t> want(50, 0);
+  want[0] = 2;   // [-10, -9.8)
+  want[27] = 2;  // [-4.6, -4.4)
+  want[39] = 1;  // [-2.2, -2.0)
+  want[49] = 1;  // [-0.2, 0], closed on the right
+  EXPECT_EQ(h.at("counts").get<std::vector<int64_t>>(), want);
+
+  // The table form: per decade, -10 .. -1, right-aligned under their labels.
+  std::string t = density_histogram_text(h);
+  std::vector<std::string> lines;
+  for (size_t p = 0, q; p < t.size(); p = q + 1) lines.push_back(t.substr(p, (q = t.find('\n', p)) - p));
+  ASSERT_EQ(lines.size(), 3u) << t;
+  EXPECT_NE(lines[0].find("per decade"), std::string::npos);
+  std::istringstream labels(lines[1]), counts(lines[2]);
+  std::vector<int64_t> l, c;
+  for (int64_t v; labels >> v;) l.push_back(v);
+  for (int64_t v; counts >> v;) c.push_back(v);
+  EXPECT_EQ(l, (std::vector<int64_t>{-10, -9, -8, -7, -6, -5, -4, -3, -2, -1}));
+  EXPECT_EQ(c, (std::vector<int64_t>{2, 0, 0, 0, 0, 2, 0, 1, 0, 1}));
+  EXPECT_EQ(lines[1].size(), lines[2].size());
 }
 
 TEST(MetricsTable, GroupsAlignedRowsAndIntegers) {

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <typeinfo>
 
+#include "saelab/train/fast_dense.h"
 #include "saelab/train/fast_training_sae.h"
 #include "saelab/train/training_sae.h"
 
@@ -18,6 +19,9 @@ struct Shape {
 };
 
 const Shape kShapes[] = {{6, 12, 16, 3}, {8, 40, 33, 5}, {5, 64, 7, 4}};
+// The dense steps' fused passes split latents into ranges of at least 512 per thread: the last
+// shape gives two threads a range each.
+const Shape kDenseShapes[] = {{6, 12, 16, 3}, {8, 40, 33, 5}, {5, 64, 7, 4}, {7, 1300, 9, 4}};
 
 void expect_close(const at::Tensor& got, const at::Tensor& want, const std::string& what) {
   ASSERT_EQ(got.sizes(), want.sizes()) << what;
@@ -27,7 +31,8 @@ void expect_close(const at::Tensor& got, const at::Tensor& want, const std::stri
 }
 
 // Runs one step of the fast and the autograd SAE from identical float64 parameters and compares.
-void compare(TrainingSaeConfig cfg, const Shape& s, uint64_t seed, double dead_fraction, double l1) {
+void compare(TrainingSaeConfig cfg, const Shape& s, uint64_t seed, double dead_fraction, double l1,
+             double l0 = 0.0) {
   cfg.d_in = s.d_in;
   cfg.d_sae = s.d_sae;
   cfg.k = s.k;
@@ -48,6 +53,7 @@ void compare(TrainingSaeConfig cfg, const Shape& s, uint64_t seed, double dead_f
   auto x = torch::randn({s.n, s.d_in}, torch::kFloat64);
   StepContext ctx;
   ctx.l1_coefficient = l1;
+  ctx.l0_coefficient = l0;
   if (dead_fraction > 0) ctx.dead_mask = torch::rand({s.d_sae}, torch::kFloat64) < dead_fraction;
   auto a = fast->forward_backward(x, ctx);
   auto b = ref->forward_backward(x, ctx);
@@ -138,6 +144,124 @@ TEST(FastPath, UnsupportedConfigurationsFallBackToAutograd) {
   EXPECT_EQ(make_fast_training_sae(c), nullptr);
   c = cfg_of("matryoshka_batchtopk");
   EXPECT_EQ(make_fast_training_sae(c), nullptr);
+  for (const char* arch : {"gated", "jumprelu"}) {
+    c = cfg_of(arch);
+    c.d_in = 4;
+    c.d_sae = 8;
+    EXPECT_NE(make_fast_training_sae(c), nullptr) << arch;
+    c.mse_loss_normalization = "dense_batch";
+    EXPECT_EQ(make_fast_training_sae(c), nullptr) << arch;
+  }
+}
+
+TEST(FastPath, GatedMatchesAutograd) {
+  at::set_num_threads(2);  // the fused passes split latents across threads
+  uint64_t seed = 300;
+  for (const auto& s : kDenseShapes)
+    for (bool apply : {false, true})
+      for (double l1 : {0.0, 2.5}) {
+        auto c = cfg_of("gated");
+        c.apply_b_dec_to_input = apply;
+        compare(c, s, seed++, 0.0, l1);
+      }
+}
+
+TEST(FastPath, GatedZeroDecoderRowHasNoNormGradient) {
+  auto c = cfg_of("gated");
+  c.d_in = 4;
+  c.d_sae = 6;
+  auto fast = make_training_sae(c);
+  torch::manual_seed(4);
+  for (auto& [n, p] : fast->params()) p = torch::randn(p.sizes(), torch::kFloat64);
+  fast->params()["W_dec"][2].zero_();
+  StepContext ctx;
+  ctx.l1_coefficient = 1.0;
+  auto out = fast->forward_backward(torch::randn({5, 4}, torch::kFloat64), ctx);
+  EXPECT_TRUE(std::isfinite(out.loss));
+  EXPECT_TRUE(torch::isfinite(fast->grads().at("W_dec")).all().item<bool>());
+}
+
+TEST(FastPath, JumpReLUMatchesAutograd) {
+  at::set_num_threads(2);
+  uint64_t seed = 400;
+  // Bandwidths wide enough that many (z − θ)/ε fall inside the rectangle, so the
+  // straight-through threshold gradients are exercised, and SAELens's default 0.001.
+  for (const auto& s : kDenseShapes)
+    for (bool apply : {false, true})
+      for (double bandwidth : {0.001, 0.5, 2.0})
+        for (double l0 : {0.0, 1.5}) {
+          auto c = cfg_of("jumprelu");
+          c.apply_b_dec_to_input = apply;
+          c.jumprelu_bandwidth = bandwidth;
+          compare(c, s, seed++, 0.0, 0.0, l0);
+        }
+}
+
+TEST(FastPath, JumpReLUThresholdGradientIsExercised) {
+  auto c = cfg_of("jumprelu");
+  c.d_in = 6;
+  c.d_sae = 12;
+  c.jumprelu_bandwidth = 2.0;
+  auto fast = make_training_sae(c);
+  torch::manual_seed(5);
+  for (auto& [n, p] : fast->params()) p = torch::randn(p.sizes(), torch::kFloat64) * 0.5;
+  StepContext ctx;
+  ctx.l0_coefficient = 1.0;
+  auto out = fast->forward_backward(torch::randn({16, 6}, torch::kFloat64), ctx);
+  EXPECT_GT(out.losses.at("l0_loss"), 0.0);
+  EXPECT_GT((fast->grads().at("log_threshold") != 0).sum().item<int64_t>(), 6);
+}
+
+// The float32 instantiation of the fused loops (what training runs), against autograd in float32.
+TEST(FastPath, DenseStepsFloat32CloseToAutograd) {
+  at::set_num_threads(2);
+  for (const char* arch : {"gated", "jumprelu"}) {
+    auto c = cfg_of(arch);
+    c.d_in = 16;
+    c.d_sae = 1100;
+    c.jumprelu_bandwidth = 0.5;
+    auto fast = make_training_sae(c);
+    c.use_fast_path = false;
+    auto ref = make_training_sae(c);
+    torch::manual_seed(7);
+    for (auto& [name, p] : ref->params()) {
+      p.copy_(torch::randn(p.sizes()) * 0.3);
+      fast->params()[name].copy_(p);
+    }
+    auto x = torch::randn({8, 16});
+    StepContext ctx;
+    ctx.l1_coefficient = 1.0;
+    ctx.l0_coefficient = 1.0;
+    auto a = fast->forward_backward(x, ctx);
+    auto b = ref->forward_backward(x, ctx);
+    EXPECT_NEAR(a.loss, b.loss, 1e-4 * std::abs(b.loss)) << arch;
+    EXPECT_LT((a.feature_acts - b.feature_acts).abs().max().item<double>(), 1e-4) << arch;
+    for (const auto& [name, g] : ref->grads()) {
+      const auto& got = fast->grads().at(name);
+      EXPECT_EQ(got.scalar_type(), torch::kFloat32) << arch << " " << name;
+      double err = (got - g).abs().max().item<double>();
+      EXPECT_LT(err, 1e-4 * std::max(1.0, g.abs().max().item<double>())) << arch << " " << name;
+    }
+  }
+}
+
+// The ATen versions of the fused passes (what a non-CPU device runs), checked on the CPU.
+TEST(FastPath, DenseStepsAtenPassesMatchAutograd) {
+  struct Reset {
+    ~Reset() { fast::set_force_aten_passes(false); }
+  } reset;
+  fast::set_force_aten_passes(true);
+  uint64_t seed = 500;
+  for (const auto& s : kDenseShapes)
+    for (bool apply : {false, true}) {
+      auto g = cfg_of("gated");
+      g.apply_b_dec_to_input = apply;
+      compare(g, s, seed++, 0.0, 2.5);
+      auto j = cfg_of("jumprelu");
+      j.apply_b_dec_to_input = apply;
+      j.jumprelu_bandwidth = 0.5;
+      compare(j, s, seed++, 0.0, 0.0, 1.5);
+    }
 }
 
 }  // namespace

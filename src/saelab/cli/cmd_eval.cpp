@@ -13,6 +13,7 @@
 #include "saelab/core/safetensors.h"
 #include "saelab/data/token_source.h"
 #include "saelab/data/tokenizer.h"
+#include "saelab/eval/density.h"
 #include "saelab/eval/evaluator.h"
 #include "saelab/eval/metrics.h"
 #include "saelab/model/loader.h"
@@ -80,7 +81,9 @@ json evaluate(const EvalOptions& o) {
     SaeForward out = sae->forward(x);
     stats.add(x, out.reconstruction, out.acts_post);
   }
-  return stats.metrics();
+  json m = stats.metrics();
+  m[kDensityHistogramKey] = density_histogram_json(stats.log10_feature_density());
+  return m;
 }
 
 // Reads up to n_eval_batches batches of batch_size_prompts windows; the last may be shorter.
@@ -157,7 +160,10 @@ json evaluate_on_model(const EvalOptions& o) {
         if (id && std::find(eo.exclude_token_ids.begin(), eo.exclude_token_ids.end(), *id) == eo.exclude_token_ids.end())
           eo.exclude_token_ids.push_back(*id);
   }
-  json m = evaluate_sae_on_model(model, *sae, sc.hook_name, sc.hook_head_index, batches, eo);
+  ModelEvaluator ev(model, *sae, sc.hook_name, sc.hook_head_index, eo);
+  for (const auto& batch : batches) ev.add_batch(batch);
+  json m = ev.metrics();
+  m[kDensityHistogramKey] = density_histogram_json(ev.stats().log10_feature_density());
   json ex = json::array();
   for (auto id : eo.exclude_token_ids) ex.push_back(id);
   m["excluded_token_ids"] = ex;
@@ -189,7 +195,9 @@ auto setup = [](CLI::App* sub) -> std::function<int()> {
       "sparsity/{l0, l1, dead_features, dense_features, below_1e-5, below_1e-6}.\n"
       "With --model/--dataset also model_performance_preservation/{ce_loss_without_sae, ce_loss_with_sae,\n"
       "ce_loss_with_ablation, ce_loss_score}, model_behavior_preservation/{kl_div_with_sae,\n"
-      "kl_div_with_ablation, kl_div_score} and sparsity/consistent_activation_heuristic.\n\n"
+      "kl_div_with_ablation, kl_div_score} and sparsity/consistent_activation_heuristic.\n"
+      "plots/feature_density_line_chart: the histogram of log10(feature density + 1e-10), 50 bins over\n"
+      "[-10, 0] in --json (bin_edges, counts), per decade in the table.\n\n"
       "Examples:\n  saelab eval --sae runs/toy/final --activations acts.safetensors --json\n"
       "  saelab eval --sae runs/gpt2/final --model gpt2 --dataset tokens.jsonl --n-eval-batches 4 --json");
   return [o] {
@@ -200,8 +208,13 @@ auto setup = [](CLI::App* sub) -> std::function<int()> {
     if (o->json) {
       std::cout << m.dump() << "\n";
     } else {
+      // The histogram in short form after the table (the JSON has every bin).
+      json table = m;
+      table.erase(kDensityHistogramKey);
+      std::string hist;
+      if (m.contains(kDensityHistogramKey)) hist = density_histogram_text(m[kDensityHistogramKey]);
       std::cout << "SAE " << o->sae_dir << " on " << (on_model ? o->model + " / " + o->dataset : o->activations)
-                << "\n\n" << metrics_table(m);
+                << "\n\n" << metrics_table(table) << "\n" << hist;
     }
     return 0;
   };

@@ -8,6 +8,7 @@
 #include <iostream>
 
 #include "saelab/cli/command.h"
+#include "saelab/cli/train_sweep.h"
 #include "saelab/core/error.h"
 #include "saelab/core/io.h"
 #include "saelab/train/checkpoint.h"
@@ -71,6 +72,14 @@ void print_summary(const saelab::TrainSummary& s, std::FILE* out) {
   std::fprintf(out, "  dead latents        %s\n", num("sparsity/dead_features").c_str());
   std::fprintf(out, "  dense latents       %s   (firing on > 1%% of tokens)\n",
                num("sparsity/dense_features").c_str());
+  if (e.contains("model_performance_preservation/ce_loss_score")) {
+    std::fprintf(out, "  CE loss score       %s   (1 = the SAE loses nothing; model evals)\n",
+                 num("model_performance_preservation/ce_loss_score").c_str());
+    std::fprintf(out, "  CE loss             %s clean, %s with SAE, %s ablated\n",
+                 num("model_performance_preservation/ce_loss_without_sae").c_str(),
+                 num("model_performance_preservation/ce_loss_with_sae").c_str(),
+                 num("model_performance_preservation/ce_loss_with_ablation").c_str());
+  }
   if (e.contains("metrics/mmcs")) {
     std::fprintf(out, "  MMCS                %s   (mean max cosine of the true features)\n",
                  num("metrics/mmcs").c_str());
@@ -91,6 +100,9 @@ int train_in(const saelab::RunnerConfig& cfg, const std::string& run_dir, const 
   opts.run_dir = run_dir;
   opts.quiet = a.json_out;
   opts.stop_signal = &saelab::install_stop_signal_handlers();
+  // A language model's activations: CE/KL evals every eval step and at the end, on that model.
+  if (auto* store = dynamic_cast<saelab::ActivationsStore*>(source.get()))
+    opts.model_eval = saelab::make_model_eval(cfg, *store);
   std::FILE* msg = a.json_out ? stderr : stdout;
   std::string describe = source->describe();
   saelab::Trainer trainer(cfg, std::move(source), opts);
@@ -130,6 +142,19 @@ int train_in(const saelab::RunnerConfig& cfg, const std::string& run_dir, const 
 
 // A failed run leaves its error in RUN_DIR/error.txt, where `saelab doctor` finds it.
 int run_train(const Args& a) {
+  // A list of values for a key is a sweep (train/sweep.h): every combination on one stream.
+  if (!a.resume.empty() && a.config.empty() && saelab::is_sweep_dir(a.resume))
+    return saelab::cli::train_sweep(saelab::load_sweep_dir(a.resume, a.sets), a.resume, true,
+                                    !a.sets.empty(), a.json_out);
+  if (a.resume.empty()) {
+    saelab::SweepSpec spec =
+        a.config.empty() ? saelab::load_sweep_config_text(saelab::default_toy_config_toml(),
+                                                          "configs/toy.toml (embedded)", a.sets)
+                         : saelab::load_sweep_config(a.config, a.sets);
+    if (spec.is_sweep())
+      return saelab::cli::train_sweep(spec, saelab::cli::choose_sweep_dir(spec, a.run_dir), false,
+                                      false, a.json_out);
+  }
   saelab::RunnerConfig cfg = load_config(a);
   std::string run_dir = choose_run_dir(cfg, a);
   try {
@@ -160,6 +185,7 @@ auto setup = [](CLI::App* sub) -> std::function<int()> {
       "  saelab train --set architecture=topk --json    # the toy run with a TopK SAE\n"
       "  saelab train my_run.toml --set lr=1e-4 --run-dir runs/a\n"
       "  saelab train --resume runs/a                   # continue after Ctrl-C / SIGTERM\n"
+      "  saelab train --set l1_coefficient=[0.5,1,2,4]  # a sweep: 4 SAEs on one activation stream\n"
       "Exit codes: 0 done; 130 / 143 stopped by SIGINT / SIGTERM after writing a checkpoint; 1 error.");
   return [a] { return run_train(*a); };
 };

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <fmt/ranges.h>  // fmt::join (in format.h before fmt 11)
 #include <limits>
 #include <torch/torch.h>
 

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <fmt/ranges.h>  // fmt::join (in format.h before fmt 11)
 #include <memory>
 #include <torch/torch.h>
 #include <unordered_map>

@@ -3,7 +3,9 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
+#include <string>
 
 #include "saelab/core/error.h"
 
@@ -75,6 +77,32 @@ Histogram histogram(const at::Tensor& values, double lo, double hi, int64_t bins
 
 Histogram density_histogram(const at::Tensor& log10_density, int64_t bins) {
   return histogram(log10_density, std::log10(kDensityLogEps), 0.0, bins);
+}
+
+json density_histogram_json(const at::Tensor& log10_density, int64_t bins) {
+  Histogram h = density_histogram(log10_density, bins);
+  return {{"value", "log10(feature density + 1e-10)"}, {"bin_edges", h.edges}, {"counts", h.counts}};
+}
+
+std::string density_histogram_text(const json& histogram) {
+  const auto edges = histogram.at("bin_edges").get<std::vector<double>>();
+  const auto counts = histogram.at("counts").get<std::vector<int64_t>>();
+  if (edges.size() != counts.size() + 1) fail("feature density histogram: expected one more edge than counts");
+  std::vector<int64_t> decades(10, 0);  // decade d holds [d - 10, d - 9)
+  for (size_t i = 0; i < counts.size(); ++i) {
+    int64_t d = static_cast<int64_t>(std::floor(edges[i] + 1e-9)) + 10;
+    decades[std::clamp<int64_t>(d, 0, 9)] += counts[i];
+  }
+  size_t w = 3;
+  for (auto c : decades) w = std::max(w, std::to_string(c).size());
+  std::string labels = "  ", row = "  ";
+  for (size_t d = 0; d < decades.size(); ++d) {
+    std::string l = std::to_string(int(d) - 10), c = std::to_string(decades[d]);
+    labels += std::string(w + 1 - l.size(), ' ') + l;
+    row += std::string(w + 1 - c.size(), ' ') + c;
+  }
+  return "feature density histogram: latents per decade of log10(density + 1e-10), from -10 (dead) to 0\n" + labels +
+         "\n" + row + "\n";
 }
 
 }  // namespace saelab

@@ -6,7 +6,10 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <string>
 #include <vector>
+
+#include "saelab/core/json.h"
 
 namespace saelab {
 
@@ -46,5 +49,16 @@ Histogram histogram(const at::Tensor& values, double lo, double hi, int64_t bins
 // The feature-density histogram of log10(density + 1e-10): range [−10, 0], 50 bins by default
 // (dead latents land in the first bin).
 Histogram density_histogram(const at::Tensor& log10_density, int64_t bins = 50);
+
+// The key under which `saelab eval --json` reports that histogram: the trainer's TensorBoard tag
+// for the same histogram (REFERENCE §4).
+constexpr const char* kDensityHistogramKey = "plots/feature_density_line_chart";
+// density_histogram(log10_density, bins) as JSON: {"value": "log10(feature density + 1e-10)",
+// "bin_edges": [bins + 1 numbers, -10 .. 0], "counts": [bins integers]}. Bin i holds
+// edges[i] <= v < edges[i + 1], the last bin also v = 0; dead latents (exactly -10) are in bin 0.
+json density_histogram_json(const at::Tensor& log10_density, int64_t bins = 50);
+// The short table form of such a JSON histogram: its counts summed per decade of log10 density
+// (by each bin's lower edge), -10 (dead) to 0, on two aligned lines under a title line.
+std::string density_histogram_text(const json& histogram);
 
 }  // namespace saelab

@@ -225,8 +225,11 @@ std::vector<Finding> diagnose(const DoctorInputs& in) {
 
   // dataset_mismatch: the model itself does badly on the data, before any SAE is involved.
   for (const auto& e : in.recorded_errors) {
-    if (e.find("out of range") != std::string::npos &&
-        (e.find("token") != std::string::npos || e.find("vocab") != std::string::npos)) {
+    // The model's own check ("token id ... is out of range") and the activations store's
+    // ("... does not match model ...: token id ... is outside the model's vocabulary").
+    const bool out_of_range = e.find("out of range") != std::string::npos ||
+                              e.find("outside the model's vocabulary") != std::string::npos;
+    if (out_of_range && (e.find("token") != std::string::npos || e.find("vocab") != std::string::npos)) {
       out.push_back({"dataset_mismatch",
                      "The run stopped on a token id outside the model's vocabulary: the dataset was "
                      "tokenized for another model.",

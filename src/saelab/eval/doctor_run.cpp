@@ -148,8 +148,6 @@ DoctorInputs read_doctor_inputs(const std::string& run_dir) {
   DoctorInputs in;
   in.config = read_doctor_config(config);
   in.metrics = read_metrics_jsonl(metrics, &in.recorded_errors);
-  if (in.metrics.empty() && in.recorded_errors.empty())
-    fail("{}: no metrics logged yet (the run wrote no step)", metrics);
   const std::string sparsity = run_dir + "/final/sparsity.safetensors";
   if (fs::is_regular_file(sparsity, ec)) {
     auto tensors = load_safetensors(sparsity);
@@ -169,6 +167,9 @@ DoctorInputs read_doctor_inputs(const std::string& run_dir) {
     while (std::getline(e, line))
       if (!line.empty()) in.recorded_errors.push_back(line);
   }
+  // A run that failed before its first log step still has its error to diagnose.
+  if (in.metrics.empty() && in.recorded_errors.empty())
+    fail("{}: no metrics logged yet (the run wrote no step)", metrics);
   return in;
 }
 

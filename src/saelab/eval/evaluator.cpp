@@ -93,7 +93,13 @@ void ModelEvaluator::add_batch(const at::Tensor& tokens_in) {
     fail("SAE d_in {} does not match the width {} of hook '{}'{}", sae_.cfg().d_in, x.size(-1), hook_,
          head_ ? fmt::format(" (head {})", *head_) : (head_dims_ ? std::string(" (heads flattened)") : std::string()));
 
-  SaeForward out = sae_.forward(x);
+  // The model may run on a GPU (device = "cuda") while the inference SAE is on CPU.
+  const at::Device sae_device = sae_.param("W_dec").device();
+  SaeForward out = sae_.forward(x.to(sae_device));
+  if (sae_device != x.device()) {
+    out.reconstruction = out.reconstruction.to(x.device());
+    out.acts_post = out.acts_post.to(x.device());
+  }
   const at::Tensor& acts = out.acts_post;
   if (mask.any().item<bool>()) stats_.add(x.index({mask}), out.reconstruction.index({mask}), acts.index({mask}));
   at::Tensor fired_in_prompt = acts.gt(0).logical_and(mask.unsqueeze(-1)).sum(1).gt(0).sum(0).to(at::kLong).cpu();

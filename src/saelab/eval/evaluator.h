@@ -18,8 +18,9 @@
 //   explanation under "notes" (a JSON array of strings, present only then).
 // Everything runs under at::NoGradGuard; sums are float64.
 //
-// During training (every eval step and at the end), call with the trainer's model and a few token
-// batches from its store (SAELens: n_eval_batches batches of eval_batch_size_prompts prompts):
+// During training (every eval step and at the end) the trainer does this through make_model_eval
+// (train/sources.h), with the store's model and n_eval_batches held-out batches of
+// eval_batch_size_prompts prompts, excluding the store's exclude_special_tokens ids. By hand:
 //   EvalOptions eo; eo.exclude_token_ids = special_token_ids(model.cfg());   // or {} to keep them
 //   json m = evaluate_sae_on_model(model, sae, cfg.hook_name, cfg.hook_head_index, batches, eo);
 // and log every key of `m` that is a number under its own name (the names are the SAELens names).

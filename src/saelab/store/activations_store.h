@@ -42,6 +42,10 @@ struct ActivationsStoreOptions {
   uint64_t seed = 42;
   bool background = true;  // false: the model runs on the caller's thread (same stream)
   int queue_chunks = 2;
+  // How the token source was opened (dataset, context, BOS, tokenizer), kept so that the
+  // trainer's model evals can open a second, held-out source on the same data. Informational:
+  // the store itself reads only the TokenSource it is given.
+  TokenSourceOptions token_source;
 };
 
 // One run of the model: its rows [n, d_in] in dataset order and the windows read so far.
@@ -72,6 +76,11 @@ class ActivationsStore : public ActivationSource {
   void fill_buffer();
   // Skips `windows` windows of the dataset (wrapping around), before any chunk is read.
   void skip_windows(int64_t windows);
+
+  // The model the store runs (shared, so that evals reuse it instead of loading it again) and
+  // the options it was built with.
+  std::shared_ptr<const Transformer> model() const { return model_; }
+  const ActivationsStoreOptions& options() const { return o_; }
 
   int64_t buffer_capacity_tokens() const { return capacity_; }
   int64_t buffer_numel() const;              // the mixing buffer now

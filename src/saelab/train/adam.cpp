@@ -1,4 +1,5 @@
-// Adam and gradient clipping (see adam.h for the update rule).
+// Adam and gradient clipping (see adam.h for the update rule). On contiguous float CPU tensors
+// both are single fused passes (fast_loops.cpp); elsewhere ATen's in-place ops.
 #include "saelab/train/adam.h"
 
 #include <torch/torch.h>
@@ -6,6 +7,7 @@
 #include <cmath>
 
 #include "saelab/core/error.h"
+#include "saelab/train/fast_loops.h"
 
 namespace saelab {
 
@@ -27,9 +29,17 @@ void Adam::step(std::map<std::string, at::Tensor>& params, const std::map<std::s
       m = torch::zeros_like(p);
       v = torch::zeros_like(p);
     }
+    const auto dt = p.scalar_type();
+    if (fast::raw_loop_ok(p) && fast::raw_loop_ok(g) && fast::raw_loop_ok(m) && fast::raw_loop_ok(v) &&
+        g.scalar_type() == dt && m.scalar_type() == dt && v.scalar_type() == dt &&
+        g.numel() == p.numel() && m.numel() == p.numel() && v.numel() == p.numel()) {
+      // One OpenMP pass, no temporaries (the ATen form below allocates √v and the denominator).
+      fast::adam_update(p, g, m, v, beta1_, beta2_, eps_, step_size, bias2_sqrt);
+      continue;
+    }
     m.mul_(beta1_).add_(g, 1.0 - beta1_);
     v.mul_(beta2_).addcmul_(g, g, 1.0 - beta2_);
-    auto denom = (v.sqrt() / bias2_sqrt).add_(eps_);
+    auto denom = v.sqrt().div_(bias2_sqrt).add_(eps_);
     p.addcdiv_(m, denom, -step_size);
   }
 }
@@ -63,14 +73,17 @@ void Adam::load(const std::map<std::string, at::Tensor>& tensors, const json& st
 
 double clip_grad_norm(std::map<std::string, at::Tensor>& grads, double max_norm) {
   torch::NoGradGuard ng;
-  at::Tensor total;
+  // Σ g² in double, read from each gradient's own dtype in one pass (no float64 copies).
+  double total = 0.0;
+  bool any = false;
   for (auto& [name, g] : grads) {
     if (!g.defined()) continue;
-    auto sq = g.to(torch::kFloat64).pow(2).sum();
-    total = total.defined() ? total + sq : sq;
+    any = true;
+    if (fast::raw_loop_ok(g)) total += fast::sum_of_squares(g);
+    else total += at::linalg_vector_norm(g, 2, c10::nullopt, false, torch::kFloat64).pow(2).item<double>();
   }
-  if (!total.defined()) return 0.0;
-  double norm = std::sqrt(total.item<double>());
+  if (!any) return 0.0;
+  double norm = std::sqrt(total);
   double coef = std::min(max_norm / (norm + 1e-6), 1.0);
   if (coef < 1.0)
     for (auto& [name, g] : grads)

@@ -31,6 +31,11 @@ class Adam {
   // Checkpointing: tensors under "adam.exp_avg.<name>" / "adam.exp_avg_sq.<name>", scalars in JSON.
   void save(std::map<std::string, at::Tensor>& tensors, json& state) const;
   void load(const std::map<std::string, at::Tensor>& tensors, const json& state);
+  // Moves both moments to device (a checkpoint loads them on CPU).
+  void to(const at::Device& device) {
+    for (auto* moments : {&exp_avg_, &exp_avg_sq_})
+      for (auto& [name, t] : *moments) t = t.to(device);
+  }
 
  private:
   double beta1_, beta2_, eps_;

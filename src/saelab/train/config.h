@@ -173,6 +173,21 @@ RunnerConfig runner_config_from_json(const json& j, const std::string& where);
 // a config built in code.
 RunnerConfig resolve_runner_config(RunnerConfig cfg, const std::string& where = "config");
 
+// The pieces of load_runner_config, for callers that look at the raw keys first (sweeps,
+// train/sweep.h): a config file's keys ([sae]/[logger] flattened; "" gives {}), one parsed
+// `--set key=value` (text = the item as given, for messages), and the resolved config from them.
+struct ConfigOverride {
+  std::string key;
+  json value;
+  std::string text;
+};
+json read_runner_config_keys(const std::string& path);
+json read_runner_config_text_keys(const std::string& toml_text, const std::string& name);
+ConfigOverride parse_config_override(const std::string& item);
+// flat_file = nullptr: SAELens's defaults; `where` names the file in errors.
+RunnerConfig runner_config_from_inputs(const json* flat_file, const std::string& where,
+                                       const std::vector<ConfigOverride>& sets);
+
 // Serialises every key (absent optionals omitted in TOML, null in JSON); loading the result gives
 // an equal config.
 std::string to_toml(const RunnerConfig& cfg);

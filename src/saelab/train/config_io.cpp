@@ -219,6 +219,38 @@ RunnerConfig load_with_overrides(const json* file, std::string where,
 
 }  // namespace
 
+json read_runner_config_keys(const std::string& path) {
+  if (path.empty()) return json::object();
+  return flatten(parse_file(path), path);
+}
+
+json read_runner_config_text_keys(const std::string& toml_text, const std::string& name) {
+  return flatten(parse_toml_text(toml_text, name), name);
+}
+
+ConfigOverride parse_config_override(const std::string& item) {
+  auto [key, value] = parse_override(item);
+  return {key, value, item};
+}
+
+// load_with_overrides on inputs already read (the file flattened, the --set items parsed).
+RunnerConfig runner_config_from_inputs(const json* flat_file, const std::string& where_in,
+                                       const std::vector<ConfigOverride>& sets) {
+  std::string where = where_in;
+  RunnerConfig cfg;
+  if (flat_file) apply(cfg, *flat_file, where, false);
+  bool set_d_sae = false, set_ef = false;
+  for (const auto& o : sets) {
+    set_d_sae |= o.key == "d_sae";
+    set_ef |= o.key == "expansion_factor";
+    apply(cfg, json{{o.key, o.value}}, "--set " + o.text, true);
+  }
+  if (set_d_sae && !set_ef) cfg.expansion_factor.reset();
+  if (set_ef && !set_d_sae) cfg.d_sae.reset();
+  if (!sets.empty()) where += " with --set overrides";
+  return resolve_runner_config(cfg, where);
+}
+
 RunnerConfig load_runner_config(const std::string& path, const std::vector<std::string>& overrides) {
   if (path.empty()) return load_with_overrides(nullptr, "the default config", overrides);
   json file = parse_file(path);

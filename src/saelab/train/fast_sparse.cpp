@@ -1,62 +1,74 @@
 // The topk and batchtopk training steps written out by hand (issue 7), with a sparse decoder and
 // a sparse backward. With x̃ = x − b_dec, z = x̃ W_enc + b_enc (the one dense matmul left), the
-// active set A (topk: the k largest z per token; batchtopk: the k·N largest of the batch) is kept
-// as CSR entries e = (n, j, a_e = ReLU(z_nj)):
+// active set A (topk: the k largest z per token; batchtopk: the k·N largest of the batch; in both
+// only entries with z > 0, since ReLU zeroes the rest and they carry no gradient) is kept as CSR
+// entries e = (n, j, a_e = z_nj):
 //   x̂_n = b_dec + Σ_{e∈A(n)} a_e W_dec[j]              csr_decode, N·k·d_in work
 //   L_mse = (1/N) Σ (x̂ − x)²,  g = 2(x̂ − x)/N
 // AuxK (dead latents, REFERENCE §2): the k_aux largest dead z per token (entries (n, j, v_e), no
 // ReLU) decode the detached residual e = x − x̂: q_n = Σ v_e W_dec[j] − e_n (sparse, no second
 // dense decode), L_aux = c·s·(1/N) Σ q², h = 2·c·s·q/N.
 // Backward, only on active entries:
-//   dz_e    = (W_dec[j] · g_n) [a_e > 0]  (+ W_dec[j] · h_n for AuxK entries)   csr_gather_dot
-//   dW_dec[j] += a_e g_n  (+ v_e h_n)                                          csr_scatter_rows
-//   dW_enc[:, j] += dz_e x̃_n,  db_enc[j] += dz_e,  db_dec = Σ_n g − W_enc db_enc
-// The [N, d_sae] buffer holds z, then (after selection) the dense feature_acts the trainer reads.
+//   dz_e    = W_dec[j] · g_n  (W_dec[j] · h_n for AuxK entries)                csr_gather_dot
+//   dW_dec[j] = Σ a_e g_n (+ Σ v_e h_n),  dW_enc[:, j] = Σ dz_e x̃_n,  db_enc[j] = Σ dz_e
+//                      (sparse_weight_grads: entries grouped by latent, each row written once)
+//   db_dec = Σ_n g − W_enc db_enc
+// On the CPU (fast_loops.cpp) the selection runs row-parallel in one streaming pass per row (a
+// k-heap with vectorised block skipping; batchtopk: a sampled bound, a bucket histogram and an
+// exact selection inside the boundary bucket) and turns the [N, d_sae] buffer that held z into
+// the dense feature_acts the trainer reads in the same pass. Other devices use ATen's topk.
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
 
 #include "saelab/train/fast_kernels.h"
+#include "saelab/train/fast_loops.h"
 #include "saelab/train/fast_training_sae.h"
 #include "saelab/train/sae_batchtopk.h"
 
 namespace saelab {
 namespace {
 
-struct SparseSet {
-  at::Tensor row_ptr, col, val, flat;  // flat = n·d_sae + j, for writing feature_acts
-};
+using fast::SparseRows;
 
 struct SparseBuffers {
-  at::Tensor z;        // [N, d_sae]
-  at::Tensor gW_enc_t; // [d_sae, d_in]: dW_encᵀ, scattered by rows then transposed once
+  at::Tensor z;  // [N, d_sae]: z, then the dense feature_acts
+  double min_active = std::numeric_limits<double>::quiet_NaN();  // batchtopk's after_step
 };
 
-SparseSet select_topk(const at::Tensor& z, int64_t k) {
-  const int64_t N = z.size(0), S = z.size(1);
-  auto top = z.topk(k, -1, /*largest=*/true, /*sorted=*/false);
-  SparseSet s;
-  auto idx = std::get<1>(top);
-  s.col = idx.reshape({-1});
-  s.val = std::get<0>(top).relu_().reshape({-1});
-  s.row_ptr = at::arange(0, N * k + 1, k, idx.options());
-  s.flat = (at::arange(N, idx.options()) * S).unsqueeze(1).add(idx).reshape({-1});
+// ATen versions (non-CPU devices): topk, ReLU, positive entries only; z becomes feature_acts.
+SparseRows to_rows(const at::Tensor& flat_idx, const at::Tensor& vals, int64_t N, int64_t S) {
+  auto keep = vals > 0;
+  auto idx = flat_idx.masked_select(keep);
+  SparseRows s;
+  s.val = vals.masked_select(keep);
+  auto row = at::div(idx, S, "floor");
+  s.col = idx - row * S;
+  auto counts = at::bincount(row, {}, N);
+  s.row_ptr = at::cat({at::zeros({1}, counts.options()), counts.cumsum(0)});
   return s;
 }
 
-SparseSet select_batch_topk(const at::Tensor& z, int64_t k) {
+SparseRows select_topk_aten(at::Tensor& z, int64_t k) {
   const int64_t N = z.size(0), S = z.size(1);
-  // topk of z then ReLU keeps the same values as topk of ReLU(z): both are 0 beyond the positives.
-  int64_t keep = std::min<int64_t>(k * N, z.numel());
+  auto top = z.topk(k, -1, /*largest=*/true, /*sorted=*/false);
+  auto idx = std::get<1>(top).sort(-1);  // columns increasing within a row
+  auto vals = std::get<0>(top).gather(-1, std::get<1>(idx));
+  auto flat = (at::arange(N, z.options().dtype(at::kLong)) * S).unsqueeze(1).add(std::get<0>(idx)).reshape({-1});
+  auto s = to_rows(flat, vals.reshape({-1}), N, S);
+  z.zero_().view({-1}).index_put_({flat.masked_select(vals.reshape({-1}) > 0)}, s.val);
+  return s;
+}
+
+SparseRows select_batch_topk_aten(at::Tensor& z, int64_t keep) {
+  const int64_t N = z.size(0), S = z.size(1);
   auto top = z.view({-1}).topk(keep, -1, /*largest=*/true, /*sorted=*/false);
   auto sorted = std::get<1>(top).sort();
-  SparseSet s;
-  s.flat = std::get<0>(sorted);
-  s.val = std::get<0>(top).index_select(0, std::get<1>(sorted)).relu_();
-  auto row = at::div(s.flat, S, "floor");
-  s.col = s.flat - row * S;
-  auto counts = at::bincount(row, {}, N);
-  s.row_ptr = at::cat({at::zeros({1}, counts.options()), counts.cumsum(0)});
+  auto vals = std::get<0>(top).index_select(0, std::get<1>(sorted));
+  auto s = to_rows(std::get<0>(sorted), vals, N, S);
+  z.zero_().view({-1}).index_put_({std::get<0>(sorted).masked_select(vals > 0)}, s.val);
   return s;
 }
 
@@ -72,14 +84,41 @@ TrainStepOutput sparse_step(TrainingSae& sae, SparseBuffers& buf, const at::Tens
   auto x = x_in.to(W_enc.scalar_type()).contiguous();
   const int64_t N = x.size(0), S = cfg.d_sae, D = cfg.d_in;
   const double inv_n = 1.0 / static_cast<double>(N);
-  if (!buf.z.defined() || buf.z.size(0) != N || buf.z.scalar_type() != W_enc.scalar_type()) {
+  if (!buf.z.defined() || buf.z.size(0) != N || buf.z.scalar_type() != W_enc.scalar_type() ||
+      buf.z.device() != W_enc.device())
     buf.z = at::empty({N, S}, W_enc.options());
-    buf.gW_enc_t = at::empty({S, D}, W_enc.options());
-  }
   auto& z = buf.z;
   auto xt = cfg.apply_b_dec_to_input ? x - b_dec : x;
-  at::addmm_out(z, b_enc, xt, W_enc);
-  SparseSet A = batch ? select_batch_topk(z, cfg.k) : select_topk(z, std::min(cfg.k, S));
+  // On the CPU z holds x̃ W_enc only (mm_out, β = 0) and the selections add b_enc as they read:
+  // addmm_out would first broadcast-copy b_enc into all of z and then have the gemm read it back.
+  const bool raw = !fast::force_aten_kernels() && fast::raw_loop_ok(z) && fast::raw_loop_ok(b_enc) &&
+                   b_enc.scalar_type() == z.scalar_type();
+  if (raw) at::mm_out(z, xt, W_enc);
+  else at::addmm_out(z, b_enc, xt, W_enc);
+  const at::Tensor bias = raw ? b_enc : at::Tensor();
+
+  // AuxK's selection reads the dead columns of z before z is turned into feature_acts.
+  SparseRows Z;
+  int64_t num_dead = ctx.dead_mask.defined() ? ctx.dead_mask.sum().item<int64_t>() : 0;
+  int64_t k_aux = std::max<int64_t>(D / 2, 1);
+  const double aux_scale = std::min(static_cast<double>(num_dead) / k_aux, 1.0);
+  k_aux = std::min(k_aux, num_dead);
+  if (num_dead > 0) {
+    auto dead_idx = ctx.dead_mask.nonzero().squeeze(1);
+    if (raw) {
+      Z = fast::topk_rows_of_columns(z, bias, dead_idx, k_aux);
+    } else {
+      auto top = z.index_select(1, dead_idx).topk(k_aux, -1, true, false);
+      Z.col = dead_idx.index_select(0, std::get<1>(top).reshape({-1}));
+      Z.val = std::get<0>(top).reshape({-1}).contiguous();
+      Z.row_ptr = at::arange(0, N * k_aux + 1, k_aux, Z.col.options());
+    }
+  }
+  const int64_t keep = batch ? std::min<int64_t>(cfg.k * N, z.numel()) : std::min(cfg.k, S);
+  SparseRows A = raw ? (batch ? fast::topk_batch_positive(z, bias, keep, true)
+                             : fast::topk_rows_positive(z, bias, keep, true))
+                     : (batch ? select_batch_topk_aten(z, keep) : select_topk_aten(z, keep));
+  buf.min_active = A.val.numel() > 0 ? A.val.min().item<double>() : std::numeric_limits<double>::quiet_NaN();
 
   auto x_hat = b_dec.unsqueeze(0).expand({N, D}).contiguous();
   fast::csr_decode(A.row_ptr, A.col, A.val, W_dec, x_hat);
@@ -88,51 +127,43 @@ TrainStepOutput sparse_step(TrainingSae& sae, SparseBuffers& buf, const at::Tens
   const double mse = g_flat.dot(g_flat).item<double>() * inv_n;
   g.mul_(2.0 * inv_n);
 
-  // AuxK on the dead latents' columns of z only.
   double aux = 0.0;
-  SparseSet Z;
   at::Tensor h;
-  int64_t num_dead = ctx.dead_mask.defined() ? ctx.dead_mask.sum().item<int64_t>() : 0;
   if (num_dead > 0) {
-    auto dead_idx = ctx.dead_mask.nonzero().squeeze(1);
-    int64_t k_aux = std::max<int64_t>(D / 2, 1);
-    double scale = std::min(static_cast<double>(num_dead) / k_aux, 1.0);
-    k_aux = std::min(k_aux, num_dead);
-    auto top = z.index_select(1, dead_idx).topk(k_aux, -1, true, false);
-    Z.col = dead_idx.index_select(0, std::get<1>(top).reshape({-1}));
-    Z.val = std::get<0>(top).reshape({-1}).contiguous();
-    Z.row_ptr = at::arange(0, N * k_aux + 1, k_aux, Z.col.options());
     h = g * (0.5 * N);  // q starts at −e = x̂ − x
     fast::csr_decode(Z.row_ptr, Z.col, Z.val, W_dec, h);
     auto h_flat = h.view({-1});
-    const double c = cfg.aux_loss_coefficient * scale;
+    const double c = cfg.aux_loss_coefficient * aux_scale;
     aux = c * h_flat.dot(h_flat).item<double>() * inv_n;
     h.mul_(2.0 * c * inv_n);
   }
 
-  auto dz = fast::csr_gather_dot(A.row_ptr, A.col, W_dec, g).mul_(A.val > 0);
+  auto dz = fast::csr_gather_dot(A.row_ptr, A.col, W_dec, g);
   at::Tensor dz_aux = num_dead > 0 ? fast::csr_gather_dot(Z.row_ptr, Z.col, W_dec, h) : at::Tensor();
 
   auto& gW_dec = fast_grad_buffer(sae, "W_dec");
-  gW_dec.zero_();
-  fast::csr_scatter_rows(A.row_ptr, A.col, A.val, g, gW_dec);
-  auto& gWt = buf.gW_enc_t;
-  gWt.zero_();
-  fast::csr_scatter_rows(A.row_ptr, A.col, dz, xt, gWt);
+  auto& gW_enc = fast_grad_buffer(sae, "W_enc");
   auto& gb_enc = fast_grad_buffer(sae, "b_enc");
-  gb_enc.zero_().index_add_(0, A.col, dz);
-  if (num_dead > 0) {
-    fast::csr_scatter_rows(Z.row_ptr, Z.col, Z.val, h, gW_dec);
-    fast::csr_scatter_rows(Z.row_ptr, Z.col, dz_aux, xt, gWt);
-    gb_enc.index_add_(0, Z.col, dz_aux);
+  auto xtc = xt.contiguous();
+  if (raw && fast::raw_loop_ok(gW_dec) && fast::raw_loop_ok(gW_enc) && fast::raw_loop_ok(gb_enc)) {
+    fast::sparse_weight_grads(A, dz, g, Z, dz_aux, h, xtc, gW_dec, gW_enc, gb_enc);
+  } else {
+    gW_dec.zero_();
+    fast::csr_scatter_rows(A.row_ptr, A.col, A.val, g, gW_dec);
+    auto gWt = at::zeros({S, D}, W_enc.options());
+    fast::csr_scatter_rows(A.row_ptr, A.col, dz, xtc, gWt);
+    gb_enc.zero_().index_add_(0, A.col, dz);
+    if (num_dead > 0) {
+      fast::csr_scatter_rows(Z.row_ptr, Z.col, Z.val, h, gW_dec);
+      fast::csr_scatter_rows(Z.row_ptr, Z.col, dz_aux, xtc, gWt);
+      gb_enc.index_add_(0, Z.col, dz_aux);
+    }
+    gW_enc.copy_(gWt.t());
   }
-  fast_grad_buffer(sae, "W_enc").copy_(gWt.t());
   auto& gb_dec = fast_grad_buffer(sae, "b_dec");
   gb_dec.copy_(g.sum(0));
   if (cfg.apply_b_dec_to_input) gb_dec.sub_(W_enc.mv(gb_enc));
 
-  // z is spent: the buffer becomes the dense activations the trainer's statistics read.
-  z.zero_().view({-1}).scatter_(0, A.flat, A.val);
   TrainStepOutput out;
   out.loss = mse + aux;
   out.losses["mse_loss"] = mse;
@@ -158,6 +189,17 @@ class FastBatchTopKTrainingSae : public BatchTopKTrainingSae {
   using BatchTopKTrainingSae::BatchTopKTrainingSae;
   TrainStepOutput forward_backward(const at::Tensor& x, const StepContext& ctx) override {
     return sparse_step(*this, buf_, x, ctx, true);
+  }
+  // θ ← (1 − lr)θ + lr·min(f > 0) as the base class, with the minimum taken over the step's
+  // sparse active values (no pass over the dense [N, d_sae] feature_acts).
+  void after_step(const TrainStepOutput& out) override {
+    if (!buf_.z.defined() || !out.feature_acts.defined() || !out.feature_acts.is_same(buf_.z))
+      return BatchTopKTrainingSae::after_step(out);
+    if (std::isnan(buf_.min_active)) return;
+    const double lr = cfg_.topk_threshold_lr;
+    auto& theta = buffers_["topk_threshold"];
+    theta = torch::full({}, (1.0 - lr) * theta.item<double>() + lr * buf_.min_active,
+                        theta.options().dtype(torch::kFloat64));
   }
 
  private:

@@ -10,12 +10,14 @@
 
 namespace saelab {
 
-// The fast SAE for cfg, or nullptr where only the autograd version implements it (gated,
-// jumprelu, matryoshka_batchtopk, mse_loss_normalization, ghost grads, lp_norm != 1).
+// The fast SAE for cfg, or nullptr where only the autograd version implements it
+// (matryoshka_batchtopk, mse_loss_normalization, standard with ghost grads or lp_norm != 1).
 std::unique_ptr<TrainingSae> make_fast_training_sae(const TrainingSaeConfig& cfg);
 
 std::unique_ptr<TrainingSae> make_fast_standard_training_sae(const TrainingSaeConfig& cfg);
 std::unique_ptr<TrainingSae> make_fast_sparse_training_sae(const TrainingSaeConfig& cfg);
+std::unique_ptr<TrainingSae> make_fast_gated_training_sae(const TrainingSaeConfig& cfg);
+std::unique_ptr<TrainingSae> make_fast_jumprelu_training_sae(const TrainingSaeConfig& cfg);
 
 // A gradient buffer of params()[name]'s shape and dtype, reused while it still fits.
 at::Tensor& fast_grad_buffer(TrainingSae& sae, const std::string& name);

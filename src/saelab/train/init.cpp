@@ -7,6 +7,7 @@
 
 #include "saelab/core/error.h"
 #include "saelab/train/config.h"
+#include "saelab/train/fast_loops.h"
 #include "saelab/train/training_sae.h"
 
 namespace saelab {
@@ -98,6 +99,11 @@ void remove_gradient_parallel_to_decoder_directions(TrainingSae& sae) {
   auto& g = sae.grads()["W_dec"];
   if (!g.defined()) return;
   const auto& W = sae.params().at("W_dec");
+  if (fast::raw_loop_ok(g) && fast::raw_loop_ok(W) && g.scalar_type() == W.scalar_type() &&
+      g.sizes() == W.sizes()) {
+    fast::remove_row_parallel(g, W);  // one pass, no [d_sae, d_in] temporaries
+    return;
+  }
   auto parallel = (g * W).sum(1, true);
   g.sub_(parallel * W);
 }

@@ -1,15 +1,19 @@
 // RunnerConfig -> ActivationSource: the toy model, cached activations, or a model's activations.
 #include "saelab/train/sources.h"
 
+#include <torch/torch.h>
+
 #include <algorithm>
 
 #include "saelab/core/error.h"
 #include "saelab/data/cached_activations.h"
 #include "saelab/data/token_source.h"
 #include "saelab/data/tokenizer.h"
+#include "saelab/eval/evaluator.h"
 #include "saelab/model/loader.h"
 #include "saelab/model/transformer.h"
 #include "saelab/store/activation_cache.h"
+#include "saelab/train/training_sae.h"
 
 namespace saelab {
 
@@ -53,6 +57,8 @@ std::vector<int64_t> excluded_ids(const json& ex, const Tokenizer* tok) {
 std::unique_ptr<ActivationsStore> make_activations_store(const RunnerConfig& cfg, bool background) {
   const json kw = cfg.model_from_pretrained_kwargs.is_null() ? json::object() : cfg.model_from_pretrained_kwargs;
   LoadedModel lm = load_model(cfg.model_name, kw);
+  // device = "cuda": the model's forward runs on the GPU; the store's mixing buffer stays in host memory.
+  if (const at::Device device = training_device(cfg.device); !device.is_cpu()) lm.model->to(device);
   std::shared_ptr<const Transformer> model(lm.model.release());
   std::shared_ptr<const Tokenizer> tok;
   if (cfg.dataset_path != "othello" && !lm.dir.empty()) {
@@ -93,6 +99,7 @@ std::unique_ptr<ActivationsStore> make_activations_store(const RunnerConfig& cfg
   so.train_batch_size_tokens = cfg.train_batch_size_tokens;
   so.seed = uint64_t(cfg.seed);
   so.background = background;
+  so.token_source = to;
 
   const int64_t width = ActivationsStore::hook_width(*model, cfg.hook_name, cfg.hook_head_index);
   if (width != cfg.d_in)
@@ -114,6 +121,97 @@ std::unique_ptr<ActivationSource> make_activation_source(const RunnerConfig& cfg
   auto store = make_activations_store(cfg);
   store->fill_buffer();
   return store;
+}
+
+int64_t model_eval_skip_windows(const RunnerConfig& cfg) {
+  const int64_t ctx = std::max<int64_t>(cfg.context_size, 1);
+  const int64_t tokens = cfg.training_tokens + std::max<int64_t>(cfg.train_batch_size_tokens, 8192);
+  return (tokens + ctx - 1) / ctx + cfg.n_batches_in_buffer * cfg.store_batch_size_prompts;
+}
+
+namespace {
+
+// The held-out eval prompts (see make_model_eval): [rows, ctx] int64 batches.
+std::vector<at::Tensor> read_eval_batches(const RunnerConfig& cfg, TokenSourceOptions to, int64_t n_batches,
+                                          int64_t prompts) {
+  const int64_t ctx = cfg.context_size;
+  if (to.dataset_path == "othello") to.seed = uint64_t(cfg.seed) + 1;
+  auto src = open_token_source(to);
+  std::vector<int64_t> window;
+  int64_t start = 0;  // the window the evals start at
+  if (!src->infinite()) {
+    // Skip the run's windows, modulo the dataset's length when it is shorter than that.
+    int64_t skip = model_eval_skip_windows(cfg), n = 0;
+    while (n < skip && src->next(window)) ++n;
+    if (n < skip) {
+      if (n == 0) fail("{}: no token window of context_size = {} could be read for the evals", to.dataset_path, ctx);
+      skip %= n;
+      src->restart();
+      for (int64_t i = 0; i < skip; ++i) src->next(window);
+    }
+    start = skip;
+  }
+  std::vector<at::Tensor> batches;
+  std::vector<int64_t> ids;
+  int64_t rows = 0, after_wrap = 0;
+  bool wrapped = false;
+  while (int64_t(batches.size()) < n_batches) {
+    // At most one pass: after wrapping to the start, stop at the first eval window.
+    if (wrapped && after_wrap >= start) break;
+    if (!src->next(window)) {
+      if (src->infinite() || wrapped) break;
+      src->restart();
+      wrapped = true;
+      continue;
+    }
+    if (wrapped) ++after_wrap;
+    if (int64_t(window.size()) != ctx)
+      fail("{}: a token window has {} ids, expected context_size = {}", to.dataset_path, window.size(), ctx);
+    ids.insert(ids.end(), window.begin(), window.end());
+    if (++rows == prompts) {
+      batches.push_back(torch::tensor(ids, torch::kLong).reshape({rows, ctx}));
+      ids.clear();
+      rows = 0;
+    }
+  }
+  if (rows > 0) batches.push_back(torch::tensor(ids, torch::kLong).reshape({rows, ctx}));
+  if (batches.empty()) fail("{}: no token window of context_size = {} could be read for the evals", to.dataset_path, ctx);
+  return batches;
+}
+
+}  // namespace
+
+std::function<json(const Sae&)> make_model_eval(const RunnerConfig& cfg, const ActivationsStore& store) {
+  if (cfg.n_eval_batches <= 0) return {};
+  struct State {
+    std::shared_ptr<const Transformer> model;
+    TokenSourceOptions token_source;
+    EvalOptions eval;
+    std::vector<at::Tensor> batches;  // read at the first call
+  };
+  auto st = std::make_shared<State>();
+  st->model = store.model();
+  if (!st->model) fail("model evals: the activations store holds no model");
+  st->token_source = store.options().token_source;
+  if (st->token_source.dataset_path.empty()) {  // a store built without them: the config's
+    st->token_source.dataset_path = cfg.dataset_path;
+    st->token_source.prepend_bos = cfg.prepend_bos;
+    st->token_source.disable_concat_sequences = cfg.disable_concat_sequences;
+    st->token_source.seed = uint64_t(cfg.seed);
+  }
+  st->token_source.context_size = cfg.context_size;
+  st->eval.exclude_token_ids = store.options().exclude_token_ids;
+  const int64_t prompts = cfg.eval_batch_size_prompts.value_or(cfg.store_batch_size_prompts);
+  const int64_t n_batches = cfg.n_eval_batches;
+  const std::string hook = cfg.hook_name;
+  const std::optional<int64_t> head = cfg.hook_head_index;
+  return [st, cfg, prompts, n_batches, hook, head](const Sae& sae) -> json {
+    if (st->batches.empty()) {
+      st->batches = read_eval_batches(cfg, st->token_source, n_batches, prompts);
+      for (auto& b : st->batches) b = b.to(st->model->device());  // where the model runs
+    }
+    return evaluate_sae_on_model(*st->model, sae, hook, head, st->batches, st->eval);
+  };
 }
 
 }  // namespace saelab

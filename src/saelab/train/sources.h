@@ -2,8 +2,10 @@
 // activations (use_cached_activations), or a model's activations (ActivationsStore over
 // model_name / hook_name / dataset_path).
 #pragma once
+#include <functional>
 #include <memory>
 
+#include "saelab/core/json.h"
 #include "saelab/data/activation_source.h"
 #include "saelab/data/toy_model.h"
 #include "saelab/store/activations_store.h"
@@ -21,5 +23,26 @@ std::unique_ptr<ActivationsStore> make_activations_store(const RunnerConfig& cfg
 // Throws saelab::Error when the config asks for a source that is not available. A model source has
 // read its first buffer (so a dataset that does not match the model fails here, before training).
 std::unique_ptr<ActivationSource> make_activation_source(const RunnerConfig& cfg);
+
+class Sae;
+
+// The model-based evals the trainer runs every eval_every_n_wandb_logs log steps and at the end
+// (TrainerOptions::model_eval): evaluate_sae_on_model (eval/evaluator.h) with the model the store
+// already holds (never loaded twice) on n_eval_batches batches of eval_batch_size_prompts prompts
+// (default store_batch_size_prompts), excluding the token ids the store excludes. Returns an empty
+// function when n_eval_batches = 0.
+// The eval prompts come from a second token source opened like the store's (same dataset,
+// context_size, prepend_bos, tokenizer, separator), read once at the first call and reused at every
+// eval, so that evals at different steps are comparable. Held out: the source first skips the
+// windows the run will read, ceil((training_tokens + max(train_batch_size_tokens, 8192)) /
+// context_size) + n_batches_in_buffer × store_batch_size_prompts (the training tokens, the
+// initialisation sample and the store's read-ahead); when the dataset is shorter than that, the
+// skip wraps around (modulo the dataset's windows) and the evals use data the run also trains on.
+// An infinite source (Othello) is reopened with seed + 1 instead (other games). At most one pass
+// over the dataset is evaluated (a short dataset gives fewer prompts).
+std::function<json(const Sae&)> make_model_eval(const RunnerConfig& cfg, const ActivationsStore& store);
+
+// The windows make_model_eval skips before its eval prompts (see above).
+int64_t model_eval_skip_windows(const RunnerConfig& cfg);
 
 }  // namespace saelab

@@ -31,6 +31,7 @@ Trainer::Trainer(RunnerConfig cfg, std::unique_ptr<ActivationSource> source, Tra
   if (cfg_.steps() < 1)
     fail("training_tokens: expected at least one batch of train_batch_size_tokens={}, got {}",
          cfg_.train_batch_size_tokens, cfg_.training_tokens);
+  device_ = training_device(cfg_.device);
   sae_ = make_training_sae(training_sae_config(cfg_));
   schedule_.name = cfg_.lr_scheduler_name;
   schedule_.lr = cfg_.lr;
@@ -85,6 +86,7 @@ void Trainer::initialize() {
   } else {
     init_b_dec(*sae_, "zeros", at::Tensor());
   }
+  to_device();
   initialized_ = true;
 }
 
@@ -93,7 +95,16 @@ at::Tensor Trainer::next_batch() {
   auto x = source_->next_batch(n);
   if (x.dim() != 2 || x.size(0) != n || x.size(1) != cfg_.d_in)
     fail("activation source ({}): expected a batch [{}, {}]", source_->describe(), n, cfg_.d_in);
-  return normalize_batch(x.to(torch::kFloat32), cfg_.normalize_activations, scale_);
+  return normalize_batch(x.to(device_, torch::kFloat32), cfg_.normalize_activations, scale_);
+}
+
+// Initialisation and checkpoints work on CPU; the step runs on device_.
+void Trainer::to_device() {
+  if (device_.is_cpu()) return;
+  sae_->to(device_);
+  adam_.to(device_);
+  since_fired_ = since_fired_.to(device_);
+  window_fires_ = window_fires_.to(device_);
 }
 
 at::Tensor Trainer::dead_mask() const { return since_fired_ > cfg_.dead_feature_window; }
@@ -132,6 +143,9 @@ void Trainer::train_step() {
     log_step(x, out, lr, cfg_.architecture == "jumprelu" ? ctx.l0_coefficient : ctx.l1_coefficient);
   if (cfg_.feature_sampling_window > 0 && step_ % cfg_.feature_sampling_window == 0)
     log_density_and_resample(x);
+  if (opts_.model_eval && cfg_.wandb_log_frequency > 0 && cfg_.eval_every_n_wandb_logs > 0 &&
+      step_ % (cfg_.wandb_log_frequency * cfg_.eval_every_n_wandb_logs) == 0)
+    run_model_eval();
   if (progress_) {
     ProgressStats ps;
     ps.mse = out.losses["mse_loss"];
@@ -194,6 +208,7 @@ void Trainer::resume_from(const std::string& dir) {
   window_tokens_ = get_field<int64_t>(d.state, "window_tokens", where);
   if (!d.state.contains("source_state")) fail("{}: missing 'source_state'", where);
   source_->load_state(d.state["source_state"]);
+  to_device();
   initialized_ = true;
   resumed_ = true;
   last_checkpoint_ = dir;

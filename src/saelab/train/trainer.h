@@ -11,10 +11,12 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "saelab/core/json.h"
 #include "saelab/data/activation_source.h"
@@ -35,7 +37,19 @@ struct TrainerOptions {
   bool progress = true;                              // console progress bar / lines
   bool log_files = true;                             // metrics.jsonl + TensorBoard
   int64_t summary_eval_batches = 8;                  // held-out batches for the final summary
+  // Model-based evals (sources.h make_model_eval; empty = no model, e.g. the toy or cached
+  // activations). Called on inference_sae() every wandb_log_frequency × eval_every_n_wandb_logs
+  // steps (SAELens's sae_trainer) and once at the end; every numeric "group/name" key it returns
+  // is logged under that name (REFERENCE §4), except the density counts the trainer already logs
+  // from its sampling window (kModelEvalSkippedKeys). The end-of-run result goes into
+  // TrainSummary::eval too.
+  std::function<json(const Sae&)> model_eval;
 };
+
+// Eval keys not logged during training: the trainer logs these names from its own sampling window
+// (dead = no fire for dead_feature_window steps, dense = over feature_sampling_window steps), and a
+// count over a few eval batches would interleave a different quantity in the same series.
+extern const std::vector<std::string> kModelEvalSkippedKeys;
 
 struct TrainSummary {
   std::string run_dir, final_dir, last_checkpoint;
@@ -68,6 +82,7 @@ class Trainer {
 
  private:
   void initialize();
+  void to_device();
   at::Tensor next_batch();
   void train_step();
   void update_firing_stats(const at::Tensor& feature_acts);
@@ -79,6 +94,8 @@ class Trainer {
   at::Tensor sparsity_for_save() const;
   at::Tensor dead_mask() const;
   json final_eval();
+  // Runs opts_.model_eval on the current SAE and logs it at step_ (once per step).
+  const json& run_model_eval();
 
   RunnerConfig cfg_;
   std::unique_ptr<ActivationSource> source_;
@@ -91,6 +108,7 @@ class Trainer {
   std::unique_ptr<ConsoleProgress> progress_;
   std::set<int64_t> checkpoint_steps_;
 
+  at::Device device_{at::kCPU};  // cfg.device: parameters, optimiser state and batches live here
   bool initialized_ = false;
   int64_t step_ = 0;
   int64_t n_tokens_ = 0;
@@ -103,6 +121,8 @@ class Trainer {
   bool resumed_ = false;
   double last_out_mse_ = 0.0;
   double last_l0_ = 0.0;
+  int64_t model_eval_step_ = -1;  // the step of model_eval_result_
+  json model_eval_result_;
 };
 
 // The SAELens cfg.json fields for the run (model/hook/dataset metadata), normalisation folded.

@@ -2,6 +2,7 @@
 // (Anthropic 2023, REFERENCE §2) and the held-out evaluation behind the end-of-run summary.
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "saelab/core/error.h"
@@ -12,10 +13,21 @@
 
 namespace saelab {
 
+const std::vector<std::string> kModelEvalSkippedKeys = {"sparsity/dead_features", "sparsity/dense_features",
+                                                        "sparsity/below_1e-5", "sparsity/below_1e-6"};
+
+namespace {
+
+bool skipped_in_training_log(const std::string& key) {
+  return std::find(kModelEvalSkippedKeys.begin(), kModelEvalSkippedKeys.end(), key) != kModelEvalSkippedKeys.end();
+}
+
+}  // namespace
+
 FeatureRecovery feature_recovery(const at::Tensor& true_features, const at::Tensor& W_dec) {
   torch::NoGradGuard ng;
-  auto t = true_features.to(torch::kFloat64);
-  auto w = W_dec.to(torch::kFloat64);
+  auto t = true_features.to(at::kCPU, torch::kFloat64);
+  auto w = W_dec.to(at::kCPU, torch::kFloat64);
   t = t / t.norm(2, {1}, true).clamp_min(1e-12);
   w = w / w.norm(2, {1}, true).clamp_min(1e-12);
   auto best = std::get<0>(t.mm(w.t()).max(1));  // [n_features]
@@ -92,7 +104,8 @@ void Trainer::resample_dead_latents(const at::Tensor& dead, const at::Tensor& x)
   auto loss = (x - x_hat).to(torch::kFloat64).pow(2).sum(1);
   auto weights = loss.pow(2);
   if (!(weights.sum().item<double>() > 0)) weights = torch::ones_like(weights);
-  auto pick = torch::multinomial(weights, n, /*replacement=*/true, gen_);
+  // gen_ is a CPU generator (its state is checkpointed): draw on CPU whatever the device.
+  auto pick = torch::multinomial(weights.cpu(), n, /*replacement=*/true, gen_).to(x.device());
   auto dirs = x.index_select(0, pick);
   dirs = dirs / dirs.norm(2, {1}, true).clamp_min(1e-12);
   auto& p = sae_->params();
@@ -113,12 +126,28 @@ void Trainer::resample_dead_latents(const at::Tensor& dead, const at::Tensor& x)
   since_fired_.index_fill_(0, idx, 0);
 }
 
-json Trainer::final_eval() {
-  json e = json::object();
-  if (opts_.summary_eval_batches <= 0) return e;
+const json& Trainer::run_model_eval() {
+  if (model_eval_step_ == step_) return model_eval_result_;
   torch::NoGradGuard ng;
   auto sae = inference_sae();
-  try {
+  model_eval_result_ = opts_.model_eval(*sae);
+  model_eval_step_ = step_;
+  if (logger_) {
+    std::map<std::string, double> m;
+    for (const auto& [k, v] : model_eval_result_.items())
+      if (v.is_number() && k.find('/') != std::string::npos && !skipped_in_training_log(k)) m[k] = v.get<double>();
+    // An undefined score is NaN here; metrics.jsonl writes it as null.
+    logger_->log_scalars(step_, m);
+    logger_->flush();
+  }
+  return model_eval_result_;
+}
+
+json Trainer::final_eval() {
+  json e = json::object();
+  torch::NoGradGuard ng;
+  auto sae = inference_sae();
+  if (opts_.summary_eval_batches > 0) try {
     ReconstructionStats stats;
     for (int64_t i = 0; i < opts_.summary_eval_batches; ++i) {
       auto x = source_->next_batch(cfg_.train_batch_size_tokens).to(torch::kFloat32);
@@ -140,6 +169,22 @@ json Trainer::final_eval() {
     auto r = feature_recovery(*truth, sae->param("W_dec"));
     e["metrics/mmcs"] = r.mmcs;
     e["metrics/features_recovered"] = r.features_recovered;
+  }
+  if (opts_.model_eval) {
+    // The model evals on the final SAE (logged at the last step; reused when that step already
+    // ran them). They replace the activation eval's value of the same name (the summary shows what
+    // metrics.jsonl logged), except the density counts, which that eval takes over more tokens.
+    try {
+      const json& m = run_model_eval();
+      for (const auto& [k, v] : m.items()) {
+        if (k == "n_tokens") e["n_model_eval_tokens"] = v;
+        else if (k == "n_prompts") e["n_model_eval_prompts"] = v;
+        else if (k == "notes") e["model_eval_notes"] = v;
+        else if (!e.contains(k) || !skipped_in_training_log(k)) e[k] = v;
+      }
+    } catch (const Error& err) {
+      e["model_eval_error"] = err.what();
+    }
   }
   return e;
 }

@@ -3,6 +3,7 @@
 // inference layout with the activation scale folded in.
 #include "saelab/train/training_sae.h"
 
+#include <torch/cuda.h>
 #include <torch/torch.h>
 
 #include "saelab/core/error.h"
@@ -96,9 +97,34 @@ std::unique_ptr<Sae> TrainingSae::to_inference(const SaeConfig& base, double s) 
   for (auto& [name, t] : sae->params()) {
     auto it = p.find(name);
     if (it == p.end()) fail("training SAE export: no parameter '{}' for architecture {}", name, c.architecture);
-    t = it->second.to(torch::kFloat32).contiguous();
+    t = it->second.to(at::kCPU, torch::kFloat32).contiguous();
   }
   return sae;
+}
+
+void TrainingSae::to(const at::Device& device) {
+  for (auto* m : {&params_, &grads_, &buffers_})
+    for (auto& [name, t] : *m)
+      if (t.defined()) t = t.to(device);
+}
+
+at::Device training_device(const std::string& name) {
+  at::Device d(at::kCPU);
+  try {
+    d = at::Device(name);
+  } catch (const std::exception&) {
+    fail("device = '{}': expected cpu, cuda or cuda:N", name);
+  }
+  if (d.is_cpu()) return d;
+  if (!d.is_cuda())
+    fail("device = '{}': saelab trains on cpu or cuda (LibTorch {} here)", name, TORCH_VERSION);
+  if (!torch::cuda::is_available())
+    fail("device = '{}': this saelab was built against a LibTorch without CUDA or no GPU is visible "
+         "(LibTorch {}); build against a CUDA LibTorch (scripts/gpu-build.sh) or set device = \"cpu\"",
+         name, TORCH_VERSION);
+  if (d.has_index() && d.index() >= static_cast<int>(torch::cuda::device_count()))
+    fail("device = '{}': only {} CUDA device(s) visible", name, torch::cuda::device_count());
+  return d;
 }
 
 std::unique_ptr<TrainingSae> make_standard_training_sae(const TrainingSaeConfig& cfg);

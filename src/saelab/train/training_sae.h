@@ -90,6 +90,10 @@ class TrainingSae {
   // b_enc unchanged) — see REFERENCE §2. base carries the cfg.json metadata fields.
   std::unique_ptr<Sae> to_inference(const SaeConfig& base, double activation_scale) const;
 
+  // Moves parameters, gradients and buffers to device (call before the first step: the fast
+  // paths allocate their work buffers like the parameters). The inference SAE is always on CPU.
+  void to(const at::Device& device);
+
  protected:
   at::Tensor sae_in(const at::Tensor& x, const at::Tensor& b_dec) const;
   // Reconstruction error per element under mse_loss_normalization, [N, d_in].
@@ -104,6 +108,10 @@ class TrainingSae {
   std::map<std::string, at::Tensor> grads_;
   std::map<std::string, at::Tensor> buffers_;
 };
+
+// The device a run config's `device` names ("cpu", "cuda", "cuda:N"), checked against what this
+// LibTorch can use: one-line error for a CUDA device in a CPU-only build or a missing GPU.
+at::Device training_device(const std::string& name);
 
 // The architecture's training SAE with parameters allocated (zeros; the trainer initialises them).
 std::unique_ptr<TrainingSae> make_training_sae(const TrainingSaeConfig& cfg);

@@ -1,0 +1,336 @@
+// Running a sweep (see sweep.h): one activation source broadcast to every member's Trainer.
+//
+// The Trainers are the ordinary ones, each on its own thread, but the threads take turns: a
+// member runs only while it holds the turn, and hands it to the next member each time it asks its
+// source for a batch. So the members compute one at a time, in member order, one batch each (no
+// oversubscribed cores), and the batch a member gets for its k-th request is the source's k-th
+// batch: the first member to ask pulls it from the real source, the others get copies. The stop
+// signal the Trainers see is latched when the turn comes back to the first member, so every
+// member sees a stop at the same step and checkpoints there.
+#include "saelab/train/sweep.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <cstdio>
+#include <deque>
+#include <mutex>
+#include <thread>
+
+#include "saelab/core/error.h"
+#include "saelab/core/io.h"
+#include "saelab/log/progress.h"
+
+namespace saelab {
+
+namespace {
+
+// The shared source and the turn-taking between the member threads.
+class Broadcast {
+ public:
+  Broadcast(std::unique_ptr<ActivationSource> src, size_t n, const std::atomic<int>* real_stop)
+      : src_(std::move(src)), real_stop_(real_stop), cursor_(n, 0), active_(n, true),
+        last_state_(n, src_->state()) {}
+
+  ActivationSource& source() { return *src_; }
+  const std::atomic<int>* latched_stop() const { return &latched_; }
+  // Called with the turn held each time a new round starts (the turn wraps to the first member).
+  std::function<void()> on_round;
+
+  // Blocks until member i holds the turn (the first member holds it first).
+  void acquire(size_t i) {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (!started_) {
+      started_ = true;
+      turn_ = first_active();
+      latch();
+    }
+    cv_.wait(lock, [&] { return turn_ == i; });
+  }
+  // Member i hands the turn on and waits for it to come back.
+  void pass_and_wait(size_t i) {
+    std::unique_lock<std::mutex> lock(mu_);
+    pass_from(i);
+    cv_.wait(lock, [&] { return turn_ == i; });
+  }
+  // Member i is done (finished, stopped or failed): it takes no more turns or batches.
+  void finish(size_t i) {
+    std::unique_lock<std::mutex> lock(mu_);
+    active_[i] = false;
+    if (turn_ == i) pass_from(i);
+    drop_consumed();
+  }
+
+  // Member i's next batch (called with the turn held).
+  at::Tensor get(size_t i, int64_t n) {
+    std::unique_lock<std::mutex> lock(mu_);
+    const int64_t k = cursor_[i];
+    if (k == base_ + int64_t(entries_.size())) {
+      Entry e;
+      e.n = n;
+      lock.unlock();  // the model may run here; nobody else holds the turn
+      e.x = src_->next_batch(n);
+      e.state = src_->state();
+      lock.lock();
+      entries_.push_back(std::move(e));
+    }
+    Entry& e = entries_[size_t(k - base_)];
+    if (e.n != n)
+      fail("sweep: member {} asked the shared source for {} rows where another member took {}; "
+           "the members' activation streams diverged", i, n, e.n);
+    ++cursor_[i];
+    last_state_[i] = e.state;
+    bool others_need = false;
+    for (size_t j = 0; j < cursor_.size(); ++j) others_need |= j != i && active_[j] && cursor_[j] <= k;
+    at::Tensor out = others_need ? e.x.clone() : e.x;  // a member may not alter another's batch
+    drop_consumed();
+    return out;
+  }
+  json state(size_t i) const {
+    std::unique_lock<std::mutex> lock(mu_);
+    return last_state_[i];
+  }
+  // Resume: every member's checkpoint must hold the same source position; it is loaded once.
+  void load_state(size_t i, const json& s) {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (loaded_ && s != loaded_state_)
+      fail("sweep: member {}'s checkpoint is at source position {} but another member's is at {}; "
+           "the members cannot share one activation stream from there", i, s.dump(), loaded_state_.dump());
+    if (!loaded_) {
+      if (!entries_.empty() || base_ != 0) fail("sweep: cannot resume a source already read from");
+      src_->load_state(s);
+      loaded_ = true;
+      loaded_state_ = s;
+    }
+    last_state_[i] = s;
+  }
+
+ private:
+  struct Entry {
+    int64_t n = 0;
+    at::Tensor x;
+    json state;
+  };
+  size_t first_active() const {
+    for (size_t j = 0; j < active_.size(); ++j)
+      if (active_[j]) return j;
+    return SIZE_MAX;
+  }
+  void latch() {
+    latched_.store(real_stop_ ? real_stop_->load() : 0);
+    if (on_round) on_round();
+  }
+  // With mu_ held: the turn goes to the next active member after i; a wrap starts a new round.
+  void pass_from(size_t i) {
+    const size_t n = active_.size();
+    size_t next = SIZE_MAX;
+    for (size_t step = 1; step <= n; ++step) {
+      size_t j = (i + step) % n;
+      if (active_[j]) {
+        next = j;
+        break;
+      }
+    }
+    turn_ = next;
+    if (next != SIZE_MAX && next <= i) latch();
+    cv_.notify_all();
+  }
+  void drop_consumed() {
+    int64_t low = INT64_MAX;
+    for (size_t j = 0; j < cursor_.size(); ++j)
+      if (active_[j]) low = std::min(low, cursor_[j]);
+    if (low == INT64_MAX) low = base_ + int64_t(entries_.size());
+    while (base_ < low && !entries_.empty()) entries_.pop_front(), ++base_;
+  }
+
+  std::unique_ptr<ActivationSource> src_;
+  const std::atomic<int>* real_stop_;
+  std::atomic<int> latched_{0};
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  bool started_ = false;
+  size_t turn_ = 0;
+  std::vector<int64_t> cursor_;  // the index of each member's next batch
+  std::vector<bool> active_;
+  std::vector<json> last_state_;  // the source position after each member's last batch
+  std::deque<Entry> entries_;     // batches not yet taken by every active member
+  int64_t base_ = 0;              // the index of entries_.front()
+  bool loaded_ = false;
+  json loaded_state_;
+};
+
+// What one member's Trainer sees as its activation source.
+class MemberSource : public ActivationSource {
+ public:
+  MemberSource(Broadcast& b, size_t i) : b_(b), i_(i) {}
+  int64_t d_in() const override { return b_.source().d_in(); }
+  at::Tensor next_batch(int64_t n) override {
+    b_.pass_and_wait(i_);
+    return b_.get(i_, n);
+  }
+  json state() const override { return b_.state(i_); }
+  void load_state(const json& s) override { b_.load_state(i_, s); }
+  std::optional<at::Tensor> true_features() const override { return b_.source().true_features(); }
+  std::string describe() const override { return b_.source().describe(); }
+
+ private:
+  Broadcast& b_;
+  size_t i_;
+};
+
+// The sweep's one progress line: tokens of the slowest member, the sweep's token rate, ETA.
+class SweepProgress {
+ public:
+  SweepProgress(int64_t total, size_t n_members, bool quiet, int64_t start)
+      : total_(total), n_(n_members), start_(start), out_(quiet ? stderr : stdout),
+        tty_(isatty(fileno(out_))), t0_(std::chrono::steady_clock::now()), last_(t0_) {}
+  void update(int64_t tokens, bool final = false) {
+    auto now = std::chrono::steady_clock::now();
+    double since = std::chrono::duration<double>(now - last_).count();
+    if (!final && since < (tty_ ? 0.1 : 10.0)) return;
+    double elapsed = std::chrono::duration<double>(now - t0_).count();
+    double rate = elapsed > 0 ? double(tokens - start_) / elapsed : 0.0;
+    double eta = rate > 0 ? double(total_ - tokens) / rate : NAN;
+    std::string bar;
+    if (tty_) {
+      int filled = total_ > 0 ? int(24.0 * std::clamp(double(tokens) / double(total_), 0.0, 1.0)) : 0;
+      bar = "[" + std::string(size_t(filled), '#') + std::string(size_t(24 - filled), '.') + "] ";
+    }
+    std::string line = fmt::format("{}{}/{} tok  {} tok/s  ETA {}  sweep of {} SAEs", bar,
+                                   format_count(double(tokens)), format_count(double(total_)),
+                                   format_count(rate), format_duration(eta), n_);
+    if (tty_) std::fprintf(out_, "\r%s\x1b[K%s", line.c_str(), final ? "\n" : "");
+    else std::fprintf(out_, "%s\n", line.c_str());
+    std::fflush(out_);
+    last_ = now;
+  }
+
+ private:
+  int64_t total_;
+  size_t n_;
+  int64_t start_;
+  std::FILE* out_;
+  bool tty_;
+  std::chrono::steady_clock::time_point t0_, last_;
+};
+
+json member_entry(const SweepMember& m) {
+  return json{{"name", m.name}, {"run_dir", m.name}, {"values", m.values}};
+}
+
+}  // namespace
+
+json SweepResult::to_json(const SweepSpec& spec) const {
+  json members = json::array();
+  for (size_t i = 0; i < spec.members.size(); ++i) {
+    json e = member_entry(spec.members[i]);
+    if (i < this->members.size()) {
+      const TrainSummary& s = this->members[i];
+      e["status"] = !errors[i].empty() ? "failed" : s.completed ? "completed" : "stopped";
+      if (!errors[i].empty()) e["error"] = errors[i];
+      json sum = s.to_json();
+      sum.erase("run_dir");
+      e["summary"] = sum;
+    }
+    members.push_back(e);
+  }
+  return json{{"saelab_sweep_version", 1},
+              {"sweep_name", spec.sweep_name},
+              {"keys", spec.keys},
+              {"values", spec.values},
+              {"n_members", spec.members.size()},
+              {"completed", completed},
+              {"stop_signal", stop_signal},
+              {"seconds", seconds},
+              {"members", members}};
+}
+
+SweepResult run_sweep(const SweepSpec& spec, std::unique_ptr<ActivationSource> source,
+                      SweepOptions opts) {
+  const size_t n = spec.members.size();
+  if (n == 0) fail("sweep: no members");
+  auto t0 = std::chrono::steady_clock::now();
+  make_dirs(opts.run_dir);
+  {
+    json start = SweepResult{}.to_json(spec);
+    start["source"] = source->describe();
+    for (auto& m : start["members"]) m["status"] = "running";
+    write_file_atomic(opts.run_dir + "/sweep.json", start.dump(2) + "\n");
+  }
+  Broadcast b(std::move(source), n, opts.stop_signal);
+  std::vector<std::unique_ptr<Trainer>> trainers;
+  for (size_t i = 0; i < n; ++i) {
+    TrainerOptions to;
+    to.run_dir = opts.run_dir + "/" + spec.members[i].name;
+    to.stop_signal = b.latched_stop();
+    to.quiet = opts.quiet;
+    to.progress = false;
+    to.summary_eval_batches = opts.summary_eval_batches;
+    if (opts.member_options) opts.member_options(spec.members[i].cfg, to);
+    trainers.push_back(std::make_unique<Trainer>(spec.members[i].cfg,
+                                                 std::make_unique<MemberSource>(b, i), to));
+  }
+  int64_t start_tokens = 0;
+  if (!opts.resume_checkpoints.empty()) {
+    for (size_t i = 0; i < n; ++i)
+      if (!opts.resume_checkpoints[i].empty()) trainers[i]->resume_from(opts.resume_checkpoints[i]);
+    start_tokens = trainers[0]->step() * spec.members[0].cfg.train_batch_size_tokens;
+  }
+  const RunnerConfig& c0 = spec.members[0].cfg;
+  std::unique_ptr<SweepProgress> progress;
+  if (opts.progress)
+    progress = std::make_unique<SweepProgress>(c0.steps() * c0.train_batch_size_tokens, n, opts.quiet,
+                                               start_tokens);
+  // With the turn held, the other members are parked: reading their step is safe.
+  b.on_round = [&] {
+    if (!progress) return;
+    int64_t steps = INT64_MAX;
+    for (const auto& t : trainers) steps = std::min(steps, t->step());
+    progress->update(steps * c0.train_batch_size_tokens);
+  };
+
+  SweepResult r;
+  r.run_dir = opts.run_dir;
+  r.members.resize(n);
+  r.errors.resize(n);
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < n; ++i)
+    threads.emplace_back([&, i] {
+      b.acquire(i);
+      try {
+        r.members[i] = trainers[i]->run();
+      } catch (const std::exception& e) {
+        r.errors[i] = e.what();
+        r.members[i].run_dir = opts.run_dir + "/" + spec.members[i].name;
+        r.members[i].architecture = spec.members[i].cfg.architecture;
+        r.members[i].steps = trainers[i]->step();
+        try {
+          write_file_atomic(r.members[i].run_dir + "/error.txt", r.errors[i] + "\n");
+        } catch (const std::exception&) {
+        }
+      }
+      b.finish(i);
+    });
+  for (auto& t : threads) t.join();
+  if (progress) {
+    int64_t steps = INT64_MAX;
+    for (const auto& t : trainers) steps = std::min(steps, t->step());
+    progress->update(steps * c0.train_batch_size_tokens, /*final=*/true);
+  }
+
+  r.completed = true;
+  for (size_t i = 0; i < n; ++i) {
+    r.completed &= r.members[i].completed && r.errors[i].empty();
+    if (r.members[i].stop_signal) r.stop_signal = r.members[i].stop_signal;
+  }
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  json end = r.to_json(spec);
+  end["source"] = b.source().describe();
+  write_file_atomic(opts.run_dir + "/sweep.json", end.dump(2) + "\n");
+  return r;
+}
+
+}  // namespace saelab

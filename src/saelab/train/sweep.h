@@ -1,0 +1,90 @@
+// Sweeps: several SAEs trained on one activation stream. A run config whose value for a key is a
+// list of values (`l1_coefficient = [1, 2, 4, 8]`; a list of lists for a key whose value is itself
+// a list, a list of tables for a table key) sweeps that key; several swept keys give their
+// Cartesian product. Every member is resolved and validated before any work starts.
+//
+// Running: one ActivationSource (the model's store, the toy model, or cached activations) is
+// pulled once per batch and the same batch goes to every member, each an ordinary Trainer in its
+// own run directory <sweep dir>/<member name>. The members' Trainers run on their own threads but
+// take turns (only one computes at a time, in member order, one batch each), so a member makes
+// exactly the calls a solo run makes, in the same order, on the same data: it ends with the same
+// weights as the same config trained alone. A stop signal is latched once per round, so SIGINT /
+// SIGTERM checkpoints every member after the same step, and `--resume` continues them together.
+#pragma once
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "saelab/core/json.h"
+#include "saelab/data/activation_source.h"
+#include "saelab/train/config.h"
+#include "saelab/train/trainer.h"
+
+namespace saelab {
+
+struct SweepMember {
+  std::string name;               // "l1_coefficient=2_lr=0.001": its run directory's name
+  json values = json::object();   // swept key -> this member's value
+  RunnerConfig cfg;               // resolved and validated
+};
+
+struct SweepSpec {
+  std::vector<std::string> keys;   // the swept keys (file keys first, then --set keys)
+  json values = json::object();    // key -> the list of values
+  std::vector<SweepMember> members;  // the Cartesian product, the first key varying slowest
+  std::string sweep_name;          // the run_name given, else "sweep_<key>_<key>"
+  bool is_sweep() const { return !keys.empty(); }
+};
+
+// Reads a run config like load_runner_config, recognising sweep values. When nothing is swept the
+// result has no keys and no members: load the config with load_runner_config (its errors apply).
+// Errors (one line): a key that cannot be swept (names it and says why), an empty or repeated
+// list, a combination that is not a valid config ("sweep member l1_coefficient=-1, lr=0.1: ..."),
+// members that would need different activation streams.
+SweepSpec load_sweep_config(const std::string& path, const std::vector<std::string>& sets = {});
+SweepSpec load_sweep_config_text(const std::string& toml_text, const std::string& name,
+                                 const std::vector<std::string>& sets = {});
+
+// Why `key` cannot be swept ("" when it can): it changes the shared activation stream or names
+// the sweep's directories.
+std::string sweep_forbidden_reason(const std::string& key);
+
+// The sweep of a sweep directory (its sweep.json and each member's config.toml, with `sets`
+// applied to every member), for --resume.
+SweepSpec load_sweep_dir(const std::string& sweep_dir, const std::vector<std::string>& sets = {});
+bool is_sweep_dir(const std::string& dir);
+
+// The checkpoint each member resumes from: for every member, checkpoints/<tokens> for the largest
+// token count that every member has a checkpoint at; all empty when no member has one. Throws when
+// some members have checkpoints but none in common.
+std::vector<std::string> sweep_resume_checkpoints(const SweepSpec& spec, const std::string& sweep_dir);
+
+struct SweepOptions {
+  std::string run_dir;                            // the sweep directory; members in run_dir/<name>
+  const std::atomic<int>* stop_signal = nullptr;  // nonzero: every member checkpoints and stops
+  bool quiet = false;                             // progress and messages to stderr (--json)
+  bool progress = true;                           // one progress line for the sweep
+  int64_t summary_eval_batches = 8;
+  std::vector<std::string> resume_checkpoints;    // per member (sweep_resume_checkpoints)
+  // Called for each member's TrainerOptions before its Trainer is built (e.g. model evals).
+  std::function<void(const RunnerConfig&, TrainerOptions&)> member_options;
+};
+
+struct SweepResult {
+  std::string run_dir;
+  std::vector<TrainSummary> members;  // in spec order; a failed member has completed = false
+  std::vector<std::string> errors;    // per member: "" or the error that stopped it
+  bool completed = false;             // every member completed
+  int stop_signal = 0;
+  double seconds = 0;
+  json to_json(const SweepSpec& spec) const;  // what sweep.json holds at the end
+};
+
+// Trains every member on batches of `source` (see the top of this file) and writes
+// <run_dir>/sweep.json (members at the start; each member's summary at the end).
+SweepResult run_sweep(const SweepSpec& spec, std::unique_ptr<ActivationSource> source,
+                      SweepOptions opts);
+
+}  // namespace saelab
