@@ -169,6 +169,54 @@ TEST(FastPath, BatchTopKSkewedRowsAndTies) {
   EXPECT_EQ(neg.abs().sum().item<double>(), 0.0);
 }
 
+// matryoshka's inner levels: the flat selection over the prefix z[:, :w], read in place.
+TEST(FastPath, BatchTopKPrefixEqualsBatchTopKOfTheCopiedPrefix) {
+  for (int threads : {1, 2}) {
+    Threads t(threads);
+    uint64_t seed = 60;
+    // Widths inside a 64-wide block and across blocks; the sampled bound (N·w >= 1024, k/w < 5 %);
+    // ties (integers); w = S.
+    for (auto [N, S, w, k] : {std::tuple<int64_t, int64_t, int64_t, int64_t>{7, 13, 5, 2}, {33, 40, 17, 5},
+                             {64, 3001, 1031, 5}, {40, 300, 100, 3}, {20, 130, 130, 4}, {50, 333, 77, 9}})
+      for (auto dtype : {torch::kFloat32, torch::kFloat64}) {
+        SCOPED_TRACE("N=" + std::to_string(N) + " S=" + std::to_string(S) + " w=" + std::to_string(w));
+        torch::manual_seed(seed++);
+        auto z = S == 333 ? torch::randint(-2, 3, {N, S}).to(dtype) : torch::randn({N, S}, dtype);
+        auto bias = seed % 2 ? torch::randn({S}, dtype) * 0.5 : at::Tensor();
+        auto before = z.clone();
+        const int64_t keep = k * N;
+        auto got = fast::topk_batch_positive_prefix(z, bias, w, keep);
+        EXPECT_TRUE(z.equal(before)) << "z is not modified";
+        auto full = bias.defined() ? z + bias : z.clone();
+        auto prefix = full.narrow(1, 0, w).contiguous();
+        EXPECT_EQ(rows_of(got), expected_batch(prefix, keep));
+        auto copy = z.narrow(1, 0, w).contiguous();
+        auto want = fast::topk_batch_positive(copy, bias.defined() ? bias.narrow(0, 0, w).contiguous() : bias,
+                                              keep, false);
+        EXPECT_TRUE(got.row_ptr.equal(want.row_ptr));
+        EXPECT_TRUE(got.col.equal(want.col));
+        EXPECT_TRUE(got.val.equal(want.val));
+      }
+  }
+}
+
+TEST(FastPath, SumRowsIsTheUnionWithDuplicatesSummed) {
+  Threads t(2);
+  torch::manual_seed(13);
+  const int64_t N = 17, S = 50;
+  auto opts = torch::TensorOptions().dtype(torch::kFloat64);
+  auto z1 = torch::randn({N, S}, opts), z2 = torch::randn({N, S}, opts), z3 = torch::randn({N, S}, opts);
+  auto P1 = fast::topk_rows_positive(z1, at::Tensor(), 6, false);
+  auto P2 = fast::topk_batch_positive_prefix(z2, at::Tensor(), 20, 4 * N);
+  auto P3 = fast::topk_rows_of_columns(z3, at::Tensor(), torch::arange(10, 40), 5);
+  auto U = fast::sum_rows({P1, P2, P3});
+  auto want = dense_of(P1, S, opts) + dense_of(P2, S, opts) + dense_of(P3, S, opts);
+  auto mask = (dense_of(P1, S, opts) != 0) | (dense_of(P2, S, opts) != 0) | (dense_of(P3, S, opts) != 0);
+  EXPECT_EQ(U.col.numel(), mask.sum().item<int64_t>());
+  EXPECT_LT((dense_of(U, S, opts) - want).abs().max().item<double>(), 1e-14);
+  rows_of(U);  // columns increase within a row
+}
+
 TEST(FastPath, AuxKColumnsEqualTorchTopKOverDeadLatents) {
   Threads t(2);
   torch::manual_seed(11);
@@ -307,31 +355,35 @@ TEST(AdamFused, RemoveParallelGradientEqualsTheAtenFormula) {
 }
 
 TEST(FastPath, BatchTopKThresholdUpdateMatchesAutograd) {
-  TrainingSaeConfig c;
-  c.architecture = "batchtopk";
-  c.d_in = 8;
-  c.d_sae = 40;
-  c.k = 4;
-  c.topk_threshold_lr = 0.3;
-  c.use_fast_path = true;
-  auto fast = make_training_sae(c);
-  c.use_fast_path = false;
-  auto ref = make_training_sae(c);
-  torch::manual_seed(24);
-  for (auto& [name, p] : ref->params()) {
-    p = torch::randn(p.sizes(), torch::kFloat64) * 0.5;
-    fast->params()[name] = p.clone();
+  for (const char* arch : {"batchtopk", "matryoshka_batchtopk"}) {
+    SCOPED_TRACE(arch);
+    TrainingSaeConfig c;
+    c.architecture = arch;
+    c.d_in = 8;
+    c.d_sae = 40;
+    c.k = 4;
+    c.matryoshka_widths = {6, 20};
+    c.topk_threshold_lr = 0.3;
+    c.use_fast_path = true;
+    auto fast = make_training_sae(c);
+    c.use_fast_path = false;
+    auto ref = make_training_sae(c);
+    torch::manual_seed(24);
+    for (auto& [name, p] : ref->params()) {
+      p = torch::randn(p.sizes(), torch::kFloat64) * 0.5;
+      fast->params()[name] = p.clone();
+    }
+    for (int s = 0; s < 3; ++s) {
+      auto x = torch::randn({21, 8}, torch::kFloat64);
+      auto a = fast->forward_backward(x, {});
+      auto b = ref->forward_backward(x, {});
+      fast->after_step(a);
+      ref->after_step(b);
+      EXPECT_NEAR(fast->buffers().at("topk_threshold").item<double>(),
+                  ref->buffers().at("topk_threshold").item<double>(), 1e-15);
+    }
+    EXPECT_GT(fast->buffers().at("topk_threshold").item<double>(), 0.0);
   }
-  for (int s = 0; s < 3; ++s) {
-    auto x = torch::randn({21, 8}, torch::kFloat64);
-    auto a = fast->forward_backward(x, {});
-    auto b = ref->forward_backward(x, {});
-    fast->after_step(a);
-    ref->after_step(b);
-    EXPECT_NEAR(fast->buffers().at("topk_threshold").item<double>(),
-                ref->buffers().at("topk_threshold").item<double>(), 1e-15);
-  }
-  EXPECT_GT(fast->buffers().at("topk_threshold").item<double>(), 0.0);
 }
 
 // The ATen selection and scatter of the k-sparse step (what a non-CPU device runs), on the CPU.
@@ -341,13 +393,14 @@ TEST(FastPath, SparseStepsAtenPathMatchesAutograd) {
   } reset;
   fast::set_force_aten_kernels(true);
   uint64_t seed = 600;
-  for (const char* arch : {"topk", "batchtopk"})
+  for (const char* arch : {"topk", "batchtopk", "matryoshka_batchtopk"})
     for (double dead : {0.0, 0.5}) {
       TrainingSaeConfig c;
       c.architecture = arch;
       c.d_in = 8;
       c.d_sae = 40;
       c.k = 5;
+      c.matryoshka_widths = {10, 25};
       c.use_fast_path = true;
       auto fast_sae = make_training_sae(c);
       c.use_fast_path = false;
@@ -363,6 +416,9 @@ TEST(FastPath, SparseStepsAtenPathMatchesAutograd) {
       auto a = fast_sae->forward_backward(x, ctx);
       auto b = ref->forward_backward(x, ctx);
       EXPECT_NEAR(a.loss, b.loss, 1e-10 * std::max(1.0, std::abs(b.loss))) << arch << " dead " << dead;
+      for (const auto& [name, v] : b.losses)
+        EXPECT_NEAR(a.losses.count(name) ? a.losses.at(name) : NAN, v, 1e-10 * std::max(1.0, std::abs(v)))
+            << arch << " " << name;
       EXPECT_LT((a.feature_acts - b.feature_acts).abs().max().item<double>(), 1e-10) << arch;
       for (const auto& [name, g] : ref->grads())
         EXPECT_LT((fast_sae->grads().at(name) - g).abs().max().item<double>(),

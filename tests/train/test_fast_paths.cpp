@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <typeinfo>
+#include <vector>
 
 #include "saelab/train/fast_dense.h"
 #include "saelab/train/fast_training_sae.h"
@@ -128,6 +129,32 @@ TEST(FastPath, BatchTopKMatchesAutograd) {
     for (double dead : {0.0, 0.5}) compare(cfg_of("batchtopk"), s, seed++, dead, 0.0);
 }
 
+TEST(FastPath, MatryoshkaMatchesAutograd) {
+  at::set_num_threads(2);  // the selections and scatters split rows / latents across threads
+  struct Case {
+    Shape s;
+    std::vector<int64_t> widths;  // inner levels (d_sae is the outer one)
+  };
+  // Widths not multiples of 64 (and one across a 64-wide block), a width equal to k, three levels;
+  // the last case is large enough for the selection's sampled bound (N·w >= 1024, k/w < 5 %).
+  const Case cases[] = {{{6, 12, 16, 3}, {5}},
+                        {{8, 40, 33, 5}, {7, 19}},
+                        {{5, 70, 7, 4}, {13, 50}},
+                        {{7, 130, 9, 4}, {4, 65}},
+                        {{8, 3001, 40, 3}, {100, 1031}}};
+  uint64_t seed = 700;
+  for (const auto& cs : cases)
+    for (double dead : {0.0, 0.5})
+      for (bool apply : {false, true}) {
+        auto c = cfg_of("matryoshka_batchtopk");
+        c.matryoshka_widths = cs.widths;
+        c.apply_b_dec_to_input = apply;
+        c.aux_loss_coefficient = 0.75;
+        SCOPED_TRACE("levels=" + std::to_string(cs.widths.size() + 1) + " apply=" + std::to_string(apply));
+        compare(c, cs.s, seed++, dead, 0.0);
+      }
+}
+
 TEST(FastPath, UnsupportedConfigurationsFallBackToAutograd) {
   auto c = cfg_of("standard");
   c.d_in = 4;
@@ -143,6 +170,12 @@ TEST(FastPath, UnsupportedConfigurationsFallBackToAutograd) {
   c.mse_loss_normalization = "dense_batch";
   EXPECT_EQ(make_fast_training_sae(c), nullptr);
   c = cfg_of("matryoshka_batchtopk");
+  c.d_in = 4;
+  c.d_sae = 8;
+  c.k = 2;
+  c.matryoshka_widths = {3};
+  EXPECT_NE(make_fast_training_sae(c), nullptr);
+  c.mse_loss_normalization = "dense_batch";
   EXPECT_EQ(make_fast_training_sae(c), nullptr);
   for (const char* arch : {"gated", "jumprelu"}) {
     c = cfg_of(arch);

@@ -174,10 +174,12 @@ inline void scan_above(const T* p, const T* b, int64_t S, T bar, F&& f) {
   }
 }
 
+// The selection over the first S columns of the N rows of zp (row stride ld >= S): flat indices,
+// CSR columns and the row-major order all refer to the [N, S] prefix.
 template <typename T>
-SparseRows batch_topk_impl(at::Tensor& z, const T* bp, int64_t keep, bool write_back) {
-  const int64_t N = z.size(0), S = z.size(1), total = N * S;
-  T* zp = z.data_ptr<T>();
+SparseRows batch_topk_impl(T* zp, int64_t N, int64_t S, int64_t ld, const at::TensorOptions& opts,
+                           const T* bp, int64_t keep, bool write_back) {
+  const int64_t total = N * S;
   const int nt = static_cast<int>(std::min<int64_t>(num_threads(), std::max<int64_t>(1, N)));
   // 1. A lower bound L below the boundary from a strided sample (aiming at ~2·keep values
   //    above it), so the scans below touch only blocks that hold candidates.
@@ -187,8 +189,8 @@ SparseRows batch_topk_impl(at::Tensor& z, const T* bp, int64_t keep, bool write_
   if (frac < 0.05 && ns >= 1024) {
     std::vector<T> sample(ns);
     for (int64_t s = 0; s < ns; ++s) {
-      const int64_t i = (s * total) / ns;
-      sample[s] = bp ? zp[i] + bp[i % S] : zp[i];
+      const int64_t i = (s * total) / ns, n = i / S, j = i % S;
+      sample[s] = bp ? zp[n * ld + j] + bp[j] : zp[n * ld + j];
     }
     const double expect = frac * ns;
     int64_t r = static_cast<int64_t>(std::ceil(2 * expect + 4 * std::sqrt(expect) + 16));
@@ -207,7 +209,7 @@ SparseRows batch_topk_impl(at::Tensor& z, const T* bp, int64_t keep, bool write_
       const int t = thread_id();
       int64_t* h = local.data() + static_cast<size_t>(t) * kBuckets;
       for (int64_t n = N * t / nt; n < N * (t + 1) / nt; ++n)
-        scan_above<T, false>(zp + n * S, bp, S, L, [&](int64_t, T v) { ++h[bucket(v)]; });
+        scan_above<T, false>(zp + n * ld, bp, S, L, [&](int64_t, T v) { ++h[bucket(v)]; });
     }
     std::fill(hist.begin(), hist.end(), 0);
     for (int t = 0; t < nt; ++t)
@@ -237,7 +239,7 @@ SparseRows batch_topk_impl(at::Tensor& z, const T* bp, int64_t keep, bool write_
     const int t = thread_id();
     auto& out = cand[t];
     for (int64_t n = N * t / nt; n < N * (t + 1) / nt; ++n)
-      scan_above<T, true>(zp + n * S, bp, S, lb, [&](int64_t i, T v) {
+      scan_above<T, true>(zp + n * ld, bp, S, lb, [&](int64_t i, T v) {
         if (v > L) out.push_back({v, n * S + i});
       });
   }
@@ -282,7 +284,7 @@ SparseRows batch_topk_impl(at::Tensor& z, const T* bp, int64_t keep, bool write_
   for (int64_t n = 0; n < N; ++n) rp[n + 1] += rp[n];
   const int64_t E = static_cast<int64_t>(kept.size());
   s.col = at::empty({E}, long_opts());
-  s.val = at::empty({E}, z.options());
+  s.val = at::empty({E}, opts);
   int64_t* co = s.col.data_ptr<int64_t>();
   T* vo = s.val.data_ptr<T>();
   for (int64_t e = 0; e < E; ++e) {
@@ -293,7 +295,7 @@ SparseRows batch_topk_impl(at::Tensor& z, const T* bp, int64_t keep, bool write_
   if (write_back) {
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int64_t n = 0; n < N; ++n) {
-      T* row = zp + n * S;
+      T* row = zp + n * ld;
       std::memset(row, 0, sizeof(T) * S);
       for (int64_t e = rp[n]; e < rp[n + 1]; ++e) row[co[e]] = vo[e];
     }
@@ -364,7 +366,22 @@ SparseRows topk_batch_positive(at::Tensor& z, const at::Tensor& bias, int64_t ke
   SparseRows out;
   dispatch_float(z.scalar_type(), "topk_batch_positive", [&](auto tag_) {
     using scalar_t = decltype(tag_);
-    out = batch_topk_impl<scalar_t>(z, bias_ptr<scalar_t>(bias, z), keep, write_back);
+    out = batch_topk_impl<scalar_t>(z.data_ptr<scalar_t>(), z.size(0), z.size(1), z.size(1), z.options(),
+                                    bias_ptr<scalar_t>(bias, z), keep, write_back);
+  });
+  return out;
+}
+
+SparseRows topk_batch_positive_prefix(const at::Tensor& z, const at::Tensor& bias, int64_t width,
+                                      int64_t keep) {
+  TORCH_CHECK(raw_loop_ok(z) && z.dim() == 2 && width >= 0 && width <= z.size(1),
+              "topk_batch_positive_prefix: expected a contiguous 2-D CPU float tensor and 0 <= width <= its columns");
+  keep = std::max<int64_t>(0, std::min(keep, z.size(0) * width));
+  SparseRows out;
+  dispatch_float(z.scalar_type(), "topk_batch_positive_prefix", [&](auto tag_) {
+    using scalar_t = decltype(tag_);
+    out = batch_topk_impl<scalar_t>(z.data_ptr<scalar_t>(), z.size(0), width, z.size(1), z.options(),
+                                    bias_ptr<scalar_t>(bias, z), keep, false);
   });
   return out;
 }
@@ -429,51 +446,64 @@ void sparse_weight_grads(const SparseRows& A, const at::Tensor& dz, const at::Te
                          const SparseRows& Z, const at::Tensor& dzz, const at::Tensor& h,
                          const at::Tensor& x, at::Tensor& gW_dec, at::Tensor& gW_enc,
                          at::Tensor& gb_enc) {
+  std::vector<GradGroup> groups{{A, A.val, g, dz}};
+  if (Z.col.defined() && Z.col.numel() > 0) groups.push_back({Z, Z.val, h, dzz});
+  sparse_weight_grads(groups, x, gW_dec, gW_enc, gb_enc);
+}
+
+void sparse_weight_grads(const std::vector<GradGroup>& groups, const at::Tensor& x, at::Tensor& gW_dec,
+                         at::Tensor& gW_enc, at::Tensor& gb_enc) {
   const int64_t S = gW_dec.size(0), D = gW_dec.size(1);
-  const bool aux = Z.col.defined() && Z.col.numel() > 0;
-  TORCH_CHECK(raw_loop_ok(g) && raw_loop_ok(x) && raw_loop_ok(gW_dec) && raw_loop_ok(gW_enc) &&
-                  raw_loop_ok(gb_enc) && raw_loop_ok(dz) && (!aux || (raw_loop_ok(h) && raw_loop_ok(dzz))),
+  TORCH_CHECK(raw_loop_ok(x) && raw_loop_ok(gW_dec) && raw_loop_ok(gW_enc) && raw_loop_ok(gb_enc),
               "sparse_weight_grads: expected contiguous CPU float tensors");
-  // Entries grouped by latent (a counting sort): token, coefficient, dz and which vector (g or h).
+  // Groups with entries, and each group's first position in the entry numbering.
   struct Src {
     const int64_t *rp, *col;
     int64_t N, E;
+    const GradGroup* g;
   };
-  auto src_of = [](const SparseRows& R) {
-    return Src{R.row_ptr.data_ptr<int64_t>(), R.col.data_ptr<int64_t>(), R.row_ptr.numel() - 1,
-               R.col.numel()};
-  };
-  const Src a = src_of(A);
-  const Src zz = aux ? src_of(Z) : Src{nullptr, nullptr, 0, 0};
-  const int64_t E = a.E + zz.E;
+  std::vector<Src> src;
+  for (const auto& gr : groups) {
+    if (!gr.rows.col.defined() || gr.rows.col.numel() == 0) continue;
+    TORCH_CHECK((!gr.coef.defined() || (raw_loop_ok(gr.coef) && raw_loop_ok(gr.v))) &&
+                    (!gr.dz.defined() || raw_loop_ok(gr.dz)),
+                "sparse_weight_grads: expected contiguous CPU float tensors");
+    src.push_back({gr.rows.row_ptr.data_ptr<int64_t>(), gr.rows.col.data_ptr<int64_t>(),
+                   gr.rows.row_ptr.numel() - 1, gr.rows.col.numel(), &gr});
+  }
+  // Entries grouped by latent (a counting sort): token, group and entry within the group.
+  int64_t E = 0;
+  for (const auto& s : src) E += s.E;
   std::vector<int64_t> cptr(S + 1, 0);
-  for (int64_t e = 0; e < a.E; ++e) ++cptr[a.col[e] + 1];
-  for (int64_t e = 0; e < zz.E; ++e) ++cptr[zz.col[e] + 1];
+  for (const auto& s : src)
+    for (int64_t e = 0; e < s.E; ++e) ++cptr[s.col[e] + 1];
   for (int64_t j = 0; j < S; ++j) cptr[j + 1] += cptr[j];
   std::vector<int64_t> next(cptr.begin(), cptr.end() - 1);
-  std::vector<int64_t> ent(E);  // entry id: e for A, a.E + e for Z
-  std::vector<int64_t> tok(E);
-  for (int64_t n = 0; n < a.N; ++n)
-    for (int64_t e = a.rp[n]; e < a.rp[n + 1]; ++e) {
-      const int64_t p = next[a.col[e]]++;
-      ent[p] = e;
-      tok[p] = n;
-    }
-  for (int64_t n = 0; n < zz.N; ++n)
-    for (int64_t e = zz.rp[n]; e < zz.rp[n + 1]; ++e) {
-      const int64_t p = next[zz.col[e]]++;
-      ent[p] = a.E + e;
-      tok[p] = n;
-    }
+  std::vector<int64_t> ent(E), tok(E);
+  std::vector<int32_t> grp(E);
+  for (size_t gi = 0; gi < src.size(); ++gi) {
+    const auto& s = src[gi];
+    for (int64_t n = 0; n < s.N; ++n)
+      for (int64_t e = s.rp[n]; e < s.rp[n + 1]; ++e) {
+        const int64_t p = next[s.col[e]]++;
+        ent[p] = e;
+        tok[p] = n;
+        grp[p] = static_cast<int32_t>(gi);
+      }
+  }
   dispatch_float(gW_dec.scalar_type(), "sparse_weight_grads", [&](auto tag_) {
     using scalar_t = decltype(tag_);
     using T = scalar_t;
-    const T* av = A.val.data_ptr<T>();
-    const T* dzv = dz.data_ptr<T>();
-    const T* zv = aux ? Z.val.data_ptr<T>() : nullptr;
-    const T* dzzv = aux ? dzz.data_ptr<T>() : nullptr;
-    const T* gp = g.data_ptr<T>();
-    const T* hp = aux ? h.data_ptr<T>() : nullptr;
+    const size_t G = src.size();
+    std::vector<const T*> cp(G, nullptr), vp(G, nullptr), dp(G, nullptr);
+    for (size_t gi = 0; gi < G; ++gi) {
+      const GradGroup& gr = *src[gi].g;
+      if (gr.coef.defined()) {
+        cp[gi] = gr.coef.data_ptr<T>();
+        vp[gi] = gr.v.data_ptr<T>();
+      }
+      if (gr.dz.defined()) dp[gi] = gr.dz.data_ptr<T>();
+    }
     const T* xp = x.data_ptr<T>();
     T* gd = gW_dec.data_ptr<T>();
     T* ge = gW_enc.data_ptr<T>();
@@ -494,17 +524,20 @@ void sparse_weight_grads(const SparseRows& A, const at::Tensor& dz, const at::Te
           T bsum = 0;
           for (int64_t p = cptr[j]; p < cptr[j + 1]; ++p) {
             const int64_t id = ent[p], n = tok[p];
-            const bool is_a = id < a.E;
-            const T c = is_a ? av[id] : zv[id - a.E];
-            const T d = is_a ? dzv[id] : dzzv[id - a.E];
-            const T* vv = (is_a ? gp : hp) + n * D;
-            const T* xv = xp + n * D;
+            const int32_t gi = grp[p];
+            if (cp[gi]) {
+              const T c = cp[gi][id];
+              const T* vv = vp[gi] + n * D;
 #pragma omp simd
-            for (int64_t q = 0; q < D; ++q) {
-              dr[q] += c * vv[q];
-              er[q] += d * xv[q];
+              for (int64_t q = 0; q < D; ++q) dr[q] += c * vv[q];
             }
-            bsum += d;
+            if (dp[gi]) {
+              const T d = dp[gi][id];
+              const T* xv = xp + n * D;
+#pragma omp simd
+              for (int64_t q = 0; q < D; ++q) er[q] += d * xv[q];
+              bsum += d;
+            }
           }
           gb[j] = bsum;
         }
@@ -516,6 +549,69 @@ void sparse_weight_grads(const SparseRows& A, const at::Tensor& dz, const at::Te
       }
     }
   });
+}
+
+SparseRows sum_rows(const std::vector<SparseRows>& parts) {
+  TORCH_CHECK(!parts.empty(), "sum_rows: expected at least one part");
+  const int64_t N = parts[0].row_ptr.numel() - 1;
+  struct P {
+    const int64_t *rp, *col;
+  };
+  std::vector<P> ps;
+  for (const auto& r : parts) {
+    TORCH_CHECK(r.row_ptr.numel() == N + 1 && raw_loop_ok(r.val), "sum_rows: expected CSR rows of one batch");
+    if (r.col.numel() > 0) ps.push_back({r.row_ptr.data_ptr<int64_t>(), r.col.data_ptr<int64_t>()});
+  }
+  SparseRows out;
+  out.row_ptr = at::empty({N + 1}, long_opts());
+  int64_t* rp = out.row_ptr.data_ptr<int64_t>();
+  dispatch_float(parts[0].val.scalar_type(), "sum_rows", [&](auto tag_) {
+    using T = decltype(tag_);
+    std::vector<const T*> vs;
+    for (const auto& r : parts)
+      if (r.col.numel() > 0) vs.push_back(r.val.data_ptr<T>());
+    // Row n's entries of every part, sorted by column (stable: parts in order), duplicates summed.
+    auto merge_row = [&](int64_t n, std::vector<Cand<T>>& buf) {
+      buf.clear();
+      for (size_t q = 0; q < ps.size(); ++q)
+        for (int64_t e = ps[q].rp[n]; e < ps[q].rp[n + 1]; ++e) buf.push_back({vs[q][e], ps[q].col[e]});
+      std::stable_sort(buf.begin(), buf.end(), [](const Cand<T>& a, const Cand<T>& b) { return a.j < b.j; });
+      size_t m = 0;
+      for (size_t i = 0; i < buf.size(); ++i) {
+        if (m > 0 && buf[m - 1].j == buf[i].j) buf[m - 1].v += buf[i].v;
+        else buf[m++] = buf[i];
+      }
+      buf.resize(m);
+    };
+    rp[0] = 0;
+#pragma omp parallel num_threads(num_threads())
+    {
+      std::vector<Cand<T>> buf;
+#pragma omp for schedule(static)
+      for (int64_t n = 0; n < N; ++n) {
+        merge_row(n, buf);
+        rp[n + 1] = static_cast<int64_t>(buf.size());
+      }
+    }
+    for (int64_t n = 0; n < N; ++n) rp[n + 1] += rp[n];
+    out.col = at::empty({rp[N]}, long_opts());
+    out.val = at::empty({rp[N]}, parts[0].val.options());
+    int64_t* co = out.col.data_ptr<int64_t>();
+    T* vo = out.val.data_ptr<T>();
+#pragma omp parallel num_threads(num_threads())
+    {
+      std::vector<Cand<T>> buf;
+#pragma omp for schedule(static)
+      for (int64_t n = 0; n < N; ++n) {
+        merge_row(n, buf);
+        for (size_t i = 0; i < buf.size(); ++i) {
+          co[rp[n] + static_cast<int64_t>(i)] = buf[i].j;
+          vo[rp[n] + static_cast<int64_t>(i)] = buf[i].v;
+        }
+      }
+    }
+  });
+  return out;
 }
 
 void adam_update(at::Tensor& p, const at::Tensor& g, at::Tensor& m, at::Tensor& v, double beta1,

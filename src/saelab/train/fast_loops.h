@@ -3,7 +3,7 @@
 // takes contiguous float32/float64 CPU tensors; the callers keep an ATen path for other devices
 // and dtypes (the same code later runs on CUDA).
 //
-// Selection rule (all three selections): the largest values win; among equal values the one
+// Selection rule (all the selections): the largest values win; among equal values the one
 // that comes first in row-major order wins (per token: the lowest latent; batchtopk: the lowest
 // token, then the lowest latent). torch.topk leaves
 // ties unspecified, so the selected *set* equals torch.topk's whenever the values at the
@@ -12,6 +12,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <vector>
 
 namespace saelab::fast {
 
@@ -34,6 +35,12 @@ SparseRows topk_rows_positive(at::Tensor& z, const at::Tensor& bias, int64_t k, 
 // one bucket that holds the boundary (no sort of N·S values). write_back as above.
 SparseRows topk_batch_positive(at::Tensor& z, const at::Tensor& bias, int64_t keep, bool write_back);
 
+// topk_batch_positive over the prefix z[:, :width] (z [N, S] itself, no copy; matryoshka's inner
+// levels): the keep largest values > 0 of the first width columns, CSR columns < width. z is not
+// modified.
+SparseRows topk_batch_positive_prefix(const at::Tensor& z, const at::Tensor& bias, int64_t width,
+                                      int64_t keep);
+
 // Per token, the k largest values of z [N, S] among the columns cols (int64 [C], k <= C),
 // negative values included (AuxK's top-k over dead latents). z is not modified.
 SparseRows topk_rows_of_columns(const at::Tensor& z, const at::Tensor& bias, const at::Tensor& cols,
@@ -50,6 +57,21 @@ void sparse_weight_grads(const SparseRows& A, const at::Tensor& dz, const at::Te
                          const SparseRows& Z, const at::Tensor& dzz, const at::Tensor& h,
                          const at::Tensor& x, at::Tensor& gW_dec, at::Tensor& gW_enc,
                          at::Tensor& gb_enc);
+
+// The same for any number of entry groups (matryoshka: the outer and inner levels, AuxK): group
+// entries with a defined coef add coef_e v[n] to gW_dec[j]; entries with a defined dz add
+// dz_e x_n to gW_enc[:, j] and dz_e to gb_enc[j]. Groups with no entries are skipped.
+struct GradGroup {
+  SparseRows rows;
+  at::Tensor coef, v;  // decoder term (both undefined: none)
+  at::Tensor dz;       // encoder term (undefined: none)
+};
+void sparse_weight_grads(const std::vector<GradGroup>& groups, const at::Tensor& x, at::Tensor& gW_dec,
+                         at::Tensor& gW_enc, at::Tensor& gb_enc);
+
+// The union of CSR entry sets of one batch, entries of one (token, latent) summed (parts in
+// order), columns increasing within a row.
+SparseRows sum_rows(const std::vector<SparseRows>& parts);
 
 // True where the raw loops below apply: a defined, contiguous float32/float64 CPU tensor.
 bool raw_loop_ok(const at::Tensor& t);

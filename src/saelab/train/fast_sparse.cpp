@@ -1,4 +1,4 @@
-// The topk and batchtopk training steps written out by hand (issue 7), with a sparse decoder and
+// The topk, batchtopk and matryoshka_batchtopk training steps written out by hand (issue 7), with a sparse decoder and
 // a sparse backward. With x̃ = x − b_dec, z = x̃ W_enc + b_enc (the one dense matmul left), the
 // active set A (topk: the k largest z per token; batchtopk: the k·N largest of the batch; in both
 // only entries with z > 0, since ReLU zeroes the rest and they carry no gradient) is kept as CSR
@@ -17,11 +17,20 @@
 // k-heap with vectorised block skipping; batchtopk: a sampled bound, a bucket histogram and an
 // exact selection inside the boundary bucket) and turns the [N, d_sae] buffer that held z into
 // the dense feature_acts the trainer reads in the same pass. Other devices use ATen's topk.
+// matryoshka_batchtopk adds inner levels w (widths below d_sae): A_w = BatchTopK of the prefix
+// z[:, :w] (selected from z before the outer selection overwrites it; topk_batch_positive_prefix,
+// no copy of the prefix), decoded sparsely x̂_w = b_dec + Σ_{e∈A_w} a_e W_dec[j] (j < w),
+// L_w = (1/N) Σ (x̂_w − x)², g_w = 2(x̂_w − x)/N; each level adds Σ a_e g_w,n to dW_dec[j] and
+// Σ_n g_w to db_dec, and its dz_e = W_dec[j] · g_w,n is summed with the dz of the same (token,
+// latent) in the other levels and AuxK (sum_rows), so dW_enc / db_enc are one latent-grouped
+// scatter over the union of the entries.
 #include <torch/torch.h>
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <string>
+#include <vector>
 
 #include "saelab/train/fast_kernels.h"
 #include "saelab/train/fast_loops.h"
@@ -72,8 +81,28 @@ SparseRows select_batch_topk_aten(at::Tensor& z, int64_t keep) {
   return s;
 }
 
+// matryoshka's inner level of width w: BatchTopK over z[:, :w] (z still holds the pre-activations,
+// bias included on this path), read through a copy of the prefix.
+SparseRows select_batch_topk_prefix_aten(const at::Tensor& z, int64_t width, int64_t keep) {
+  const int64_t N = z.size(0);
+  auto top = z.narrow(1, 0, width).reshape({-1}).topk(keep, -1, /*largest=*/true, /*sorted=*/false);
+  auto sorted = std::get<1>(top).sort();
+  auto vals = std::get<0>(top).index_select(0, std::get<1>(sorted));
+  return to_rows(std::get<0>(sorted), vals, N, width);
+}
+
+// An inner matryoshka level: its entries, residual gradient g_w = 2(x̂_w − x)/N and dz.
+struct InnerLevel {
+  int64_t width;
+  SparseRows A;
+  at::Tensor g, dz;
+  double mse;
+};
+
+// inner_widths: matryoshka's inner levels (empty for topk and batchtopk).
 TrainStepOutput sparse_step(TrainingSae& sae, SparseBuffers& buf, const at::Tensor& x_in,
-                            const StepContext& ctx, bool batch) {
+                            const StepContext& ctx, bool batch,
+                            const std::vector<int64_t>& inner_widths = {}) {
   torch::NoGradGuard ng;
   const auto& cfg = sae.cfg();
   auto& P = sae.params();
@@ -114,6 +143,14 @@ TrainStepOutput sparse_step(TrainingSae& sae, SparseBuffers& buf, const at::Tens
       Z.row_ptr = at::arange(0, N * k_aux + 1, k_aux, Z.col.options());
     }
   }
+  // The inner levels' selections read z's prefixes before the outer one overwrites z.
+  std::vector<InnerLevel> inner(inner_widths.size());
+  for (size_t i = 0; i < inner.size(); ++i) {
+    const int64_t w = inner_widths[i], keep_w = std::min<int64_t>(cfg.k * N, N * w);
+    inner[i].width = w;
+    inner[i].A = raw ? fast::topk_batch_positive_prefix(z, bias, w, keep_w)
+                     : select_batch_topk_prefix_aten(z, w, keep_w);
+  }
   const int64_t keep = batch ? std::min<int64_t>(cfg.k * N, z.numel()) : std::min(cfg.k, S);
   SparseRows A = raw ? (batch ? fast::topk_batch_positive(z, bias, keep, true)
                              : fast::topk_rows_positive(z, bias, keep, true))
@@ -138,14 +175,42 @@ TrainStepOutput sparse_step(TrainingSae& sae, SparseBuffers& buf, const at::Tens
     h.mul_(2.0 * c * inv_n);
   }
 
+  // Inner level w: x̂_w = b_dec + Σ a_e W_dec[j] over its entries (all j < w), L_w = (1/N) Σ (x̂_w − x)².
+  for (auto& lv : inner) {
+    lv.g = b_dec.unsqueeze(0).expand({N, D}).contiguous();
+    fast::csr_decode(lv.A.row_ptr, lv.A.col, lv.A.val, W_dec, lv.g);
+    lv.g.sub_(x);
+    auto flat = lv.g.view({-1});
+    lv.mse = flat.dot(flat).item<double>() * inv_n;
+    lv.g.mul_(2.0 * inv_n);
+  }
+
   auto dz = fast::csr_gather_dot(A.row_ptr, A.col, W_dec, g);
   at::Tensor dz_aux = num_dead > 0 ? fast::csr_gather_dot(Z.row_ptr, Z.col, W_dec, h) : at::Tensor();
+  for (auto& lv : inner) lv.dz = fast::csr_gather_dot(lv.A.row_ptr, lv.A.col, W_dec, lv.g);
 
   auto& gW_dec = fast_grad_buffer(sae, "W_dec");
   auto& gW_enc = fast_grad_buffer(sae, "W_enc");
   auto& gb_enc = fast_grad_buffer(sae, "b_enc");
   auto xtc = xt.contiguous();
-  if (raw && fast::raw_loop_ok(gW_dec) && fast::raw_loop_ok(gW_enc) && fast::raw_loop_ok(gb_enc)) {
+  if (raw && fast::raw_loop_ok(gW_dec) && fast::raw_loop_ok(gW_enc) && fast::raw_loop_ok(gb_enc) &&
+      !inner.empty()) {
+    // Decoder terms per level (each its own residual); the encoder's over the union of the
+    // entries, with dz of a (token, latent) in several levels (and AuxK) summed first.
+    std::vector<fast::GradGroup> groups{{A, A.val, g, at::Tensor()}};
+    std::vector<SparseRows> dz_parts{{A.row_ptr, A.col, dz}};
+    if (num_dead > 0) {
+      groups.push_back({Z, Z.val, h, at::Tensor()});
+      dz_parts.push_back({Z.row_ptr, Z.col, dz_aux});
+    }
+    for (auto& lv : inner) {
+      groups.push_back({lv.A, lv.A.val, lv.g, at::Tensor()});
+      dz_parts.push_back({lv.A.row_ptr, lv.A.col, lv.dz});
+    }
+    auto U = fast::sum_rows(dz_parts);
+    groups.push_back({U, at::Tensor(), at::Tensor(), U.val});
+    fast::sparse_weight_grads(groups, xtc, gW_dec, gW_enc, gb_enc);
+  } else if (raw && fast::raw_loop_ok(gW_dec) && fast::raw_loop_ok(gW_enc) && fast::raw_loop_ok(gb_enc)) {
     fast::sparse_weight_grads(A, dz, g, Z, dz_aux, h, xtc, gW_dec, gW_enc, gb_enc);
   } else {
     gW_dec.zero_();
@@ -158,16 +223,26 @@ TrainStepOutput sparse_step(TrainingSae& sae, SparseBuffers& buf, const at::Tens
       fast::csr_scatter_rows(Z.row_ptr, Z.col, dz_aux, xtc, gWt);
       gb_enc.index_add_(0, Z.col, dz_aux);
     }
+    for (auto& lv : inner) {
+      fast::csr_scatter_rows(lv.A.row_ptr, lv.A.col, lv.A.val, lv.g, gW_dec);
+      fast::csr_scatter_rows(lv.A.row_ptr, lv.A.col, lv.dz, xtc, gWt);
+      gb_enc.index_add_(0, lv.A.col, lv.dz);
+    }
     gW_enc.copy_(gWt.t());
   }
   auto& gb_dec = fast_grad_buffer(sae, "b_dec");
   gb_dec.copy_(g.sum(0));
+  for (auto& lv : inner) gb_dec.add_(lv.g.sum(0));
   if (cfg.apply_b_dec_to_input) gb_dec.sub_(W_enc.mv(gb_enc));
 
   TrainStepOutput out;
   out.loss = mse + aux;
   out.losses["mse_loss"] = mse;
   out.losses["auxiliary_reconstruction_loss"] = aux;
+  for (auto& lv : inner) {
+    out.loss += lv.mse;
+    out.losses["inner_mse_loss_" + std::to_string(lv.width)] = lv.mse;
+  }
   out.feature_acts = z;
   out.sae_out = x_hat;
   return out;
@@ -188,7 +263,7 @@ class FastBatchTopKTrainingSae : public BatchTopKTrainingSae {
  public:
   using BatchTopKTrainingSae::BatchTopKTrainingSae;
   TrainStepOutput forward_backward(const at::Tensor& x, const StepContext& ctx) override {
-    return sparse_step(*this, buf_, x, ctx, true);
+    return sparse_step(*this, buf_, x, ctx, true, inner_widths_);
   }
   // θ ← (1 − lr)θ + lr·min(f > 0) as the base class, with the minimum taken over the step's
   // sparse active values (no pass over the dense [N, d_sae] feature_acts).
@@ -202,13 +277,28 @@ class FastBatchTopKTrainingSae : public BatchTopKTrainingSae {
                         theta.options().dtype(torch::kFloat64));
   }
 
+ protected:
+  std::vector<int64_t> inner_widths_;  // matryoshka's inner levels
+
  private:
   SparseBuffers buf_;
+};
+
+// matryoshka_batchtopk: the batchtopk step (outer level, AuxK, threshold) plus the inner levels,
+// each a BatchTopK over z[:, :w] decoded sparsely with W_dec[:w] + b_dec (sparse_step).
+class FastMatryoshkaTrainingSae : public FastBatchTopKTrainingSae {
+ public:
+  explicit FastMatryoshkaTrainingSae(TrainingSaeConfig cfg) : FastBatchTopKTrainingSae(std::move(cfg)) {
+    normalize_matryoshka_widths(cfg_);
+    const auto& w = cfg_.matryoshka_widths;
+    inner_widths_.assign(w.begin(), w.end() - 1);
+  }
 };
 
 }  // namespace
 
 std::unique_ptr<TrainingSae> make_fast_sparse_training_sae(const TrainingSaeConfig& cfg) {
+  if (cfg.architecture == "matryoshka_batchtopk") return std::make_unique<FastMatryoshkaTrainingSae>(cfg);
   if (cfg.architecture == "batchtopk") return std::make_unique<FastBatchTopKTrainingSae>(cfg);
   return std::make_unique<FastTopKTrainingSae>(cfg);
 }

@@ -107,7 +107,7 @@ std::unique_ptr<TrainingSae> make_fast_training_sae(const TrainingSaeConfig& cfg
   if (cfg.mse_loss_normalization) return nullptr;
   const auto& a = cfg.architecture;
   if (a == "standard" && cfg.lp_norm == 1.0 && !cfg.use_ghost_grads) return make_fast_standard_training_sae(cfg);
-  if (a == "topk" || a == "batchtopk") return make_fast_sparse_training_sae(cfg);
+  if (a == "topk" || a == "batchtopk" || a == "matryoshka_batchtopk") return make_fast_sparse_training_sae(cfg);
   if (a == "gated") return make_fast_gated_training_sae(cfg);
   if (a == "jumprelu") return make_fast_jumprelu_training_sae(cfg);
   return nullptr;

@@ -11,7 +11,7 @@
 namespace saelab {
 
 // The fast SAE for cfg, or nullptr where only the autograd version implements it
-// (matryoshka_batchtopk, mse_loss_normalization, standard with ghost grads or lp_norm != 1).
+// (mse_loss_normalization, standard with ghost grads or lp_norm != 1).
 std::unique_ptr<TrainingSae> make_fast_training_sae(const TrainingSaeConfig& cfg);
 
 std::unique_ptr<TrainingSae> make_fast_standard_training_sae(const TrainingSaeConfig& cfg);

@@ -14,4 +14,9 @@ class BatchTopKTrainingSae : public TopKTrainingSae {
   void export_params(std::map<std::string, at::Tensor>& out) const override;
 };
 
+// matryoshka_batchtopk's levels: appends d_sae to cfg.matryoshka_widths where it is not the last
+// width and fails unless the widths increase strictly and are all >= k (sae_matryoshka.cpp; the
+// autograd and the fast SAE both call it).
+void normalize_matryoshka_widths(TrainingSaeConfig& cfg);
+
 }  // namespace saelab

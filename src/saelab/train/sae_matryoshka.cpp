@@ -9,20 +9,25 @@
 #include "saelab/train/sae_batchtopk.h"
 
 namespace saelab {
+
+void normalize_matryoshka_widths(TrainingSaeConfig& cfg) {
+  auto& w = cfg.matryoshka_widths;
+  if (w.empty() || w.back() != cfg.d_sae) w.push_back(cfg.d_sae);
+  for (size_t i = 0; i < w.size(); ++i) {
+    if (i > 0 && w[i] <= w[i - 1])
+      fail("matryoshka_widths: expected strictly increasing widths ending at d_sae={}, got {} "
+           "after {}", cfg.d_sae, w[i], w[i - 1]);
+    if (w[i] < cfg.k)
+      fail("matryoshka_widths: expected every width >= k={}, got {}", cfg.k, w[i]);
+  }
+}
+
 namespace {
 
 class MatryoshkaTrainingSae : public BatchTopKTrainingSae {
  public:
   explicit MatryoshkaTrainingSae(TrainingSaeConfig cfg) : BatchTopKTrainingSae(std::move(cfg)) {
-    auto& w = cfg_.matryoshka_widths;
-    if (w.empty() || w.back() != cfg_.d_sae) w.push_back(cfg_.d_sae);
-    for (size_t i = 0; i < w.size(); ++i) {
-      if (i > 0 && w[i] <= w[i - 1])
-        fail("matryoshka_widths: expected strictly increasing widths ending at d_sae={}, got {} "
-             "after {}", cfg_.d_sae, w[i], w[i - 1]);
-      if (w[i] < cfg_.k)
-        fail("matryoshka_widths: expected every width >= k={}, got {}", cfg_.k, w[i]);
-    }
+    normalize_matryoshka_widths(cfg_);
   }
 
  protected:
