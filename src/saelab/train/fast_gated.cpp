@@ -28,6 +28,7 @@
 
 #include "saelab/train/fast_dense.h"
 #include "saelab/train/fast_training_sae.h"
+#include "saelab/train/sae_gated.h"
 
 namespace saelab {
 namespace {
@@ -186,21 +187,10 @@ at::Tensor gate_pass(const at::Tensor& A, const at::Tensor& M, at::Tensor& C) {
   return db;
 }
 
-class FastGatedTrainingSae : public TrainingSae {
+// Parameters and encode are the autograd SAE's; only the step is hand-written.
+class FastGatedTrainingSae : public GatedTrainingSae {
  public:
-  explicit FastGatedTrainingSae(TrainingSaeConfig cfg) : TrainingSae(std::move(cfg)) {
-    for (const char* n : {"b_gate", "b_mag", "r_mag"})
-      params_[n] = torch::zeros({cfg_.d_sae}, torch::kFloat32);
-  }
-
-  at::Tensor encode(const at::Tensor& x) const override {
-    torch::NoGradGuard ng;
-    auto xin = sae_in(x, params_.at("b_dec"));
-    const auto& W_enc = params_.at("W_enc");
-    auto pi = xin.mm(W_enc) + params_.at("b_gate");
-    auto mag = xin.mm(W_enc * torch::exp(params_.at("r_mag"))) + params_.at("b_mag");
-    return (pi > 0).to(x.scalar_type()) * torch::relu(mag);
-  }
+  using GatedTrainingSae::GatedTrainingSae;
 
   TrainStepOutput forward_backward(const at::Tensor& x_in, const StepContext& ctx) override {
     torch::NoGradGuard ng;

@@ -24,6 +24,7 @@
 
 #include "saelab/train/fast_dense.h"
 #include "saelab/train/fast_training_sae.h"
+#include "saelab/train/sae_jumprelu.h"
 
 namespace saelab {
 
@@ -157,19 +158,10 @@ BackwardSums backward_pass(at::Tensor& d, const at::Tensor& f, const at::Tensor&
   return out;
 }
 
-class FastJumpReLUTrainingSae : public TrainingSae {
+// Parameters, encode and the export are the autograd SAE's; only the step is hand-written.
+class FastJumpReLUTrainingSae : public JumpReLUTrainingSae {
  public:
-  explicit FastJumpReLUTrainingSae(TrainingSaeConfig cfg) : TrainingSae(std::move(cfg)) {
-    params_["b_enc"] = torch::zeros({cfg_.d_sae}, torch::kFloat32);
-    params_["log_threshold"] =
-        torch::full({cfg_.d_sae}, std::log(cfg_.jumprelu_init_threshold), torch::kFloat32);
-  }
-
-  at::Tensor encode(const at::Tensor& x) const override {
-    torch::NoGradGuard ng;
-    auto z = sae_in(x, params_.at("b_dec")).mm(params_.at("W_enc")) + params_.at("b_enc");
-    return z * (z > torch::exp(params_.at("log_threshold"))).to(z.scalar_type());
-  }
+  using JumpReLUTrainingSae::JumpReLUTrainingSae;
 
   TrainStepOutput forward_backward(const at::Tensor& x_in, const StepContext& ctx) override {
     torch::NoGradGuard ng;
@@ -222,14 +214,6 @@ class FastJumpReLUTrainingSae : public TrainingSae {
     out.feature_acts = f_;
     out.sae_out = x_hat;
     return out;
-  }
-
- protected:
-  void export_params(std::map<std::string, at::Tensor>& out) const override {
-    for (const auto& [name, p] : params_) {
-      if (name == "log_threshold") out["threshold"] = torch::exp(p).detach().clone();
-      else out[name] = p.detach().clone();
-    }
   }
 
  private:

@@ -9,7 +9,7 @@
 
 #include <cmath>
 
-#include "saelab/train/training_sae.h"
+#include "saelab/train/sae_jumprelu.h"
 
 namespace saelab {
 namespace {
@@ -55,55 +55,51 @@ struct StepFn : public torch::autograd::Function<StepFn> {
   }
 };
 
-class JumpReLUTrainingSae : public TrainingSae {
- public:
-  explicit JumpReLUTrainingSae(TrainingSaeConfig cfg) : TrainingSae(std::move(cfg)) {
-    params_["b_enc"] = torch::zeros({cfg_.d_sae}, torch::kFloat32);
-    params_["log_threshold"] =
-        torch::full({cfg_.d_sae}, std::log(cfg_.jumprelu_init_threshold), torch::kFloat32);
-  }
-
-  at::Tensor encode(const at::Tensor& x) const override {
-    torch::NoGradGuard ng;
-    auto z = sae_in(x, params_.at("b_dec")).mm(params_.at("W_enc")) + params_.at("b_enc");
-    return z * (z > torch::exp(params_.at("log_threshold"))).to(z.scalar_type());
-  }
-
-  TrainStepOutput forward_backward(const at::Tensor& x, const StepContext& ctx) override {
-    auto L = leaves();
-    auto& W_dec = L["W_dec"];
-    auto& b_dec = L["b_dec"];
-    auto z = sae_in(x, b_dec).mm(L["W_enc"]) + L["b_enc"];
-    auto theta = torch::exp(L["log_threshold"]);
-    double eps = cfg_.jumprelu_bandwidth;
-    auto f = JumpReLUFn::apply(z, theta, eps);
-    auto x_hat = f.mm(W_dec) + b_dec;
-    auto mse = mse_elements(x_hat, x).sum(-1).mean();
-    auto l0 = StepFn::apply(z, theta, eps).sum(-1);
-    auto l0_loss = (ctx.l0_coefficient * l0).mean();
-    auto loss = mse + l0_loss;
-    loss.backward();
-    collect_grads(L);
-
-    TrainStepOutput out;
-    out.loss = loss.item<double>();
-    out.losses["mse_loss"] = mse.item<double>();
-    out.losses["l0_loss"] = l0_loss.item<double>();
-    out.feature_acts = f.detach();
-    out.sae_out = x_hat.detach();
-    return out;
-  }
-
- protected:
-  void export_params(std::map<std::string, at::Tensor>& out) const override {
-    for (const auto& [name, p] : params_) {
-      if (name == "log_threshold") out["threshold"] = torch::exp(p).detach().clone();
-      else out[name] = p.detach().clone();
-    }
-  }
-};
-
 }  // namespace
+
+JumpReLUTrainingSae::JumpReLUTrainingSae(TrainingSaeConfig cfg) : TrainingSae(std::move(cfg)) {
+  params_["b_enc"] = torch::zeros({cfg_.d_sae}, torch::kFloat32);
+  params_["log_threshold"] =
+      torch::full({cfg_.d_sae}, std::log(cfg_.jumprelu_init_threshold), torch::kFloat32);
+}
+
+at::Tensor JumpReLUTrainingSae::encode(const at::Tensor& x) const {
+  torch::NoGradGuard ng;
+  auto z = sae_in(x, params_.at("b_dec")).mm(params_.at("W_enc")) + params_.at("b_enc");
+  return z * (z > torch::exp(params_.at("log_threshold"))).to(z.scalar_type());
+}
+
+TrainStepOutput JumpReLUTrainingSae::forward_backward(const at::Tensor& x, const StepContext& ctx) {
+  auto L = leaves();
+  auto& W_dec = L["W_dec"];
+  auto& b_dec = L["b_dec"];
+  auto z = sae_in(x, b_dec).mm(L["W_enc"]) + L["b_enc"];
+  auto theta = torch::exp(L["log_threshold"]);
+  double eps = cfg_.jumprelu_bandwidth;
+  auto f = JumpReLUFn::apply(z, theta, eps);
+  auto x_hat = f.mm(W_dec) + b_dec;
+  auto mse = mse_elements(x_hat, x).sum(-1).mean();
+  auto l0 = StepFn::apply(z, theta, eps).sum(-1);
+  auto l0_loss = (ctx.l0_coefficient * l0).mean();
+  auto loss = mse + l0_loss;
+  loss.backward();
+  collect_grads(L);
+
+  TrainStepOutput out;
+  out.loss = loss.item<double>();
+  out.losses["mse_loss"] = mse.item<double>();
+  out.losses["l0_loss"] = l0_loss.item<double>();
+  out.feature_acts = f.detach();
+  out.sae_out = x_hat.detach();
+  return out;
+}
+
+void JumpReLUTrainingSae::export_params(std::map<std::string, at::Tensor>& out) const {
+  for (const auto& [name, p] : params_) {
+    if (name == "log_threshold") out["threshold"] = torch::exp(p).detach().clone();
+    else out[name] = p.detach().clone();
+  }
+}
 
 std::unique_ptr<TrainingSae> make_jumprelu_training_sae(const TrainingSaeConfig& cfg) {
   return std::make_unique<JumpReLUTrainingSae>(cfg);
