@@ -56,8 +56,10 @@ CommandResult run_saelab(const std::string& args) {
 std::string shell_quote(const std::string& s) {
   std::string out = "'";
   for (char c : s) {
-    if (c == '\'') out += "'\\''";
-    else out += c;
+    if (c == '\'')
+      out += "'\\''";
+    else
+      out += c;
   }
   return out + "'";
 }
@@ -71,7 +73,8 @@ std::string run_python(const std::string& script) {
   TempDir tmp;
   write_text(tmp / "script.py", script);
   auto r = run_command("/usr/bin/python3 " + tmp / "script.py");
-  if (r.rc != 0) throw std::runtime_error("python failed (rc " + std::to_string(r.rc) + "): " + r.err);
+  if (r.rc != 0)
+    throw std::runtime_error("python failed (rc " + std::to_string(r.rc) + "): " + r.err);
   return r.out;
 }
 

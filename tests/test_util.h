@@ -26,7 +26,8 @@ class TempDir {
 CommandResult run_command(const std::string& cmd);
 // Runs `saelab ARGS` (ARGS already shell-quoted as needed).
 CommandResult run_saelab(const std::string& args);
-// Runs a Python script with Debian's /usr/bin/python3 (torch and numpy available); throws on failure.
+// Runs a Python script with Debian's /usr/bin/python3 (torch and numpy available); throws on
+// failure.
 std::string run_python(const std::string& script);
 bool python_has(const std::string& module);
 std::string shell_quote(const std::string& s);

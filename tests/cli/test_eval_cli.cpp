@@ -24,8 +24,8 @@ constexpr int64_t kDin = 16, kDsae = 64, kTokens = 3000;
 // Random tied weights (W_dec = 0.5 W_encᵀ, unit encoder columns: roughly what ReLU latents need to
 // reconstruct), one latent that can never fire (b_enc −100) and one that nearly always fires
 // (b_enc +3, small decoder row), so dead and dense counts are not trivially zero.
-void write_sae(const std::string& dir, const std::string& arch, const std::string& dtype, uint64_t seed,
-               bool with_sparsity = false) {
+void write_sae(const std::string& dir, const std::string& arch, const std::string& dtype,
+               uint64_t seed, bool with_sparsity = false) {
   torch::manual_seed(seed);
   SaeConfig cfg;
   cfg.architecture = arch;
@@ -150,8 +150,8 @@ print(json.dumps({
 )PY";
   test::TempDir tmp;
   test::write_text(tmp / "expected.py", script);
-  auto r = test::run_command("/usr/bin/python3 " + shell_quote(tmp / "expected.py") + " " + shell_quote(sae_dir) +
-                             " " + shell_quote(acts_path));
+  auto r = test::run_command("/usr/bin/python3 " + shell_quote(tmp / "expected.py") + " " +
+                             shell_quote(sae_dir) + " " + shell_quote(acts_path));
   if (r.rc != 0) throw std::runtime_error("python failed: " + r.err);
   return json::parse(r.out);
 }
@@ -165,7 +165,8 @@ void expect_same_metrics(const json& got, const json& want, const std::string& w
       EXPECT_EQ(g.at("counts"), it->at("counts")) << what << ": " << it.key();
       ASSERT_EQ(g.at("bin_edges").size(), it->at("bin_edges").size()) << what;
       for (size_t i = 0; i < g["bin_edges"].size(); ++i)
-        EXPECT_NEAR(g["bin_edges"][i].get<double>(), it->at("bin_edges")[i].get<double>(), 1e-12) << what;
+        EXPECT_NEAR(g["bin_edges"][i].get<double>(), it->at("bin_edges")[i].get<double>(), 1e-12)
+            << what;
       continue;
     }
     if (it->is_number_integer()) {
@@ -178,9 +179,10 @@ void expect_same_metrics(const json& got, const json& want, const std::string& w
   }
 }
 
-json run_eval_json(const std::string& sae_dir, const std::string& acts, const std::string& extra = "") {
-  auto r = test::run_saelab("eval --sae " + shell_quote(sae_dir) + " --activations " + shell_quote(acts) +
-                            " --json " + extra);
+json run_eval_json(const std::string& sae_dir, const std::string& acts,
+                   const std::string& extra = "") {
+  auto r = test::run_saelab("eval --sae " + shell_quote(sae_dir) + " --activations " +
+                            shell_quote(acts) + " --json " + extra);
   EXPECT_EQ(r.rc, 0) << r.err;
   // Exactly one JSON object on stdout.
   EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
@@ -195,7 +197,9 @@ TEST(EvalCli, EveryArchitectureMatchesNumpyFloat64) {
   // topk in float64: a float32 SAE could order two nearly equal pre-activations differently from
   // numpy and pick another latent, which is a real but uninteresting difference.
   for (auto [arch, dtype] : {std::pair<std::string, std::string>{"standard", "float32"},
-                             {"topk", "float64"}, {"topk", "float32"}, {"jumprelu", "float32"}}) {
+                             {"topk", "float64"},
+                             {"topk", "float32"},
+                             {"jumprelu", "float32"}}) {
     std::string sae_dir = dir / (arch + "_" + dtype);
     write_sae(sae_dir, arch, dtype, 21);
     json want = python_metrics(sae_dir, dir / "acts.safetensors");
@@ -205,7 +209,8 @@ TEST(EvalCli, EveryArchitectureMatchesNumpyFloat64) {
     expect_same_metrics(run_eval_json(sae_dir, dir / "acts.safetensors", "--batch-size 700"), want,
                         arch + "/" + dtype + " batch 700");
     if (arch == "standard")  // the default batch size: the whole file in one batch
-      expect_same_metrics(run_eval_json(sae_dir, dir / "acts.safetensors"), want, arch + "/" + dtype);
+      expect_same_metrics(run_eval_json(sae_dir, dir / "acts.safetensors"), want,
+                          arch + "/" + dtype);
   }
 }
 
@@ -215,8 +220,8 @@ TEST(EvalCli, HalfAndDoubleActivationFilesAreRead) {
   for (auto dtype : {at::kHalf, at::kBFloat16, at::kDouble}) {
     std::string path = dir / ("acts_" + std::string(c10::toString(dtype)) + ".safetensors");
     write_activations(path, dtype, 12);
-    expect_same_metrics(run_eval_json(dir / "sae", path, "--batch-size 1024"), python_metrics(dir / "sae", path),
-                        c10::toString(dtype));
+    expect_same_metrics(run_eval_json(dir / "sae", path, "--batch-size 1024"),
+                        python_metrics(dir / "sae", path), c10::toString(dtype));
   }
 }
 
@@ -227,9 +232,10 @@ TEST(EvalCli, HumanTableListsEveryMetricByGroup) {
   auto r = test::run_saelab("eval --sae " + shell_quote(dir / "sae") + " --activations " +
                             shell_quote(dir / "acts.safetensors"));
   ASSERT_EQ(r.rc, 0) << r.err;
-  for (const char* s : {"reconstruction_quality\n", "shrinkage\n", "sparsity\n", "  explained_variance ",
-                        "  relative_reconstruction_bias ", "  dead_features ", "  below_1e-6 ", "n_tokens ",
-                        "feature density histogram: latents per decade of log10(density + 1e-10)"})
+  for (const char* s :
+       {"reconstruction_quality\n", "shrinkage\n", "sparsity\n", "  explained_variance ",
+        "  relative_reconstruction_bias ", "  dead_features ", "  below_1e-6 ", "n_tokens ",
+        "feature density histogram: latents per decade of log10(density + 1e-10)"})
     EXPECT_NE(r.out.find(s), std::string::npos) << s << " in\n" << r.out;
   EXPECT_NE(r.out.find(" 3000\n"), std::string::npos) << r.out;
   EXPECT_EQ(r.out.find('{'), std::string::npos);
@@ -242,22 +248,24 @@ TEST(EvalCli, BadActivationsFilesGiveOneLineErrors) {
   save_safetensors(dir / "no_acts.safetensors", {{"x", torch::randn({10, kDin})}});
   save_safetensors(dir / "wrong_din.safetensors", {{"activations", torch::randn({10, kDin + 1})}});
   save_safetensors(dir / "rank3.safetensors", {{"activations", torch::randn({2, 5, kDin})}});
-  save_safetensors(dir / "ints.safetensors", {{"activations", torch::zeros({10, kDin}, at::kLong)}});
+  save_safetensors(dir / "ints.safetensors",
+                   {{"activations", torch::zeros({10, kDin}, at::kLong)}});
   test::write_text(dir / "garbage.safetensors", "not a safetensors file at all");
   struct Case {
     std::string file, must_contain;
   };
-  for (const Case& c : std::vector<Case>{{"no_acts.safetensors", "no tensor 'activations'"},
-                                          {"wrong_din.safetensors", "has d_in 17 (shape [10, 17]), but the SAE"},
-                                          {"wrong_din.safetensors", "expects d_in 16"},
-                                          {"rank3.safetensors", "rank 3"},
-                                          {"ints.safetensors", "float dtype"},
-                                          {"garbage.safetensors", "garbage.safetensors"},
-                                          {"missing.safetensors", "not a file"},
-                                          {"", "not a file"}}) {
+  for (const Case& c :
+       std::vector<Case>{{"no_acts.safetensors", "no tensor 'activations'"},
+                         {"wrong_din.safetensors", "has d_in 17 (shape [10, 17]), but the SAE"},
+                         {"wrong_din.safetensors", "expects d_in 16"},
+                         {"rank3.safetensors", "rank 3"},
+                         {"ints.safetensors", "float dtype"},
+                         {"garbage.safetensors", "garbage.safetensors"},
+                         {"missing.safetensors", "not a file"},
+                         {"", "not a file"}}) {
     std::string path = c.file.empty() ? dir.path() : dir / c.file;  // "" = a directory
-    auto r = test::run_saelab("eval --sae " + shell_quote(dir / "sae") + " --activations " + shell_quote(path) +
-                              " --json");
+    auto r = test::run_saelab("eval --sae " + shell_quote(dir / "sae") + " --activations " +
+                              shell_quote(path) + " --json");
     EXPECT_EQ(r.rc, 1) << c.file << ": " << r.err;
     EXPECT_EQ(r.err.rfind("saelab: error: ", 0), 0u) << r.err;
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
@@ -314,15 +322,18 @@ TEST(InfoCli, JsonFieldsMatchTheWeights) {
     EXPECT_EQ(j["normalize_activations"], "none");
     int64_t params = 2 * kDin * kDsae + kDsae + kDin + (arch == "jumprelu" ? kDsae : 0);
     EXPECT_EQ(j["num_parameters"], params);
-    if (arch == "topk") EXPECT_EQ(j["k"], 8);
-    else EXPECT_FALSE(j.contains("k"));
+    if (arch == "topk")
+      EXPECT_EQ(j["k"], 8);
+    else
+      EXPECT_FALSE(j.contains("k"));
 
     auto W_dec = w.at("W_dec").to(at::kDouble), W_enc = w.at("W_enc").to(at::kDouble);
     auto Wd = W_dec.accessor<double, 2>();
     auto We = W_enc.accessor<double, 2>();
     std::vector<double> dec(kDsae, 0.0), enc(kDsae, 0.0);
     for (int64_t i = 0; i < kDsae; ++i) {
-      for (int64_t d = 0; d < kDin; ++d) dec[i] += Wd[i][d] * Wd[i][d], enc[i] += We[d][i] * We[d][i];
+      for (int64_t d = 0; d < kDin; ++d)
+        dec[i] += Wd[i][d] * Wd[i][d], enc[i] += We[d][i] * We[d][i];
       dec[i] = std::sqrt(dec[i]);
       enc[i] = std::sqrt(enc[i]);
     }
@@ -330,8 +341,10 @@ TEST(InfoCli, JsonFieldsMatchTheWeights) {
     expect_stats(j["encoder_norms"], stats_of(enc), arch + " encoder");
     if (arch == "jumprelu") {
       auto th = w.at("threshold").to(at::kDouble);
-      expect_stats(j["threshold"], stats_of(std::vector<double>(th.data_ptr<double>(), th.data_ptr<double>() + kDsae)),
-                   "threshold");
+      expect_stats(
+          j["threshold"],
+          stats_of(std::vector<double>(th.data_ptr<double>(), th.data_ptr<double>() + kDsae)),
+          "threshold");
     } else {
       EXPECT_FALSE(j.contains("threshold"));
     }
@@ -343,7 +356,8 @@ TEST(InfoCli, JsonFieldsMatchTheWeights) {
       double v = sp[i].item<double>();
       double dens = std::pow(10.0, v) - 1e-10;
       bool is_dead = v <= -10.0 + 1e-6;
-      dead += is_dead, dense += dens > 1e-2, b5 += is_dead || dens < 1e-5, b6 += is_dead || dens < 1e-6;
+      dead += is_dead, dense += dens > 1e-2, b5 += is_dead || dens < 1e-5,
+          b6 += is_dead || dens < 1e-6;
     }
     const json& fd = j["feature_density"];
     EXPECT_EQ(fd["dead_features"].get<int64_t>(), dead);
@@ -364,13 +378,16 @@ TEST(InfoCli, ErrorsAreOneLine) {
   test::TempDir dir;
   // The --model branch belongs to the model runtime; here only: SAE_DIR and --model together, or
   // neither, or a missing SAE directory, each give one line naming the problem.
-  for (const std::string& args : {"info " + shell_quote(dir / "nope"), "info " + shell_quote(dir.path()) + " --model gpt2",
-                                  std::string("info")}) {
+  for (const std::string& args :
+       {"info " + shell_quote(dir / "nope"), "info " + shell_quote(dir.path()) + " --model gpt2",
+        std::string("info")}) {
     auto r = test::run_saelab(args);
     EXPECT_EQ(r.rc, 1) << args << ": " << r.err;
     EXPECT_EQ(r.err.rfind("saelab: error: ", 0), 0u) << r.err;
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
-    EXPECT_NE(r.err.find(args == "info" ? "SAE_DIR" : args.find("--model") != std::string::npos ? "not both" : "nope"),
+    EXPECT_NE(r.err.find(args == "info"                              ? "SAE_DIR"
+                         : args.find("--model") != std::string::npos ? "not both"
+                                                                     : "nope"),
               std::string::npos)
         << r.err;
   }

@@ -1,6 +1,7 @@
 // `saelab eval --model DIR --dataset FILE`: the model-based evals end to end on the tiny GPT-2
 // folder written by tests/fixtures/model/make_tiny_models.py, a pretokenized jsonl dataset and SAEs
-// written by save_sae; the exact-reconstruction SAE must score 1, and a d_in mismatch is a one-line error.
+// written by save_sae; the exact-reconstruction SAE must score 1, and a d_in mismatch is a one-line
+// error.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -57,23 +58,38 @@ TEST(EvalModelCli, JsonHasEveryMetricAndExactSaeScoresOne) {
   const std::string sae = d.path() + "/sae", data = d.path() + "/tokens.jsonl";
   write_exact_sae(sae, 16);
   write_dataset(data, 5);
-  auto r = run_saelab("eval --sae " + shell_quote(sae) + " --model " + shell_quote(test::tiny_model("gpt2")) +
-                      " --dataset " + shell_quote(data) + " --n-eval-batches 3 --batch-size-prompts 2 --json");
+  auto r = run_saelab("eval --sae " + shell_quote(sae) + " --model " +
+                      shell_quote(test::tiny_model("gpt2")) + " --dataset " + shell_quote(data) +
+                      " --n-eval-batches 3 --batch-size-prompts 2 --json");
   ASSERT_EQ(r.rc, 0) << r.err;
   ASSERT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
   json m = json::parse(r.out);
-  for (const char* k :
-       {"model_performance_preservation/ce_loss_without_sae", "model_performance_preservation/ce_loss_with_sae",
-        "model_performance_preservation/ce_loss_with_ablation", "model_performance_preservation/ce_loss_score",
-        "model_behavior_preservation/kl_div_with_sae", "model_behavior_preservation/kl_div_with_ablation",
-        "model_behavior_preservation/kl_div_score", "reconstruction_quality/explained_variance",
-        "reconstruction_quality/mse", "reconstruction_quality/cossim", "shrinkage/l2_norm_in",
-        "shrinkage/l2_norm_out", "shrinkage/l2_ratio", "shrinkage/relative_reconstruction_bias", "sparsity/l0",
-        "sparsity/l1", "sparsity/dead_features", "sparsity/dense_features", "sparsity/below_1e-5",
-        "sparsity/below_1e-6", "sparsity/consistent_activation_heuristic", "n_tokens", "n_prompts"})
+  for (const char* k : {"model_performance_preservation/ce_loss_without_sae",
+                        "model_performance_preservation/ce_loss_with_sae",
+                        "model_performance_preservation/ce_loss_with_ablation",
+                        "model_performance_preservation/ce_loss_score",
+                        "model_behavior_preservation/kl_div_with_sae",
+                        "model_behavior_preservation/kl_div_with_ablation",
+                        "model_behavior_preservation/kl_div_score",
+                        "reconstruction_quality/explained_variance",
+                        "reconstruction_quality/mse",
+                        "reconstruction_quality/cossim",
+                        "shrinkage/l2_norm_in",
+                        "shrinkage/l2_norm_out",
+                        "shrinkage/l2_ratio",
+                        "shrinkage/relative_reconstruction_bias",
+                        "sparsity/l0",
+                        "sparsity/l1",
+                        "sparsity/dead_features",
+                        "sparsity/dense_features",
+                        "sparsity/below_1e-5",
+                        "sparsity/below_1e-6",
+                        "sparsity/consistent_activation_heuristic",
+                        "n_tokens",
+                        "n_prompts"})
     EXPECT_TRUE(m.contains(k) && m.at(k).is_number()) << k << " in " << r.out;
-  EXPECT_EQ(m.at("n_prompts").get<int64_t>(), 5);       // 2 + 2 + 1: the data ran out
-  EXPECT_EQ(m.at("n_tokens").get<int64_t>(), 5 * 7);    // BOS (49) excluded
+  EXPECT_EQ(m.at("n_prompts").get<int64_t>(), 5);     // 2 + 2 + 1: the data ran out
+  EXPECT_EQ(m.at("n_tokens").get<int64_t>(), 5 * 7);  // BOS (49) excluded
   EXPECT_NEAR(m.at("model_performance_preservation/ce_loss_score").get<double>(), 1.0, 1e-5);
   EXPECT_NEAR(m.at("model_behavior_preservation/kl_div_score").get<double>(), 1.0, 1e-5);
   EXPECT_NEAR(m.at("reconstruction_quality/explained_variance").get<double>(), 1.0, 1e-5);
@@ -91,8 +107,9 @@ TEST(EvalModelCli, JsonHasEveryMetricAndExactSaeScoresOne) {
   EXPECT_TRUE(std::isfinite(ce));
 
   // The table form names the groups.
-  auto t = run_saelab("eval --sae " + shell_quote(sae) + " --model " + shell_quote(test::tiny_model("gpt2")) +
-                      " --dataset " + shell_quote(data) + " --n-eval-batches 1 --batch-size-prompts 2");
+  auto t = run_saelab("eval --sae " + shell_quote(sae) + " --model " +
+                      shell_quote(test::tiny_model("gpt2")) + " --dataset " + shell_quote(data) +
+                      " --n-eval-batches 1 --batch-size-prompts 2");
   ASSERT_EQ(t.rc, 0) << t.err;
   EXPECT_NE(t.out.find("model_performance_preservation"), std::string::npos) << t.out;
   EXPECT_NE(t.out.find("ce_loss_score"), std::string::npos) << t.out;
@@ -104,8 +121,9 @@ TEST(EvalModelCli, DinMismatchIsOneLineError) {
   const std::string sae = d.path() + "/sae", data = d.path() + "/tokens.jsonl";
   write_exact_sae(sae, 8);
   write_dataset(data, 2);
-  auto r = run_saelab("eval --sae " + shell_quote(sae) + " --model " + shell_quote(test::tiny_model("gpt2")) +
-                      " --dataset " + shell_quote(data) + " --json");
+  auto r = run_saelab("eval --sae " + shell_quote(sae) + " --model " +
+                      shell_quote(test::tiny_model("gpt2")) + " --dataset " + shell_quote(data) +
+                      " --json");
   EXPECT_EQ(r.rc, 1) << r.err;
   EXPECT_EQ(r.err.rfind("saelab: error: ", 0), 0u) << r.err;
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;

@@ -48,9 +48,10 @@ void check_activations(const std::string& family, const std::vector<std::string>
   test::write_text(d / "tokens.json", tokens_json(ids));
   std::string hook_arg;
   for (auto& h : hooks) hook_arg += (hook_arg.empty() ? "" : ",") + h;
-  auto r = run_saelab("activations --model " + shell_quote(tiny_model(family)) + " --tokens " +
-                      shell_quote(d / "tokens.json") + " --hooks " + shell_quote(hook_arg) + " --output " +
-                      shell_quote(d / "acts.safetensors") + " --logits --batch-size 1");
+  auto r =
+      run_saelab("activations --model " + shell_quote(tiny_model(family)) + " --tokens " +
+                 shell_quote(d / "tokens.json") + " --hooks " + shell_quote(hook_arg) +
+                 " --output " + shell_quote(d / "acts.safetensors") + " --logits --batch-size 1");
   ASSERT_EQ(r.rc, 0) << r.err;
   auto acts = load_safetensors(d / "acts.safetensors");
   std::vector<std::string> want = hooks;
@@ -64,25 +65,25 @@ void check_activations(const std::string& family, const std::vector<std::string>
   test::expect_close_rel(acts.at("logits"), expected.at("logits"), 1e-4, family + " logits");
   LoadedModel m = load_model(tiny_model(family));
   auto cache = m.model->run_with_cache(ids, hooks, true);
-  for (auto& h : hooks)
-    EXPECT_TRUE(at::allclose(acts.at(h), cache.at(h), 1e-5, 1e-6)) << h;
+  for (auto& h : hooks) EXPECT_TRUE(at::allclose(acts.at(h), cache.at(h), 1e-5, 1e-6)) << h;
 }
 
 TEST(ModelCli, ActivationsGpt2) {
-  check_activations("gpt2",
-                    {"hook_embed", "hook_pos_embed", "blocks.0.hook_resid_pre", "blocks.0.ln1.hook_normalized",
-                     "blocks.0.attn.hook_q", "blocks.1.attn.hook_pattern", "blocks.1.attn.hook_attn_scores",
-                     "blocks.0.attn.hook_z", "blocks.1.mlp.hook_post", "blocks.1.hook_resid_post",
-                     "ln_final.hook_normalized"},
-                    {{"hook_embed", {2, 8, 16}},
-                     {"blocks.0.hook_resid_pre", {2, 8, 16}},
-                     {"blocks.0.attn.hook_q", {2, 8, 4, 4}},
-                     {"blocks.1.attn.hook_pattern", {2, 4, 8, 8}},
-                     {"blocks.1.attn.hook_attn_scores", {2, 4, 8, 8}},
-                     {"blocks.0.attn.hook_z", {2, 8, 4, 4}},
-                     {"blocks.1.mlp.hook_post", {2, 8, 64}},
-                     {"ln_final.hook_normalized", {2, 8, 16}},
-                     {"logits", {2, 8, 50}}});
+  check_activations(
+      "gpt2",
+      {"hook_embed", "hook_pos_embed", "blocks.0.hook_resid_pre", "blocks.0.ln1.hook_normalized",
+       "blocks.0.attn.hook_q", "blocks.1.attn.hook_pattern", "blocks.1.attn.hook_attn_scores",
+       "blocks.0.attn.hook_z", "blocks.1.mlp.hook_post", "blocks.1.hook_resid_post",
+       "ln_final.hook_normalized"},
+      {{"hook_embed", {2, 8, 16}},
+       {"blocks.0.hook_resid_pre", {2, 8, 16}},
+       {"blocks.0.attn.hook_q", {2, 8, 4, 4}},
+       {"blocks.1.attn.hook_pattern", {2, 4, 8, 8}},
+       {"blocks.1.attn.hook_attn_scores", {2, 4, 8, 8}},
+       {"blocks.0.attn.hook_z", {2, 8, 4, 4}},
+       {"blocks.1.mlp.hook_post", {2, 8, 64}},
+       {"ln_final.hook_normalized", {2, 8, 16}},
+       {"logits", {2, 8, 50}}});
 }
 
 TEST(ModelCli, ActivationsLlamaGqaRotary) {
@@ -106,27 +107,34 @@ TEST(ModelCli, ActivationsErrors) {
   const std::string model = " --model " + shell_quote(tiny_model("gpt2"));
   const std::string out = " --output " + shell_quote(d / "o.safetensors");
   test::write_text(d / "ragged.json", "[[1, 2, 3], [4, 5]]");
-  expect_one_line_error(run_saelab("activations" + model + " --tokens " + shell_quote(d / "ragged.json") +
-                                   " --hooks blocks.0.hook_resid_pre" + out),
-                        "row 1 has 2 tokens");
+  expect_one_line_error(
+      run_saelab("activations" + model + " --tokens " + shell_quote(d / "ragged.json") +
+                 " --hooks blocks.0.hook_resid_pre" + out),
+      "row 1 has 2 tokens");
   test::write_text(d / "range.json", "[[1, 2, 77]]");
   auto r = run_saelab("activations" + model + " --tokens " + shell_quote(d / "range.json") +
                       " --hooks blocks.0.hook_resid_pre" + out);
   expect_one_line_error(r, "token id 77");
   EXPECT_NE(r.err.find("50"), std::string::npos) << r.err;
   test::write_text(d / "ok.json", "[[1, 2, 3]]");
-  expect_one_line_error(run_saelab("activations" + model + " --tokens " + shell_quote(d / "ok.json") +
-                                   " --hooks blocks.0.hook_resid_pree" + out),
-                        "blocks.0.hook_resid_pree");
-  expect_one_line_error(run_saelab("activations" + model + " --tokens " + shell_quote(d / "ok.json") +
-                                   " --hooks blocks.7.hook_resid_pre" + out),
-                        "blocks.7.hook_resid_pre");
+  expect_one_line_error(
+      run_saelab("activations" + model + " --tokens " + shell_quote(d / "ok.json") +
+                 " --hooks blocks.0.hook_resid_pree" + out),
+      "blocks.0.hook_resid_pree");
+  expect_one_line_error(
+      run_saelab("activations" + model + " --tokens " + shell_quote(d / "ok.json") +
+                 " --hooks blocks.7.hook_resid_pre" + out),
+      "blocks.7.hook_resid_pre");
   EXPECT_FALSE(fs::exists(d / "o.safetensors"));
-  // Duplicate hook names are saved once; ln_final hooks work without --logits (and no logits saved).
-  ASSERT_EQ(run_saelab("activations" + model + " --tokens " + shell_quote(d / "ok.json") +
-                       " --hooks ln_final.hook_normalized,blocks.0.hook_resid_pre,ln_final.hook_normalized" + out)
-                .rc,
-            0);
+  // Duplicate hook names are saved once; ln_final hooks work without --logits (and no logits
+  // saved).
+  ASSERT_EQ(
+      run_saelab(
+          "activations" + model + " --tokens " + shell_quote(d / "ok.json") +
+          " --hooks ln_final.hook_normalized,blocks.0.hook_resid_pre,ln_final.hook_normalized" +
+          out)
+          .rc,
+      0);
   auto acts = load_safetensors(d / "o.safetensors");
   EXPECT_EQ(acts.size(), 2u);
   EXPECT_EQ(acts.at("ln_final.hook_normalized").sizes().vec(), (std::vector<int64_t>{1, 3, 16}));
@@ -134,20 +142,23 @@ TEST(ModelCli, ActivationsErrors) {
   // A model that is not in the (empty) cache: where saelab looked and how to download it.
   fs::create_directories(d / "hub");
   auto miss = run_command("HF_HUB_CACHE=" + shell_quote(d / "hub") + " " + SAELAB_EXE +
-                          " activations --model tiny-stories-1L-21M --tokens " + shell_quote(d / "ok.json") +
-                          " --hooks blocks.0.hook_resid_pre" + out);
+                          " activations --model tiny-stories-1L-21M --tokens " +
+                          shell_quote(d / "ok.json") + " --hooks blocks.0.hook_resid_pre" + out);
   expect_one_line_error(miss, "huggingface-cli download roneneldan/TinyStories-1Layer-21M");
-  EXPECT_NE(miss.err.find(d / "hub/models--roneneldan--TinyStories-1Layer-21M"), std::string::npos) << miss.err;
+  EXPECT_NE(miss.err.find(d / "hub/models--roneneldan--TinyStories-1Layer-21M"), std::string::npos)
+      << miss.err;
   // An architecture saelab does not run.
   fs::create_directories(d / "bert");
   test::write_text(d / "bert/config.json", R"({"model_type": "bert"})");
-  expect_one_line_error(run_saelab("activations --model " + shell_quote(d / "bert") + " --tokens " +
-                                   shell_quote(d / "ok.json") + " --hooks blocks.0.hook_resid_pre" + out),
-                        "model_type 'bert' is not supported");
+  expect_one_line_error(
+      run_saelab("activations --model " + shell_quote(d / "bert") + " --tokens " +
+                 shell_quote(d / "ok.json") + " --hooks blocks.0.hook_resid_pre" + out),
+      "model_type 'bert' is not supported");
 }
 
 // The greedy continuation, written here as a loop over the model's forward pass.
-std::vector<int64_t> greedy(const Transformer& model, std::vector<int64_t> ids, int n, int64_t eos) {
+std::vector<int64_t> greedy(const Transformer& model, std::vector<int64_t> ids, int n,
+                            int64_t eos) {
   std::vector<int64_t> out;
   for (int i = 0; i < n; ++i) {
     at::Tensor logits = model.forward(torch::tensor(ids, torch::kLong).unsqueeze(0))[0][-1];
@@ -160,7 +171,8 @@ std::vector<int64_t> greedy(const Transformer& model, std::vector<int64_t> ids, 
 }
 
 TEST(ModelCli, GenerateGreedyAndSeeded) {
-  const std::string base = "generate --model " + shell_quote(tiny_model("gpt2")) + " --prompt 'the cab' --json";
+  const std::string base =
+      "generate --model " + shell_quote(tiny_model("gpt2")) + " --prompt 'the cab' --json";
   auto r = run_saelab(base + " --temperature 0 --max-new-tokens 6");
   ASSERT_EQ(r.rc, 0) << r.err;
   const json j = parse_json(r.out, "generate output");
@@ -193,14 +205,16 @@ TEST(ModelCli, PromptRanksLogitsProbs) {
   auto tok = load_tokenizer(m.dir);
   const std::vector<int64_t> prompt = to_tokens(*tok, "the cab", true);
   // One two-token answer: " abab" -> [" ab", "ab"], each scored where it is predicted.
-  auto r = run_saelab("prompt --model " + shell_quote(tiny_model("gpt2")) + " --prompt 'the cab' --answers abab --json");
+  auto r = run_saelab("prompt --model " + shell_quote(tiny_model("gpt2")) +
+                      " --prompt 'the cab' --answers abab --json");
   ASSERT_EQ(r.rc, 0) << r.err;
   const json j = parse_json(r.out, "prompt output");
   const std::vector<int64_t> answer = to_tokens(*tok, " abab", false);
   ASSERT_EQ(answer.size(), 2u);
   std::vector<int64_t> all = prompt;
   all.insert(all.end(), answer.begin(), answer.end());
-  at::Tensor logits = m.model->forward(torch::tensor(all, torch::kLong).unsqueeze(0))[0].to(at::kDouble);
+  at::Tensor logits =
+      m.model->forward(torch::tensor(all, torch::kLong).unsqueeze(0))[0].to(at::kDouble);
   const json& toks = j["answers"][0]["tokens"];
   ASSERT_EQ(toks.size(), 2u);
   for (size_t i = 0; i < 2; ++i) {
@@ -217,12 +231,15 @@ TEST(ModelCli, PromptRanksLogitsProbs) {
     const json& top = j["positions"][i]["top"];
     ASSERT_EQ(top.size(), 10u);
     EXPECT_EQ(top[0]["id"].get<int64_t>(), row.argmax().item<int64_t>());
-    for (size_t k = 1; k < top.size(); ++k) EXPECT_GE(top[k - 1]["prob"].get<double>(), top[k]["prob"].get<double>());
+    for (size_t k = 1; k < top.size(); ++k)
+      EXPECT_GE(top[k - 1]["prob"].get<double>(), top[k]["prob"].get<double>());
   }
   // Several answers: only their first tokens, at one position; TL's printed layout.
-  auto h = run_saelab("prompt --model " + shell_quote(tiny_model("gpt2")) + " --prompt 'the cab' --answers the cab");
+  auto h = run_saelab("prompt --model " + shell_quote(tiny_model("gpt2")) +
+                      " --prompt 'the cab' --answers the cab");
   ASSERT_EQ(h.rc, 0) << h.err;
-  EXPECT_NE(h.out.find("Tokenized prompt: ['<|endoftext|>', 'the', ' c', 'ab']"), std::string::npos) << h.out;
+  EXPECT_NE(h.out.find("Tokenized prompt: ['<|endoftext|>', 'the', ' c', 'ab']"), std::string::npos)
+      << h.out;
   EXPECT_NE(h.out.find("Tokenized answers: [[' the'], [' c', 'ab']]"), std::string::npos) << h.out;
   EXPECT_NE(h.out.find("Performance on answer tokens:\nRank: "), std::string::npos) << h.out;
   EXPECT_NE(h.out.find("Top 9th token. Logit: "), std::string::npos) << h.out;
@@ -244,7 +261,8 @@ TEST(ModelCli, InfoThroughHfCache) {
   EXPECT_EQ(j["d_mlp"], 32);
   EXPECT_EQ(j["d_vocab"], 50);
   std::map<std::string, std::vector<int64_t>> shapes;
-  for (auto& h : j["hooks"]) shapes[h["name"].get<std::string>()] = h["shape"].get<std::vector<int64_t>>();
+  for (auto& h : j["hooks"])
+    shapes[h["name"].get<std::string>()] = h["shape"].get<std::vector<int64_t>>();
   EXPECT_EQ(shapes.at("blocks.1.hook_resid_post"), (std::vector<int64_t>{1, 1, 16}));
   EXPECT_EQ(shapes.at("blocks.0.attn.hook_k"), (std::vector<int64_t>{1, 1, 2, 4}));
   EXPECT_EQ(shapes.at("blocks.0.attn.hook_pattern"), (std::vector<int64_t>{1, 4, 1, 1}));

@@ -126,8 +126,8 @@ json* Npy::fixtures_ = nullptr;
 TEST_F(Npy, EveryDtypeInBothByteOrders) {
   int checked = 0;
   for (auto& [name, w] : fixtures_->items()) {
-    if (name.size() < 7 || (name.find("_le.npy") == std::string::npos &&
-                            name.find("_be.npy") == std::string::npos) ||
+    if (name.size() < 7 ||
+        (name.find("_le.npy") == std::string::npos && name.find("_be.npy") == std::string::npos) ||
         name.rfind("fortran", 0) == 0)
       continue;
     at::Tensor t = read_npy(path(name));
@@ -232,9 +232,15 @@ TEST_F(Npy, MutatedFilesParseOrThrowSaelabErrorOnly) {
     std::string m = good;
     size_t pos = rng() % 130;  // mostly the magic, version, length and header dict
     switch (rng() % 3) {
-      case 0: m[pos] = static_cast<char>(m[pos] ^ (1 << (rng() % 8))); break;
-      case 1: m.resize(pos); break;
-      case 2: m.insert(pos, std::string(1 + rng() % 3, "(),:'0L9 "[rng() % 9])); break;
+      case 0:
+        m[pos] = static_cast<char>(m[pos] ^ (1 << (rng() % 8)));
+        break;
+      case 1:
+        m.resize(pos);
+        break;
+      case 2:
+        m.insert(pos, std::string(1 + rng() % 3, "(),:'0L9 "[rng() % 9]));
+        break;
     }
     try {
       parse_npy(m, "mutant");

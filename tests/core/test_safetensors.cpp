@@ -58,18 +58,17 @@ void expect_error(const std::string& path, const std::string& fragment, F f) {
 TEST(Safetensors, ReadsFileBuiltByteByByteFromTheSpec) {
   test::TempDir dir;
   // Offsets laid out by hand: F64 first (8-aligned), then F32, I64, F16, BF16, U8, BOOL.
-  std::string header =
-      R"({"d":{"dtype":"F64","shape":[1],"data_offsets":[0,8]},)"
-      R"("f":{"dtype":"F32","shape":[2],"data_offsets":[8,16]},)"
-      R"("i":{"dtype":"I64","shape":[1,1],"data_offsets":[16,24]},)"
-      R"("h":{"dtype":"F16","shape":[2],"data_offsets":[24,28]},)"
-      R"("b":{"dtype":"BF16","shape":[2],"data_offsets":[28,32]},)"
-      R"("u":{"dtype":"U8","shape":[1],"data_offsets":[32,33]},)"
-      R"("t":{"dtype":"BOOL","shape":[2],"data_offsets":[33,35]},)"
-      R"("__metadata__":{"format":"pt"}})";
+  std::string header = R"({"d":{"dtype":"F64","shape":[1],"data_offsets":[0,8]},)"
+                       R"("f":{"dtype":"F32","shape":[2],"data_offsets":[8,16]},)"
+                       R"("i":{"dtype":"I64","shape":[1,1],"data_offsets":[16,24]},)"
+                       R"("h":{"dtype":"F16","shape":[2],"data_offsets":[24,28]},)"
+                       R"("b":{"dtype":"BF16","shape":[2],"data_offsets":[28,32]},)"
+                       R"("u":{"dtype":"U8","shape":[1],"data_offsets":[32,33]},)"
+                       R"("t":{"dtype":"BOOL","shape":[2],"data_offsets":[33,35]},)"
+                       R"("__metadata__":{"format":"pt"}})";
   while ((8 + header.size()) % 8) header += ' ';
   std::string data;
-  data += bytes({0, 0, 0, 0, 0, 0, 0xD0, 0x3F});  // F64 0.25 = 0x3FD0000000000000
+  data += bytes({0, 0, 0, 0, 0, 0, 0xD0, 0x3F});     // F64 0.25 = 0x3FD0000000000000
   data += bytes({0, 0, 0xC0, 0x3F, 0, 0, 0, 0xC0});  // F32 1.5 = 0x3FC00000, -2.0 = 0xC0000000
   data += bytes({0xFD, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF});  // I64 -3
   data += bytes({0x00, 0x3C, 0x00, 0xB8});  // F16 1.0 = 0x3C00, -0.5 = 0xB800
@@ -111,14 +110,13 @@ TEST(Safetensors, ReadsFileBuiltByteByByteFromTheSpec) {
 
 TEST(Safetensors, UnsignedTypesWidenAndHugeU64IsRefused) {
   test::TempDir dir;
-  std::string header =
-      R"({"a":{"dtype":"U16","shape":[1],"data_offsets":[0,2]},)"
-      R"("b":{"dtype":"U32","shape":[1],"data_offsets":[2,6]},)"
-      R"("c":{"dtype":"U64","shape":[1],"data_offsets":[6,14]},)"
-      R"("z":{"dtype":"U64","shape":[1],"data_offsets":[14,22]}})";
+  std::string header = R"({"a":{"dtype":"U16","shape":[1],"data_offsets":[0,2]},)"
+                       R"("b":{"dtype":"U32","shape":[1],"data_offsets":[2,6]},)"
+                       R"("c":{"dtype":"U64","shape":[1],"data_offsets":[6,14]},)"
+                       R"("z":{"dtype":"U64","shape":[1],"data_offsets":[14,22]}})";
   std::string data = bytes({0xFF, 0xFF}) + bytes({0x00, 0x28, 0x6B, 0xEE}) +  // 65535, 4e9
-                     bytes({1, 0, 0, 0, 0, 0, 0, 0x7F}) +                      // 0x7F00000000000001
-                     bytes({0, 0, 0, 0, 0, 0, 0, 0x80});                       // 2^63
+                     bytes({1, 0, 0, 0, 0, 0, 0, 0x7F}) +                     // 0x7F00000000000001
+                     bytes({0, 0, 0, 0, 0, 0, 0, 0x80});                      // 2^63
   std::string path = write_bin(dir, "u.safetensors", st_file(header, data));
   SafetensorsFile f(path);
   EXPECT_EQ(f.view("a").scalar_type(), at::kInt);
@@ -283,34 +281,42 @@ TEST(Safetensors, MalformedFilesGiveErrorsNamingFileAndFault) {
       {"header_max", le64(~0ull) + "{}", "100 MB"},
       {"bad_json", st_file("{\"x\": {", ""), "not valid JSON"},
       {"not_object", st_file("[1, 2]", ""), "must be a JSON object"},
-      {"unknown_dtype", st_file("{" + tensor_json("x", "F33", "[2]", 0, 8) + "}", std::string(8, 0)),
+      {"unknown_dtype",
+       st_file("{" + tensor_json("x", "F33", "[2]", 0, 8) + "}", std::string(8, 0)),
        "unknown dtype 'F33'"},
-      {"size_mismatch", st_file("{" + tensor_json("x", "F32", "[3]", 0, 8) + "}", std::string(8, 0)),
-       "needs 12"},
+      {"size_mismatch",
+       st_file("{" + tensor_json("x", "F32", "[3]", 0, 8) + "}", std::string(8, 0)), "needs 12"},
       {"out_of_range",
-       st_file("{" + tensor_json("x", "F32", "[2]", 0, 8) + "," + tensor_json("y", "F32", "[2]", 8, 16) + "}",
+       st_file("{" + tensor_json("x", "F32", "[2]", 0, 8) + "," +
+                   tensor_json("y", "F32", "[2]", 8, 16) + "}",
                std::string(12, 0)),
        "out of range"},
       {"overlap",
-       st_file("{" + tensor_json("x", "F32", "[2]", 0, 8) + "," + tensor_json("y", "F32", "[2]", 4, 12) + "}",
+       st_file("{" + tensor_json("x", "F32", "[2]", 0, 8) + "," +
+                   tensor_json("y", "F32", "[2]", 4, 12) + "}",
                std::string(12, 0)),
        "overlap"},
       {"gap",
-       st_file("{" + tensor_json("x", "F32", "[1]", 0, 4) + "," + tensor_json("y", "F32", "[1]", 8, 12) + "}",
+       st_file("{" + tensor_json("x", "F32", "[1]", 0, 4) + "," +
+                   tensor_json("y", "F32", "[1]", 8, 12) + "}",
                std::string(12, 0)),
        "gap"},
       {"trailing", st_file(ok_header, std::string(9, '\0')), "trailing bytes"},
-      {"begin_after_end", st_file("{" + tensor_json("x", "F32", "[0]", 8, 0) + "}", std::string(8, 0)),
+      {"begin_after_end",
+       st_file("{" + tensor_json("x", "F32", "[0]", 8, 0) + "}", std::string(8, 0)),
        "end before begin"},
-      {"negative_dim", st_file("{" + tensor_json("x", "F32", "[-2]", 0, 8) + "}", std::string(8, 0)),
+      {"negative_dim",
+       st_file("{" + tensor_json("x", "F32", "[-2]", 0, 8) + "}", std::string(8, 0)),
        "non-negative integers"},
       {"float_dim", st_file("{" + tensor_json("x", "F32", "[2.0]", 0, 8) + "}", std::string(8, 0)),
        "non-negative integers"},
       {"overflow_shape",
-       st_file("{" + tensor_json("x", "F32", "[4294967296,4294967296]", 0, 8) + "}", std::string(8, 0)),
+       st_file("{" + tensor_json("x", "F32", "[4294967296,4294967296]", 0, 8) + "}",
+               std::string(8, 0)),
        "overflows"},
       {"duplicate",
-       st_file("{" + tensor_json("x", "F32", "[1]", 0, 4) + "," + tensor_json("x", "F32", "[1]", 4, 8) + "}",
+       st_file("{" + tensor_json("x", "F32", "[1]", 0, 4) + "," +
+                   tensor_json("x", "F32", "[1]", 4, 8) + "}",
                std::string(8, 0)),
        "twice"},
       {"metadata_not_strings", st_file(R"({"__metadata__":{"a":1}})", ""), "must be a string"},
@@ -332,11 +338,10 @@ TEST(Safetensors, MalformedFilesGiveErrorsNamingFileAndFault) {
 
 TEST(Safetensors, ZeroSizeTensorsAndEmptyDataAreLegal) {
   test::TempDir dir;
-  std::string path = write_bin(
-      dir, "z.safetensors",
-      st_file("{" + tensor_json("a", "F32", "[0,3]", 0, 0) + "," + tensor_json("b", "I64", "[0]", 0, 0) +
-                  "}",
-              ""));
+  std::string path = write_bin(dir, "z.safetensors",
+                               st_file("{" + tensor_json("a", "F32", "[0,3]", 0, 0) + "," +
+                                           tensor_json("b", "I64", "[0]", 0, 0) + "}",
+                                       ""));
   auto m = load_safetensors(path);
   EXPECT_EQ(m["a"].sizes(), (std::vector<int64_t>{0, 3}));
   EXPECT_EQ(m["b"].numel(), 0);

@@ -98,9 +98,10 @@ print(json.dumps(manifest))
 
 at::ScalarType dtype_of(const std::string& s) {
   static const std::map<std::string, at::ScalarType> m = {
-      {"torch.float32", at::kFloat}, {"torch.float16", at::kHalf},  {"torch.bfloat16", at::kBFloat16},
-      {"torch.float64", at::kDouble}, {"torch.int64", at::kLong},  {"torch.int32", at::kInt},
-      {"torch.uint8", at::kByte},    {"torch.bool", at::kBool}};
+      {"torch.float32", at::kFloat},     {"torch.float16", at::kHalf},
+      {"torch.bfloat16", at::kBFloat16}, {"torch.float64", at::kDouble},
+      {"torch.int64", at::kLong},        {"torch.int32", at::kInt},
+      {"torch.uint8", at::kByte},        {"torch.bool", at::kBool}};
   return m.at(s);
 }
 
@@ -178,13 +179,16 @@ TEST_F(TorchPickle, ViewsWithOffsetsAndStridesSharingOneStorage) {
 }
 
 TEST_F(TorchPickle, NestedDictsFlattenToDottedKeysAndParametersUnwrap) {
-  // model.{embed.weight, lin.weight, lin.bias}, cfg.W, param; ints, strings, lists, int keys skipped.
+  // model.{embed.weight, lin.weight, lin.bias}, cfg.W, param; ints, strings, lists, int keys
+  // skipped.
   check_file("nested.pt", 5);
 }
 
 TEST_F(TorchPickle, MaliciousGlobalsAreRefusedAndNothingRuns) {
-  expect_error(path("evil_system.pt"), "refuses global", [] { load_torch_state_dict(path("evil_system.pt")); });
-  expect_error(path("evil_system.pt"), "system'", [] { load_torch_state_dict(path("evil_system.pt")); });
+  expect_error(path("evil_system.pt"), "refuses global",
+               [] { load_torch_state_dict(path("evil_system.pt")); });
+  expect_error(path("evil_system.pt"), "system'",
+               [] { load_torch_state_dict(path("evil_system.pt")); });
   expect_error(path("evil_eval.pt"), "refuses global 'builtins.eval'",
                [] { load_torch_state_dict(path("evil_eval.pt")); });
   EXPECT_FALSE(std::filesystem::exists(path("PWNED")));

@@ -16,13 +16,15 @@ using namespace saelab;
 namespace {
 
 // Writes shards with numpy: row r of the whole set holds (r, 2r, -r) in the given dtype.
-void write_shards(const std::string& dir, const std::string& spec /* python list of (name, rows, dtype, d_in) */) {
+void write_shards(const std::string& dir,
+                  const std::string& spec /* python list of (name, rows, dtype, d_in) */) {
   test::run_python(R"(
 import json, struct, numpy as np, os
 d = ")" + dir + R"("
 os.makedirs(d, exist_ok=True)
 start = 0
-for name, rows, dt, d_in in )" + spec + R"(:
+for name, rows, dt, d_in in )" +
+                   spec + R"(:
     a = np.zeros((rows, d_in), dtype=np.float64)
     r = np.arange(start, start + rows, dtype=np.float64)
     a[:, 0] = r; a[:, 1] = 2 * r; a[:, 2] = -r
@@ -41,7 +43,8 @@ std::vector<int64_t> ids(const at::Tensor& batch) {
   return std::vector<int64_t>(c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel());
 }
 
-const char* kThreeShards = R"([("a.safetensors", 5, "F16", 3), ("b.safetensors", 7, "F64", 3), ("c.safetensors", 4, "F32", 3)])";
+const char* kThreeShards =
+    R"([("a.safetensors", 5, "F16", 3), ("b.safetensors", 7, "F64", 3), ("c.safetensors", 4, "F32", 3)])";
 
 }  // namespace
 
@@ -73,8 +76,10 @@ TEST(CachedActivations, EveryRowOncePerEpochInShuffledOrder) {
     EXPECT_EQ(sorted, all) << "epoch " << epoch;
     EXPECT_NE(seen, all) << "epoch " << epoch << " was not shuffled";
     // The warning comes when epoch 2 starts, i.e. on the first draw of the second pass.
-    if (epoch == 1) EXPECT_NE(err.find("starting epoch 2"), std::string::npos) << err;
-    else EXPECT_EQ(err, "");
+    if (epoch == 1)
+      EXPECT_NE(err.find("starting epoch 2"), std::string::npos) << err;
+    else
+      EXPECT_EQ(err, "");
   }
   EXPECT_EQ(src.epoch(), 1);
   EXPECT_LE(src.max_open_shards(), 1);
@@ -114,7 +119,8 @@ TEST(CachedActivations, ResumeAcrossShards) {
 
 TEST(CachedActivations, DInMismatchNamesTheShard) {
   test::TempDir dir;
-  write_shards(dir / "cache", R"([("a.safetensors", 5, "F32", 3), ("b.safetensors", 5, "F32", 4)])");
+  write_shards(dir / "cache",
+               R"([("a.safetensors", 5, "F32", 3), ("b.safetensors", 5, "F32", 4)])");
   try {
     CachedActivations src(dir / "cache", 0);
     FAIL();
@@ -145,7 +151,8 @@ TEST(CachedActivations, CorruptOrWrongShardNamesTheFile) {
   test::run_python(R"(
 import json, struct
 h = json.dumps({"other": {"dtype": "F32", "shape": [1, 3], "data_offsets": [0, 12]}}).encode()
-open(")" + dir / "wrong.safetensors" + R"(", "wb").write(struct.pack("<Q", len(h)) + h + b"\0" * 12)
+open(")" + dir / "wrong.safetensors" +
+                   R"(", "wb").write(struct.pack("<Q", len(h)) + h + b"\0" * 12)
 )");
   try {
     CachedActivations src(dir / "wrong.safetensors", 0);

@@ -29,7 +29,8 @@ struct RefBoard {
     const int dirs[8][2] = {{-1, -1}, {-1, 0}, {-1, 1}, {0, -1}, {0, 1}, {1, -1}, {1, 0}, {1, 1}};
     for (auto& d : dirs) {
       int rr = r + d[0], cc = col + d[1], n = 0;
-      while (rr >= 0 && rr < 8 && cc >= 0 && cc < 8 && c[rr][cc] == them) rr += d[0], cc += d[1], ++n;
+      while (rr >= 0 && rr < 8 && cc >= 0 && cc < 8 && c[rr][cc] == them)
+        rr += d[0], cc += d[1], ++n;
       if (n > 0 && rr >= 0 && rr < 8 && cc >= 0 && cc < 8 && c[rr][cc] == me) {
         total += n;
         if (apply)
@@ -65,8 +66,8 @@ TEST(Othello, EveryGameIsLegalAndSomeHavePasses) {
       const int sq = moves[i];
       ASSERT_GE(sq, 0);
       ASSERT_LT(sq, 64);
-      ASSERT_GT(b.flips_if(sq / 8, sq % 8, me, true), 0) << "game " << g << " move " << i << " square " << sq
-                                                         << " is illegal for " << me;
+      ASSERT_GT(b.flips_if(sq / 8, sq % 8, me, true), 0)
+          << "game " << g << " move " << i << " square " << sq << " is illegal for " << me;
       me = me == 'B' ? 'W' : 'B';
     }
     EXPECT_FALSE(b.has_move('B')) << "game " << g << " ended while black could move";

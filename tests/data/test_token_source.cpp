@@ -12,9 +12,9 @@
 #include "test_util.h"
 
 namespace {
-using saelab::test::TempDir;
 using saelab::test::run_python;
 using saelab::test::shell_quote;
+using saelab::test::TempDir;
 using saelab::test::write_text;
 namespace fs = std::filesystem;
 
@@ -44,7 +44,8 @@ std::string error_of(const std::function<void()>& f) {
 
 TEST(TokenSource, JsonlInputIdsAndTokensColumns) {
   TempDir d;
-  write_text(d / "a.jsonl", "{\"input_ids\": [1, 2, 3, 4, 5]}\n\n{\"tokens\": [6, 7, 8, 9, 10, 11]}\n");
+  write_text(d / "a.jsonl",
+             "{\"input_ids\": [1, 2, 3, 4, 5]}\n\n{\"tokens\": [6, 7, 8, 9, 10, 11]}\n");
   auto s = open_src(d / "a.jsonl", 4);
   auto w = all_windows(*s);
   // SAELens uses the first context_size ids of each pretokenized row.
@@ -63,15 +64,29 @@ TEST(TokenSource, JsonlInputIdsAndTokensColumns) {
 
 TEST(TokenSource, NpyAndBinFromNumpy) {
   TempDir d;
-  run_python("import numpy as np, json\n"
-             "a = (np.arange(24).reshape(4, 6) * 7 % 50)\n"
-             "np.save(" + shell_quote(d / "i32.npy") + ", a.astype(np.int32))\n"
-             "np.save(" + shell_quote(d / "u16.npy") + ", a.astype(np.uint16))\n"
-             "np.save(" + shell_quote(d / "flat.npy") + ", a.reshape(-1).astype(np.int64))\n"
-             "(a.reshape(-1) + 60000).astype(np.uint16).tofile(" + shell_quote(d / "t.bin") + ")\n"
-             "json.dump({'dtype': 'uint16', 'row_length': 6}, open(" + shell_quote(d / "t.bin.json") + ", 'w'))\n"
-             "(a.reshape(-1) + 100000).astype(np.uint32).tofile(" + shell_quote(d / "u.bin") + ")\n"
-             "json.dump({'dtype': 'uint32'}, open(" + shell_quote(d / "u.bin.json") + ", 'w'))\n");
+  run_python(
+      "import numpy as np, json\n"
+      "a = (np.arange(24).reshape(4, 6) * 7 % 50)\n"
+      "np.save(" +
+      shell_quote(d / "i32.npy") +
+      ", a.astype(np.int32))\n"
+      "np.save(" +
+      shell_quote(d / "u16.npy") +
+      ", a.astype(np.uint16))\n"
+      "np.save(" +
+      shell_quote(d / "flat.npy") +
+      ", a.reshape(-1).astype(np.int64))\n"
+      "(a.reshape(-1) + 60000).astype(np.uint16).tofile(" +
+      shell_quote(d / "t.bin") +
+      ")\n"
+      "json.dump({'dtype': 'uint16', 'row_length': 6}, open(" +
+      shell_quote(d / "t.bin.json") +
+      ", 'w'))\n"
+      "(a.reshape(-1) + 100000).astype(np.uint32).tofile(" +
+      shell_quote(d / "u.bin") +
+      ")\n"
+      "json.dump({'dtype': 'uint32'}, open(" +
+      shell_quote(d / "u.bin.json") + ", 'w'))\n");
   std::vector<std::vector<int64_t>> rows(4);
   for (int r = 0; r < 4; ++r)
     for (int c = 0; c < 6; ++c) rows[size_t(r)].push_back((r * 6 + c) * 7 % 50);
@@ -79,7 +94,9 @@ TEST(TokenSource, NpyAndBinFromNumpy) {
     auto w = all_windows(*open_src(d / f, 5));
     ASSERT_EQ(w.size(), 4u) << f;
     for (int r = 0; r < 4; ++r)
-      EXPECT_EQ(w[size_t(r)], std::vector<int64_t>(rows[size_t(r)].begin(), rows[size_t(r)].begin() + 5)) << f;
+      EXPECT_EQ(w[size_t(r)],
+                std::vector<int64_t>(rows[size_t(r)].begin(), rows[size_t(r)].begin() + 5))
+          << f;
   }
   auto flat = all_windows(*open_src(d / "flat.npy", 8));  // a 1-D stream is cut into windows
   ASSERT_EQ(flat.size(), 3u);
@@ -127,8 +144,10 @@ TEST(TokenSource, FolderAndHuggingFaceCache) {
   e = error_of([&] { open_src("someorg/missing", 3); });
   EXPECT_NE(e.find("someorg/missing"), std::string::npos) << e;
   EXPECT_NE(e.find("huggingface-cli download --repo-type dataset"), std::string::npos) << e;
-  if (old) setenv("HF_HUB_CACHE", saved.c_str(), 1);
-  else unsetenv("HF_HUB_CACHE");
+  if (old)
+    setenv("HF_HUB_CACHE", saved.c_str(), 1);
+  else
+    unsetenv("HF_HUB_CACHE");
 }
 
 TEST(SequencePacker, ConcatenatesWithBosAndSeparator) {
@@ -170,7 +189,8 @@ TEST(TokenSource, RawTextIsTokenizedAndPacked) {
   TempDir d;
   // A byte-level BPE over a-z with no merges: each letter is its own token.
   std::string vocab = "{";
-  for (int i = 0; i < 26; ++i) vocab += "\"" + std::string(1, char('a' + i)) + "\": " + std::to_string(i) + ", ";
+  for (int i = 0; i < 26; ++i)
+    vocab += "\"" + std::string(1, char('a' + i)) + "\": " + std::to_string(i) + ", ";
   vocab += "\"\\u0120\": 26, \"<|endoftext|>\": 27}";
   fs::create_directories(d / "tok");
   write_text(d / "tok/vocab.json", vocab);
@@ -194,7 +214,8 @@ TEST(TokenSource, RawTextIsTokenizedAndPacked) {
   }
   o.disable_concat_sequences = true;
   auto s = saelab::open_token_source(o);
-  EXPECT_EQ(all_windows(*s), (std::vector<std::vector<int64_t>>{{27, 0, 1, 0}})) << "only abab fills a window";
+  EXPECT_EQ(all_windows(*s), (std::vector<std::vector<int64_t>>{{27, 0, 1, 0}}))
+      << "only abab fills a window";
   o.tokenizer = nullptr;
   s = saelab::open_token_source(o);
   std::string e = error_of([&] { all_windows(*s); });
@@ -202,8 +223,10 @@ TEST(TokenSource, RawTextIsTokenizedAndPacked) {
 }
 
 TEST(TokenSource, SeparatorResolution) {
-  EXPECT_TRUE(saelab::resolve_separator_token("bos", 1, 2, std::nullopt) == std::optional<int64_t>(1));
-  EXPECT_TRUE(saelab::resolve_separator_token("eos", 1, 2, std::nullopt) == std::optional<int64_t>(2));
+  EXPECT_TRUE(saelab::resolve_separator_token("bos", 1, 2, std::nullopt) ==
+              std::optional<int64_t>(1));
+  EXPECT_TRUE(saelab::resolve_separator_token("eos", 1, 2, std::nullopt) ==
+              std::optional<int64_t>(2));
   EXPECT_TRUE(saelab::resolve_separator_token(5, 1, 2, std::nullopt) == std::optional<int64_t>(5));
   EXPECT_FALSE(saelab::resolve_separator_token(nullptr, 1, 2, std::nullopt).has_value());
   EXPECT_THROW(saelab::resolve_separator_token("sep", 1, 2, std::nullopt), saelab::Error);

@@ -104,7 +104,8 @@ TEST_F(Gpt2RealVocab, MatchesGpt3EncoderOnCorpus) {
   size_t total = 0;
   for (size_t i = 0; i < texts.size(); ++i) {
     if (texts[i].find("<|endoftext|>") != std::string::npos) continue;  // see SpecialToken below
-    EXPECT_EQ(tok_->encode(texts[i]), expected[i]) << "corpus entry " << i << ": " << json(texts[i]).dump();
+    EXPECT_EQ(tok_->encode(texts[i]), expected[i])
+        << "corpus entry " << i << ": " << json(texts[i]).dump();
     total += expected[i].size();
   }
   EXPECT_GT(total, 3000u);  // the corpus really exercised the vocabulary
@@ -178,7 +179,8 @@ TEST_F(Gpt2RealVocab, InvalidUtf8IsAnError) {
     tok_->encode(std::string("ok \xC3\x28 bad"));
     FAIL() << "expected saelab::Error";
   } catch (const saelab::Error& e) {
-    EXPECT_NE(std::string(e.what()).find("not valid UTF-8 at byte 3"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("not valid UTF-8 at byte 3"), std::string::npos)
+        << e.what();
   }
 }
 

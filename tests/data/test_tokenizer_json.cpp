@@ -17,9 +17,24 @@ namespace {
 const std::string kMeta = "\xE2\x96\x81";  // "▁"
 
 // Vocabulary: 0 <pad>, 1 <eos>, 2 <bos>, 3 <unk>, 4 + b = <0xXX> for every byte b, then these.
-const std::vector<std::string> kPieces = {"h", "e", "l", "o", "w", "r", "d", kMeta, "ll", kMeta + "h",
-                                          kMeta + "he", "llo", kMeta + "hello", kMeta + "w", "or",
-                                          kMeta + "wor", "ld", kMeta + "world"};
+const std::vector<std::string> kPieces = {"h",
+                                          "e",
+                                          "l",
+                                          "o",
+                                          "w",
+                                          "r",
+                                          "d",
+                                          kMeta,
+                                          "ll",
+                                          kMeta + "h",
+                                          kMeta + "he",
+                                          "llo",
+                                          kMeta + "hello",
+                                          kMeta + "w",
+                                          "or",
+                                          kMeta + "wor",
+                                          "ld",
+                                          kMeta + "world"};
 int64_t piece(const std::string& p) {
   for (size_t i = 0; i < kPieces.size(); ++i)
     if (kPieces[i] == p) return 260 + static_cast<int64_t>(i);
@@ -38,18 +53,25 @@ json sp_style_tokenizer_json(bool llama_layout, bool byte_fallback, bool pair_me
   for (size_t i = 0; i < kPieces.size(); ++i) vocab[kPieces[i]] = 260 + i;
   // Ranks 0..9.
   std::vector<std::pair<std::string, std::string>> merges = {
-      {kMeta, "h"}, {"l", "l"}, {kMeta + "h", "e"}, {"ll", "o"}, {kMeta + "he", "llo"},
-      {kMeta, "w"}, {"o", "r"}, {kMeta + "w", "or"}, {"l", "d"}, {kMeta + "wor", "ld"}};
+      {kMeta, "h"}, {"l", "l"}, {kMeta + "h", "e"},  {"ll", "o"}, {kMeta + "he", "llo"},
+      {kMeta, "w"}, {"o", "r"}, {kMeta + "w", "or"}, {"l", "d"},  {kMeta + "wor", "ld"}};
   json jm = json::array();
   for (const auto& [a, b] : merges) {
-    if (pair_merges) jm.push_back({a, b});
-    else jm.push_back(a + " " + b);
+    if (pair_merges)
+      jm.push_back({a, b});
+    else
+      jm.push_back(a + " " + b);
   }
   json added = json::array();
   const char* names[] = {"<pad>", "<eos>", "<bos>", "<unk>"};
   for (int i = 0; i < 4; ++i)
-    added.push_back({{"id", i}, {"content", names[i]}, {"special", true}, {"lstrip", false},
-                     {"rstrip", false}, {"normalized", false}, {"single_word", false}});
+    added.push_back({{"id", i},
+                     {"content", names[i]},
+                     {"special", true},
+                     {"lstrip", false},
+                     {"rstrip", false},
+                     {"normalized", false},
+                     {"single_word", false}});
   json replace = {{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", kMeta}};
   json j;
   j["version"] = "1.0";
@@ -62,19 +84,30 @@ json sp_style_tokenizer_json(bool llama_layout, bool byte_fallback, bool pair_me
       {"special_tokens", {{"<bos>", {{"id", "<bos>"}, {"ids", {2}}, {"tokens", {"<bos>"}}}}}}};
   json dec_replace = {{"type", "Replace"}, {"pattern", {{"String", kMeta}}}, {"content", " "}};
   if (llama_layout) {
-    j["normalizer"] = {{"type", "Sequence"},
-                       {"normalizers", json::array({{{"type", "Prepend"}, {"prepend", kMeta}}, replace})}};
-    j["decoder"] = {{"type", "Sequence"},
-                    {"decoders", json::array({dec_replace, {{"type", "ByteFallback"}}, {{"type", "Fuse"}},
-                                              {{"type", "Strip"}, {"content", " "}, {"start", 1}, {"stop", 0}}})}};
+    j["normalizer"] = {
+        {"type", "Sequence"},
+        {"normalizers", json::array({{{"type", "Prepend"}, {"prepend", kMeta}}, replace})}};
+    j["decoder"] = {
+        {"type", "Sequence"},
+        {"decoders",
+         json::array({dec_replace,
+                      {{"type", "ByteFallback"}},
+                      {{"type", "Fuse"}},
+                      {{"type", "Strip"}, {"content", " "}, {"start", 1}, {"stop", 0}}})}};
   } else {
     j["normalizer"] = replace;
-    j["decoder"] = {{"type", "Sequence"},
-                    {"decoders", json::array({dec_replace, {{"type", "ByteFallback"}}, {{"type", "Fuse"}}})}};
+    j["decoder"] = {
+        {"type", "Sequence"},
+        {"decoders", json::array({dec_replace, {{"type", "ByteFallback"}}, {{"type", "Fuse"}}})}};
   }
-  j["model"] = {{"type", "BPE"},        {"dropout", nullptr},     {"unk_token", "<unk>"},
-                {"continuing_subword_prefix", nullptr},        {"end_of_word_suffix", nullptr},
-                {"fuse_unk", true},     {"byte_fallback", byte_fallback}, {"vocab", vocab},
+  j["model"] = {{"type", "BPE"},
+                {"dropout", nullptr},
+                {"unk_token", "<unk>"},
+                {"continuing_subword_prefix", nullptr},
+                {"end_of_word_suffix", nullptr},
+                {"fuse_unk", true},
+                {"byte_fallback", byte_fallback},
+                {"vocab", vocab},
                 {"merges", jm}};
   return j;
 }
@@ -91,7 +124,8 @@ TEST(TokenizerJson, GemmaLayoutBpeWithByteFallback) {
   EXPECT_EQ(tok->vocab_size(), 260 + static_cast<int64_t>(kPieces.size()));
   // "hello world" -> "hello▁world": h e [l l]=1 -> [ll o]=3 gives h e llo; ▁ w o r l d merges by
   // ranks 5, 6, 7, 8, 9 into ▁world. No ▁ before "hello": Gemma prepends nothing.
-  EXPECT_EQ(tok->encode("hello world"), (ids_t{piece("h"), piece("e"), piece("llo"), piece(kMeta + "world")}));
+  EXPECT_EQ(tok->encode("hello world"),
+            (ids_t{piece("h"), piece("e"), piece("llo"), piece(kMeta + "world")}));
   // é is not in the vocabulary: its UTF-8 bytes C3 A9; '!' likewise falls back to byte 0x21.
   ids_t want{piece("h"), byte_id(0xC3), byte_id(0xA9), byte_id('!')};
   EXPECT_EQ(tok->encode("h\xC3\xA9!"), want);
@@ -126,7 +160,9 @@ TEST(TokenizerJson, UnknownWithoutByteFallbackFusesUnk) {
   saelab::test::TempDir dir;
   auto tok = load_json(dir, sp_style_tokenizer_json(false, false, false));
   // Without byte fallback é and ü are <unk> (3); fuse_unk makes the run one <unk>.
-  EXPECT_EQ(tok->encode("h\xC3\xA9\xC3\xBC" "h"), (ids_t{piece("h"), 3, piece("h")}));
+  EXPECT_EQ(tok->encode("h\xC3\xA9\xC3\xBC"
+                        "h"),
+            (ids_t{piece("h"), 3, piece("h")}));
   EXPECT_EQ(tok->unk_token_id(), 3);
 }
 
@@ -139,7 +175,8 @@ TEST(TokenizerJson, PrependBosLikeTransformerLens) {
   ids_t body{piece("h"), piece("e"), piece("llo")};
   EXPECT_EQ(tok->encode("hello"), body);
   // prepend_bos=True: exactly one BOS, never doubled; False: none (TL removes the HF one).
-  EXPECT_EQ(saelab::to_tokens(*tok, "hello", true), (ids_t{2, piece("h"), piece("e"), piece("llo")}));
+  EXPECT_EQ(saelab::to_tokens(*tok, "hello", true),
+            (ids_t{2, piece("h"), piece("e"), piece("llo")}));
   EXPECT_EQ(saelab::to_tokens(*tok, "hello", false), body);
 }
 
@@ -147,7 +184,9 @@ TEST(TokenizerJson, ConfigFilesNameSpecialTokens) {
   saelab::test::TempDir dir;
   saelab::write_json_atomic(dir / "tokenizer_config.json",
                             {{"bos_token", {{"content", "<bos>"}, {"lstrip", false}}},
-                             {"eos_token", "<eos>"}, {"pad_token", "<pad>"}, {"add_bos_token", true}});
+                             {"eos_token", "<eos>"},
+                             {"pad_token", "<pad>"},
+                             {"add_bos_token", true}});
   auto tok = load_json(dir, sp_style_tokenizer_json(false, true, false));
   EXPECT_EQ(tok->bos_token_id(), 2);
   EXPECT_EQ(tok->eos_token_id(), 1);
@@ -172,7 +211,8 @@ std::string byte_char(int b) {
     cp = 256 + n;
   }
   std::string s;
-  if (cp < 0x80) s += static_cast<char>(cp);
+  if (cp < 0x80)
+    s += static_cast<char>(cp);
   else {
     s += static_cast<char>(0xC0 | (cp >> 6));
     s += static_cast<char>(0x80 | (cp & 0x3F));
@@ -187,20 +227,31 @@ json byte_level_json(bool llama3_split, bool ignore_merges) {
   vocab[byte_char(' ') + "hi"] = 257;  // "Ġhi": reachable only with ignore_merges
   vocab["<|begin_of_text|>"] = 258;
   json j;
-  j["added_tokens"] = json::array({{{"id", 258}, {"content", "<|begin_of_text|>"}, {"special", true}}});
+  j["added_tokens"] =
+      json::array({{{"id", 258}, {"content", "<|begin_of_text|>"}, {"special", true}}});
   j["normalizer"] = nullptr;
-  json bl = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", !llama3_split}};
+  json bl = {{"type", "ByteLevel"},
+             {"add_prefix_space", false},
+             {"trim_offsets", true},
+             {"use_regex", !llama3_split}};
   if (llama3_split) {
-    json split = {{"type", "Split"},
-                  {"pattern", {{"Regex", R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)"}}},
-                  {"behavior", "Isolated"}, {"invert", false}};
+    json split = {
+        {"type", "Split"},
+        {"pattern",
+         {{"Regex",
+           R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)"}}},
+        {"behavior", "Isolated"},
+        {"invert", false}};
     j["pre_tokenizer"] = {{"type", "Sequence"}, {"pretokenizers", json::array({split, bl})}};
   } else {
     j["pre_tokenizer"] = bl;
   }
   j["decoder"] = {{"type", "ByteLevel"}};
-  j["model"] = {{"type", "BPE"}, {"vocab", vocab}, {"merges", json::array({"3 4"})},
-                {"ignore_merges", ignore_merges}, {"byte_fallback", false}};
+  j["model"] = {{"type", "BPE"},
+                {"vocab", vocab},
+                {"merges", json::array({"3 4"})},
+                {"ignore_merges", ignore_merges},
+                {"byte_fallback", false}};
   return j;
 }
 
@@ -243,14 +294,16 @@ TEST(TokenizerErrors, EmptyFolderNamesFolderAndFiles) {
   saelab::test::TempDir dir;
   auto msg = error_of([&] { saelab::load_tokenizer(dir.path()); });
   EXPECT_NE(msg.find(dir.path()), std::string::npos) << msg;
-  for (const char* f : {"tokenizer.json", "vocab.json + merges.txt", "encoder.json + vocab.bpe", "tokenizer.model"})
+  for (const char* f :
+       {"tokenizer.json", "vocab.json + merges.txt", "encoder.json + vocab.bpe", "tokenizer.model"})
     EXPECT_NE(msg.find(f), std::string::npos) << msg;
   EXPECT_EQ(msg.find('\n'), std::string::npos);
   auto missing = error_of([&] { saelab::load_tokenizer(dir / "nope"); });
   EXPECT_NE(missing.find(dir / "nope"), std::string::npos) << missing;
   // vocab.json without merges.txt is not a tokenizer either.
   saelab::test::write_text(dir / "vocab.json", "{}");
-  EXPECT_NE(error_of([&] { saelab::load_tokenizer(dir.path()); }).find("no tokenizer found"), std::string::npos);
+  EXPECT_NE(error_of([&] { saelab::load_tokenizer(dir.path()); }).find("no tokenizer found"),
+            std::string::npos);
 }
 
 TEST(TokenizerErrors, UnsupportedAndBrokenFiles) {

@@ -27,7 +27,9 @@ std::string varint(uint64_t v) {
   return s;
 }
 std::string key(int field, int wire) { return varint(static_cast<uint64_t>(field) << 3 | wire); }
-std::string bytes_field(int f, const std::string& payload) { return key(f, 2) + varint(payload.size()) + payload; }
+std::string bytes_field(int f, const std::string& payload) {
+  return key(f, 2) + varint(payload.size()) + payload;
+}
 std::string int_field(int f, int64_t v) { return key(f, 0) + varint(static_cast<uint64_t>(v)); }
 std::string float_field(int f, float x) {
   uint32_t u;
@@ -49,7 +51,8 @@ std::string model_proto(const std::vector<P>& pieces, int model_type, bool byte_
   std::string out;
   for (const auto& p : pieces)
     out += bytes_field(1, bytes_field(1, p.text) + float_field(2, p.score) + int_field(3, p.type));
-  std::string trainer = int_field(3, model_type) + int_field(4, static_cast<int64_t>(pieces.size())) +
+  std::string trainer = int_field(3, model_type) +
+                        int_field(4, static_cast<int64_t>(pieces.size())) +
                         int_field(35, byte_fallback) + int_field(40, 0) + int_field(41, 1) +
                         int_field(42, 2) + int_field(43, -1);  // pad_id -1: a 10-byte varint
   std::string normalizer = bytes_field(1, "identity") + int_field(3, 1) + int_field(4, 0);
@@ -58,18 +61,31 @@ std::string model_proto(const std::vector<P>& pieces, int model_type, bool byte_
 
 const std::string kMeta = "\xE2\x96\x81";  // "▁"
 
-std::vector<P> specials() { return {{"<unk>", 0, UNKNOWN}, {"<s>", 0, CONTROL}, {"</s>", 0, CONTROL}}; }
+std::vector<P> specials() {
+  return {{"<unk>", 0, UNKNOWN}, {"<s>", 0, CONTROL}, {"</s>", 0, CONTROL}};
+}
 
 // BPE: 0-2 specials, 3 + b = <0xXX>, then the pieces below from id 259.
 std::vector<P> bpe_pieces() {
   auto v = specials();
   const char* hex = "0123456789ABCDEF";
-  for (int b = 0; b < 256; ++b) v.push_back({std::string("<0x") + hex[b >> 4] + hex[b & 15] + ">", 0, BYTE});
-  for (P p : std::vector<P>{{kMeta, -10, NORMAL}, {"h", -11, NORMAL}, {"e", -12, NORMAL},
-                            {"l", -13, NORMAL}, {"o", -14, NORMAL}, {"ll", -1, NORMAL},
-                            {kMeta + "h", -2, NORMAL}, {"llo", -3, NORMAL}, {kMeta + "he", -4, NORMAL},
-                            {kMeta + "hello", -5, NORMAL}, {"a", -15, NORMAL}, {"b", -16, NORMAL},
-                            {"c", -17, NORMAL}, {"bc", -7, NORMAL}, {"ab", -6, NORMAL}})
+  for (int b = 0; b < 256; ++b)
+    v.push_back({std::string("<0x") + hex[b >> 4] + hex[b & 15] + ">", 0, BYTE});
+  for (P p : std::vector<P>{{kMeta, -10, NORMAL},
+                            {"h", -11, NORMAL},
+                            {"e", -12, NORMAL},
+                            {"l", -13, NORMAL},
+                            {"o", -14, NORMAL},
+                            {"ll", -1, NORMAL},
+                            {kMeta + "h", -2, NORMAL},
+                            {"llo", -3, NORMAL},
+                            {kMeta + "he", -4, NORMAL},
+                            {kMeta + "hello", -5, NORMAL},
+                            {"a", -15, NORMAL},
+                            {"b", -16, NORMAL},
+                            {"c", -17, NORMAL},
+                            {"bc", -7, NORMAL},
+                            {"ab", -6, NORMAL}})
     v.push_back(p);
   return v;
 }
@@ -79,7 +95,8 @@ int64_t id_of(const std::vector<P>& ps, const std::string& t) {
   throw std::runtime_error("no piece " + t);
 }
 
-std::unique_ptr<saelab::Tokenizer> load_model(const saelab::test::TempDir& dir, const std::string& bytes) {
+std::unique_ptr<saelab::Tokenizer> load_model(const saelab::test::TempDir& dir,
+                                              const std::string& bytes) {
   saelab::test::write_text(dir / "tokenizer.model", bytes);
   return saelab::load_tokenizer(dir.path());
 }
@@ -105,13 +122,18 @@ TEST(SentencePieceModel, HandWrittenBpeMergesByScore) {
   EXPECT_FALSE(tok->pad_token_id().has_value());  // pad_id -1
   EXPECT_EQ(saelab::to_tokens(*tok, "hello", true), (ids_t{1, id_of(ps, kMeta + "hello")}));
   EXPECT_EQ(saelab::to_tokens(*tok, "hello", false), (ids_t{id_of(ps, kMeta + "hello")}));
-  EXPECT_EQ(tok->decode({1, id_of(ps, kMeta + "hello"), 2}), "hello");  // control pieces are dropped
+  EXPECT_EQ(tok->decode({1, id_of(ps, kMeta + "hello"), 2}),
+            "hello");  // control pieces are dropped
 }
 
 TEST(SentencePieceModel, HandWrittenUnigramViterbi) {
   auto ps = specials();
-  for (P p : std::vector<P>{{kMeta + "ab", -5, NORMAL}, {kMeta + "a", -1, NORMAL}, {"b", -1, NORMAL},
-                            {kMeta, -3, NORMAL}, {"a", -3, NORMAL}, {"c", -2, NORMAL}})
+  for (P p : std::vector<P>{{kMeta + "ab", -5, NORMAL},
+                            {kMeta + "a", -1, NORMAL},
+                            {"b", -1, NORMAL},
+                            {kMeta, -3, NORMAL},
+                            {"a", -3, NORMAL},
+                            {"c", -2, NORMAL}})
     ps.push_back(p);
   saelab::test::TempDir dir;
   auto tok = load_model(dir, model_proto(ps, 1, false));
@@ -147,10 +169,20 @@ TEST(SentencePieceModel, BrokenAndUnsupportedFiles) {
 // --- against python3-sentencepiece ---
 
 std::vector<std::string> corpus() {
-  return {"hello world", "the quick brown fox jumps over the lazy dog", "Hello World",
-          "  leading and   inner   spaces  ", "café naïve Zürich", "привет мир",
-          "unseen: 日本語 😀 Ω ẞ", "tabs\tand\nnewlines\r\n", "<ud>x and a<ud>b in words",
-          "numbers 12345 and punctuation!?", "", " ", "a", "goodbye,everyone;tonight..."};
+  return {"hello world",
+          "the quick brown fox jumps over the lazy dog",
+          "Hello World",
+          "  leading and   inner   spaces  ",
+          "café naïve Zürich",
+          "привет мир",
+          "unseen: 日本語 😀 Ω ẞ",
+          "tabs\tand\nnewlines\r\n",
+          "<ud>x and a<ud>b in words",
+          "numbers 12345 and punctuation!?",
+          "",
+          " ",
+          "a",
+          "goodbye,everyone;tonight..."};
 }
 
 TEST(SentencePieceModel, MatchesPythonSentencePiece) {
@@ -201,7 +233,8 @@ json.dump(out, open(d + "/expected.json", "w", encoding="utf-8"))
     size_t total = 0;
     for (size_t i = 0; i < texts.size(); ++i) {
       auto want = e["ids"][i].get<ids_t>();
-      EXPECT_EQ(tok->encode(texts[i]), want) << name << " entry " << i << ": " << json(texts[i]).dump();
+      EXPECT_EQ(tok->encode(texts[i]), want)
+          << name << " entry " << i << ": " << json(texts[i]).dump();
       EXPECT_EQ(tok->decode(want), e["decoded"][i].get<std::string>()) << name << " entry " << i;
       total += want.size();
     }

@@ -42,10 +42,11 @@ std::string config_toml(const FakeRun& r) {
   return fmt::format(
       "model_name = \"tiny-stories-1M\"\ndataset_path = \"{}\"\narchitecture = \"standard\"\n"
       "d_in = {}\nd_sae = {}\nexpansion_factor = {}\nlr = {}\nlr_warm_up_steps = {}\n"
-      "l1_coefficient = 0.1\nl1_warm_up_steps = {}\nresample_dead_latents = {}\nuse_ghost_grads = false\n"
+      "l1_coefficient = 0.1\nl1_warm_up_steps = {}\nresample_dead_latents = {}\nuse_ghost_grads = "
+      "false\n"
       "training_tokens = {}\ntrain_batch_size_tokens = 256\n{}",
-      r.dataset_path, r.d_in, r.d_sae, r.d_sae / r.d_in, r.lr, r.lr_warm_up_steps, r.l1_warm_up_steps,
-      r.resample ? "true" : "false", r.n * r.every * 256, r.extra_config);
+      r.dataset_path, r.d_in, r.d_sae, r.d_sae / r.d_in, r.lr, r.lr_warm_up_steps,
+      r.l1_warm_up_steps, r.resample ? "true" : "false", r.n * r.every * 256, r.extra_config);
 }
 
 void write_run(const std::string& dir, const FakeRun& r) {
@@ -229,7 +230,8 @@ TEST(Doctor, ToyRunsCountDenseAboveTwiceTheirFeaturesFiringRate) {
   // that learned one fires that often too, so the bar is 2%, not 1%.
   FakeRun r;
   r.dataset_path = "toy";
-  r.extra_config = "toy_n_features = 512\ntoy_feature_probability = 0.01\ntoy_probability_power_law = 0.0\n";
+  r.extra_config =
+      "toy_n_features = 512\ntoy_feature_probability = 0.01\ntoy_probability_power_law = 0.0\n";
   TempDir tmp;
   write_run(tmp.path(), r);
   write_sparsity(tmp.path(), 256, 100, 0.015);
@@ -240,7 +242,8 @@ TEST(Doctor, ToyRunsCountDenseAboveTwiceTheirFeaturesFiringRate) {
   double norm = 0;
   for (int i = 1; i <= 512; ++i) norm += 1.0 / std::sqrt(double(i));
   const double bar = 2 * 0.01 * 512 / norm;  // ~0.234
-  r.extra_config = "toy_n_features = 512\ntoy_feature_probability = 0.01\ntoy_probability_power_law = 0.5\n";
+  r.extra_config =
+      "toy_n_features = 512\ntoy_feature_probability = 0.01\ntoy_probability_power_law = 0.5\n";
   write_run(tmp.path(), r);
   write_sparsity(tmp.path(), 256, 100, bar * 0.95);
   EXPECT_EQ(codes_of(tmp.path()), Codes{});
@@ -278,9 +281,10 @@ TEST(Doctor, RecordedTokenOutOfRangeErrorIsDatasetMismatch) {
   FakeRun r;
   TempDir tmp;
   write_run(tmp.path(), r);
-  test::write_text(tmp / "error.txt",
-                   "token id 50300 (sequence 3, position 17) is out of range: the model's vocabulary has "
-                   "50257 tokens\n");
+  test::write_text(
+      tmp / "error.txt",
+      "token id 50300 (sequence 3, position 17) is out of range: the model's vocabulary has "
+      "50257 tokens\n");
   EXPECT_EQ(codes_of(tmp.path()), Codes{"dataset_mismatch"});
 }
 
@@ -298,7 +302,8 @@ TEST(Doctor, NotARunIsOneLineNamingWhatIsMissing) {
   test::write_text(tmp / "config.toml", "d_in = 8\n");
   EXPECT_NE(msg(tmp.path()).find("missing metrics.jsonl"), std::string::npos);
   EXPECT_NE(msg(tmp / "nope").find("not a directory"), std::string::npos);
-  test::write_text(tmp / "metrics.jsonl", "{\"step\": 1, \"metrics/l0\": 1}\nnot json\n{\"step\": 2}\n");
+  test::write_text(tmp / "metrics.jsonl",
+                   "{\"step\": 1, \"metrics/l0\": 1}\nnot json\n{\"step\": 2}\n");
   EXPECT_NE(msg(tmp.path()).find("metrics.jsonl:2"), std::string::npos);
   // A partial last line (a killed run) is skipped, not an error.
   test::write_text(tmp / "metrics.jsonl", "{\"step\": 1, \"metrics/l0\": 1}\n{\"step\": 2, \"metr");
@@ -327,7 +332,8 @@ TEST(DoctorCli, JsonHasExactlyTheFindingFieldsAndTextHasOneBlockPerFinding) {
     got.push_back(f["code"].get<std::string>());
   }
   EXPECT_EQ(got, (Codes{"l1_too_small", "dense_latents"}));
-  EXPECT_NE(j["findings"][0]["suggestion"].get<std::string>().find("l1_coefficient"), std::string::npos);
+  EXPECT_NE(j["findings"][0]["suggestion"].get<std::string>().find("l1_coefficient"),
+            std::string::npos);
 
   auto text = test::run_saelab("doctor " + test::shell_quote(tmp.path()));
   ASSERT_EQ(text.rc, 0) << text.err;

@@ -105,9 +105,9 @@ class DoctorRuns : public ::testing::Test {
     dir_ = std::make_unique<TempDir>();
     saelab::test::write_text(*dir_ / "mini.toml", kBaseConfig);
     for (const auto& r : kRuns) {
-      auto res = saelab::test::run_saelab("train " + saelab::test::shell_quote(*dir_ / "mini.toml") +
-                                          " --run-dir " + saelab::test::shell_quote(*dir_ / r.name) +
-                                          " " + r.overrides);
+      auto res = saelab::test::run_saelab(
+          "train " + saelab::test::shell_quote(*dir_ / "mini.toml") + " --run-dir " +
+          saelab::test::shell_quote(*dir_ / r.name) + " " + r.overrides);
       outputs_[r.name] = res.rc == 0 ? "" : ("rc " + std::to_string(res.rc) + ": " + res.err);
     }
   }
@@ -116,8 +116,10 @@ class DoctorRuns : public ::testing::Test {
   static std::string run_dir(const std::string& name) { return *dir_ / name; }
 
   // The doctor's codes for RUN_DIR (with extra arguments), in its order.
-  static std::vector<std::string> doctor_codes(const std::string& run, const std::string& extra = "") {
-    auto res = saelab::test::run_saelab("doctor --json " + saelab::test::shell_quote(run) + " " + extra);
+  static std::vector<std::string> doctor_codes(const std::string& run,
+                                               const std::string& extra = "") {
+    auto res =
+        saelab::test::run_saelab("doctor --json " + saelab::test::shell_quote(run) + " " + extra);
     EXPECT_EQ(res.rc, 0) << res.err;
     std::vector<std::string> codes;
     if (res.rc != 0) return codes;
@@ -141,17 +143,28 @@ constexpr int64_t kVocab = 50, kDModel = 16, kCtx = 16;
 
 void write_counting_model(const std::string& dir) {
   fs::create_directories(dir);
-  json cfg = {{"model_type", "gpt2"}, {"architectures", {"GPT2LMHeadModel"}}, {"n_embd", kDModel}, {"n_head", 4},
-              {"n_layer", 1}, {"n_ctx", kCtx}, {"n_positions", kCtx}, {"n_inner", 16}, {"vocab_size", kVocab},
-              {"layer_norm_epsilon", 1e-5}, {"activation_function", "gelu_new"}, {"bos_token_id", kVocab - 1},
-              {"eos_token_id", kVocab - 1}, {"tie_word_embeddings", false}};
+  json cfg = {{"model_type", "gpt2"},
+              {"architectures", {"GPT2LMHeadModel"}},
+              {"n_embd", kDModel},
+              {"n_head", 4},
+              {"n_layer", 1},
+              {"n_ctx", kCtx},
+              {"n_positions", kCtx},
+              {"n_inner", 16},
+              {"vocab_size", kVocab},
+              {"layer_norm_epsilon", 1e-5},
+              {"activation_function", "gelu_new"},
+              {"bos_token_id", kVocab - 1},
+              {"eos_token_id", kVocab - 1},
+              {"tie_word_embeddings", false}};
   saelab::test::write_text(dir + "/config.json", cfg.dump());
   torch::manual_seed(5);
   const int64_t D = kDModel;
   at::Tensor wte = torch::randn({kVocab, D});
   at::Tensor ln = (wte - wte.mean(1, true)) / (wte.var(1, /*unbiased=*/false, true) + 1e-5).sqrt();
   at::Tensor lm_head = torch::zeros({kVocab, D});
-  for (int64_t t = 0; t < kVocab - 1; ++t) lm_head[(t + 1) % (kVocab - 1)] = 3.0 * ln[t] / ln[t].norm();
+  for (int64_t t = 0; t < kVocab - 1; ++t)
+    lm_head[(t + 1) % (kVocab - 1)] = 3.0 * ln[t] / ln[t].norm();
   saelab::NamedTensors w = {
       {"wte.weight", wte},
       {"wpe.weight", torch::zeros({kCtx, D})},
@@ -184,7 +197,8 @@ void write_lm_dataset(const std::string& path, bool counting, int64_t bad_row = 
   for (int64_t r = 0; r < 512; ++r) {
     json row = json::array();
     for (int64_t i = 0; i < kCtx; ++i)
-      row.push_back(counting ? (starts[r].item<int64_t>() + i) % (kVocab - 1) : random[r][i].item<int64_t>());
+      row.push_back(counting ? (starts[r].item<int64_t>() + i) % (kVocab - 1)
+                             : random[r][i].item<int64_t>());
     if (r == bad_row) row[3] = kVocab;
     text += json{{"input_ids", row}}.dump() + "\n";
   }
@@ -196,7 +210,8 @@ std::string lm_config(const std::string& model, const std::string& dataset) {
          "\nhook_name = \"blocks.0.hook_resid_post\"\nhook_layer = 0\nd_in = 16\n"
          "is_dataset_tokenized = true\ncontext_size = 16\nprepend_bos = false\n"
          "architecture = \"standard\"\nexpansion_factor = 4\nb_dec_init_method = \"mean\"\n"
-         "l1_coefficient = 0.001\nlr = 0.003\ntraining_tokens = 16384\ntrain_batch_size_tokens = 256\n"
+         "l1_coefficient = 0.001\nlr = 0.003\ntraining_tokens = 16384\ntrain_batch_size_tokens = "
+         "256\n"
          "n_batches_in_buffer = 8\nstore_batch_size_prompts = 16\nlog_to_wandb = false\n"
          "wandb_log_frequency = 2\neval_every_n_wandb_logs = 4\nn_eval_batches = 2\n"
          "eval_batch_size_prompts = 8\nseed = 1\n";
@@ -233,7 +248,8 @@ TEST_F(DoctorRuns, NamesTheCauseOfEachRunAndNothingForTheGoodOne) {
     ASSERT_FALSE(codes.empty()) << r.name;
     EXPECT_EQ(codes[0], r.expected) << r.name << ": " << all;
     for (size_t i = 1; i < codes.size(); ++i)
-      EXPECT_TRUE(kAllowedSecondary.count(codes[i])) << r.name << ": unexpected " << codes[i] << " in " << all;
+      EXPECT_TRUE(kAllowedSecondary.count(codes[i]))
+          << r.name << ": unexpected " << codes[i] << " in " << all;
   }
 }
 
@@ -246,7 +262,8 @@ TEST_F(DoctorRuns, Run6DatasetMismatchFromTheInTrainingModelEvals) {
   saelab::test::write_text(d + "/own.toml", lm_config(d + "/counting_lm", d + "/own.jsonl"));
   saelab::test::write_text(d + "/other.toml", lm_config(d + "/counting_lm", d + "/other.jsonl"));
   const std::string own = run_dir("run6_own_data"), other = run_dir("run6_mismatch");
-  for (const auto& [toml, run] : {std::pair{d + "/own.toml", own}, std::pair{d + "/other.toml", other}}) {
+  for (const auto& [toml, run] :
+       {std::pair{d + "/own.toml", own}, std::pair{d + "/other.toml", other}}) {
     auto r = saelab::test::run_saelab("train " + saelab::test::shell_quote(toml) + " --run-dir " +
                                       saelab::test::shell_quote(run) + " --json");
     ASSERT_EQ(r.rc, 0) << r.err;
@@ -286,8 +303,9 @@ TEST_F(DoctorRuns, Run6DatasetMismatchFromARecordedTokenError) {
   write_lm_dataset(d + "/bad.jsonl", /*counting=*/true, /*bad_row=*/400);
   saelab::test::write_text(d + "/bad.toml", lm_config(d + "/counting_lm", d + "/bad.jsonl"));
   const std::string run = run_dir("run6_token_error");
-  auto r = saelab::test::run_saelab("train " + saelab::test::shell_quote(d + "/bad.toml") + " --run-dir " +
-                                    saelab::test::shell_quote(run) + " --set b_dec_init_method=zeros");
+  auto r = saelab::test::run_saelab("train " + saelab::test::shell_quote(d + "/bad.toml") +
+                                    " --run-dir " + saelab::test::shell_quote(run) +
+                                    " --set b_dec_init_method=zeros");
   ASSERT_NE(r.rc, 0) << r.out;
   EXPECT_NE(r.err.find("outside the model's vocabulary"), std::string::npos) << r.err;
   ASSERT_TRUE(fs::exists(run + "/error.txt")) << r.err;
@@ -298,8 +316,8 @@ TEST_F(DoctorRuns, Run6DatasetMismatchFromARecordedTokenError) {
   EXPECT_EQ(codes[0], "dataset_mismatch");
   // The same error before the first step (the b_dec mean reads it): still diagnosed.
   const std::string early = run_dir("run6_token_error_early");
-  r = saelab::test::run_saelab("train " + saelab::test::shell_quote(d + "/bad.toml") + " --run-dir " +
-                               saelab::test::shell_quote(early));
+  r = saelab::test::run_saelab("train " + saelab::test::shell_quote(d + "/bad.toml") +
+                               " --run-dir " + saelab::test::shell_quote(early));
   ASSERT_NE(r.rc, 0) << r.out;
   EXPECT_TRUE(logged(early, "losses/mse_loss").empty());
   EXPECT_EQ(doctor_codes(early), std::vector<std::string>{"dataset_mismatch"});

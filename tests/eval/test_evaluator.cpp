@@ -1,7 +1,7 @@
 // The model-based evaluator (eval/evaluator.h) on a tiny random GPT-2: an exact-reconstruction SAE
 // scores 1, an all-zero SAE 0, and every CE / KL / activation figure matches an independent float64
-// computation here (the SAE by hand with tensor ops, the splice through run_with_hooks, log-softmax,
-// CE and KL with plain loops).
+// computation here (the SAE by hand with tensor ops, the splice through run_with_hooks,
+// log-softmax, CE and KL with plain loops).
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -39,7 +39,8 @@ at::Tensor make_tokens(int64_t B, int64_t T, uint64_t seed, bool bos_first) {
   return t;
 }
 
-std::unique_ptr<Sae> standard_sae(int64_t d_in, int64_t d_sae, const std::string& dtype, bool apply_b_dec) {
+std::unique_ptr<Sae> standard_sae(int64_t d_in, int64_t d_sae, const std::string& dtype,
+                                  bool apply_b_dec) {
   SaeConfig cfg;
   cfg.architecture = "standard";
   cfg.d_in = d_in;
@@ -60,7 +61,8 @@ std::unique_ptr<Sae> exact_sae(int64_t d_in, const std::string& dtype = "float32
   return sae;
 }
 
-std::unique_ptr<Sae> random_sae(int64_t d_in, int64_t d_sae, const std::string& dtype, uint64_t seed) {
+std::unique_ptr<Sae> random_sae(int64_t d_in, int64_t d_sae, const std::string& dtype,
+                                uint64_t seed) {
   auto sae = standard_sae(d_in, d_sae, dtype, true);
   auto dt = sae->scalar_type();
   at::manual_seed(seed);
@@ -137,19 +139,25 @@ Reference reference(const Transformer& model64, const Sae& sae, const std::strin
       for (int64_t i = 0; i < d_sae; ++i) prompts[i] += fired_here[i] ? 1 : 0;
     }
     at::Tensor spliced = act.clone();
-    if (head) spliced.select(2, *head).copy_(spliced_x);
-    else spliced = spliced_x.reshape(act.sizes());
+    if (head)
+      spliced.select(2, *head).copy_(spliced_x);
+    else
+      spliced = spliced_x.reshape(act.sizes());
     at::Tensor ablated = act.clone();
-    if (head) ablated.select(2, *head).zero_();
-    else ablated.zero_();
+    if (head)
+      ablated.select(2, *head).zero_();
+    else
+      ablated.zero_();
     auto with = [&](const at::Tensor& a) {
-      return model64.run_with_hooks(tokens, {Hook{hook, [a](const at::Tensor&, const std::string&) { return a; }}});
+      return model64.run_with_hooks(
+          tokens, {Hook{hook, [a](const at::Tensor&, const std::string&) { return a; }}});
     };
     at::Tensor clean = model64.forward(tokens), l_sae = with(spliced), l_abl = with(ablated);
     for (int64_t b = 0; b < B; ++b)
       for (int64_t t = 0; t < T; ++t) {
         if (!keep(b, t)) continue;
-        auto lc = log_softmax_loop(clean[b][t].contiguous()), ls = log_softmax_loop(l_sae[b][t].contiguous()),
+        auto lc = log_softmax_loop(clean[b][t].contiguous()),
+             ls = log_softmax_loop(l_sae[b][t].contiguous()),
              la = log_softmax_loop(l_abl[b][t].contiguous());
         if (t + 1 < T) {
           const int64_t next = tokens[b][t + 1].item<int64_t>();
@@ -188,7 +196,8 @@ void expect_matches(const json& m, const Reference& r, double tol) {
   near("model_performance_preservation/ce_loss_without_sae", r.ce_clean);
   near("model_performance_preservation/ce_loss_with_sae", r.ce_sae);
   near("model_performance_preservation/ce_loss_with_ablation", r.ce_abl);
-  near("model_performance_preservation/ce_loss_score", (r.ce_abl - r.ce_sae) / (r.ce_abl - r.ce_clean));
+  near("model_performance_preservation/ce_loss_score",
+       (r.ce_abl - r.ce_sae) / (r.ce_abl - r.ce_clean));
   near("model_behavior_preservation/kl_div_with_sae", r.kl_sae);
   near("model_behavior_preservation/kl_div_with_ablation", r.kl_abl);
   near("model_behavior_preservation/kl_div_score", (r.kl_abl - r.kl_sae) / r.kl_abl);
@@ -267,7 +276,8 @@ TEST(Evaluator, HookZFlattenedAndSingleHead) {
   std::vector<at::Tensor> batches{make_tokens(2, 8, 5, true)};
   EvalOptions eo;
   eo.exclude_token_ids = {kBos};
-  json all = evaluate_sae_on_model(model64, *exact_sae(16, "float64"), hz, std::nullopt, batches, eo);
+  json all =
+      evaluate_sae_on_model(model64, *exact_sae(16, "float64"), hz, std::nullopt, batches, eo);
   EXPECT_NEAR(num(all, "model_performance_preservation/ce_loss_score"), 1.0, 1e-9);
   EXPECT_NEAR(num(all, "model_behavior_preservation/kl_div_score"), 1.0, 1e-9);
 
@@ -277,20 +287,22 @@ TEST(Evaluator, HookZFlattenedAndSingleHead) {
   auto one = random_sae(4, 8, "float64", 13);
   expect_matches(evaluate_sae_on_model(model64, *one, hz, int64_t(2), batches, eo),
                  reference(model64, *one, hz, batches, {kBos}, int64_t(2)), 1e-9);
-  json exact_head = evaluate_sae_on_model(model64, *exact_sae(4, "float64"), hz, int64_t(1), batches, eo);
+  json exact_head =
+      evaluate_sae_on_model(model64, *exact_sae(4, "float64"), hz, int64_t(1), batches, eo);
   EXPECT_NEAR(num(exact_head, "model_performance_preservation/ce_loss_score"), 1.0, 1e-9);
 }
 
 TEST(Evaluator, UndefinedScoresAreNullWithNotes) {
   // With W_U = 0 and b_U = 0 every logit is 0: nothing the hook does changes the loss.
   Transformer model = make_model(at::kFloat, true);
-  json m = evaluate_sae_on_model(model, *exact_sae(16), kHook, std::nullopt, {make_tokens(2, 6, 6, false)},
-                                 EvalOptions{});
+  json m = evaluate_sae_on_model(model, *exact_sae(16), kHook, std::nullopt,
+                                 {make_tokens(2, 6, 6, false)}, EvalOptions{});
   EXPECT_TRUE(std::isnan(num(m, "model_performance_preservation/ce_loss_score")));
   EXPECT_TRUE(std::isnan(num(m, "model_behavior_preservation/kl_div_score")));
   EXPECT_NEAR(num(m, "model_performance_preservation/ce_loss_without_sae"), std::log(50.0), 1e-5);
   const std::string dumped = m.dump();
-  EXPECT_NE(dumped.find("\"model_performance_preservation/ce_loss_score\":null"), std::string::npos) << dumped;
+  EXPECT_NE(dumped.find("\"model_performance_preservation/ce_loss_score\":null"), std::string::npos)
+      << dumped;
   ASSERT_TRUE(m.contains("notes"));
   EXPECT_EQ(m.at("notes").size(), 2u);
 }
@@ -306,8 +318,11 @@ TEST(Evaluator, Errors) {
     EXPECT_NE(msg.find("d_in 8"), std::string::npos) << msg;
     EXPECT_NE(msg.find("width 16"), std::string::npos) << msg;
   }
-  EXPECT_THROW(ModelEvaluator(model, *exact_sae(16), kHook, int64_t(0), EvalOptions{}), Error);  // no head axis
-  EXPECT_THROW(ModelEvaluator(model, *exact_sae(16), "blocks.9.hook_resid_post", std::nullopt, EvalOptions{}), Error);
+  EXPECT_THROW(ModelEvaluator(model, *exact_sae(16), kHook, int64_t(0), EvalOptions{}),
+               Error);  // no head axis
+  EXPECT_THROW(ModelEvaluator(model, *exact_sae(16), "blocks.9.hook_resid_post", std::nullopt,
+                              EvalOptions{}),
+               Error);
   EvalOptions all_bos;
   all_bos.exclude_token_ids = {kBos};
   auto sae = exact_sae(16);  // the evaluator keeps a reference

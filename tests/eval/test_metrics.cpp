@@ -34,7 +34,8 @@ Ref reference(const at::Tensor& x_in, const at::Tensor& y_in, const at::Tensor& 
   std::vector<double> mean(d, 0.0);
   for (int64_t t = 0; t < n; ++t)
     for (int64_t j = 0; j < d; ++j) mean[j] += X[t][j] / n;
-  double var_sum = 0, sse = 0, cos = 0, nin = 0, nout = 0, nout2 = 0, dot_sum = 0, ratio = 0, l1 = 0;
+  double var_sum = 0, sse = 0, cos = 0, nin = 0, nout = 0, nout2 = 0, dot_sum = 0, ratio = 0,
+         l1 = 0;
   int64_t ratio_n = 0;
   for (int64_t t = 0; t < n; ++t) {
     double nx = 0, ny = 0, dot = 0;
@@ -92,7 +93,8 @@ void expect_matches(const json& m, const Ref& r, double rel = 1e-10) {
   expect_rel(m["shrinkage/l2_norm_in"], r.l2_in, rel, "l2_norm_in");
   expect_rel(m["shrinkage/l2_norm_out"], r.l2_out, rel, "l2_norm_out");
   expect_rel(m["shrinkage/l2_ratio"], r.l2_ratio, rel, "l2_ratio");
-  expect_rel(m["shrinkage/relative_reconstruction_bias"], r.rrb, rel, "relative_reconstruction_bias");
+  expect_rel(m["shrinkage/relative_reconstruction_bias"], r.rrb, rel,
+             "relative_reconstruction_bias");
   expect_rel(m["sparsity/l0"], r.l0, rel, "l0");
   expect_rel(m["sparsity/l1"], r.l1, rel, "l1");
   EXPECT_EQ(m["sparsity/dead_features"].get<int64_t>(), r.dead);
@@ -112,23 +114,29 @@ Batch make_batch(int64_t n, int64_t d, int64_t m, uint64_t seed) {
   auto x = torch::randn({n, d}) + torch::linspace(-3, 3, d);
   auto y = 0.8 * x + 0.3 * torch::randn({n, d});
   auto f = torch::relu(torch::randn({n, m}) - 0.5);
-  f.select(1, 0).zero_();                               // dead
-  f.select(1, 1).copy_(torch::rand({n}) + 0.1);         // fires on every token
+  f.select(1, 0).zero_();                        // dead
+  f.select(1, 1).copy_(torch::rand({n}) + 0.1);  // fires on every token
   f.select(1, 2).zero_();
-  f.index_put_({3, 2}, 0.7);                            // fires once
+  f.index_put_({3, 2}, 0.7);  // fires once
   x[5].zero_();
   y[9].zero_();
   return {x, y, f};
 }
 
-const std::vector<std::string> kNames = {
-    "reconstruction_quality/explained_variance", "reconstruction_quality/mse",
-    "reconstruction_quality/cossim",              "shrinkage/l2_norm_in",
-    "shrinkage/l2_norm_out",                      "shrinkage/l2_ratio",
-    "shrinkage/relative_reconstruction_bias",     "sparsity/l0",
-    "sparsity/l1",                                "sparsity/dead_features",
-    "sparsity/dense_features",                    "sparsity/below_1e-5",
-    "sparsity/below_1e-6",                        "n_tokens"};
+const std::vector<std::string> kNames = {"reconstruction_quality/explained_variance",
+                                         "reconstruction_quality/mse",
+                                         "reconstruction_quality/cossim",
+                                         "shrinkage/l2_norm_in",
+                                         "shrinkage/l2_norm_out",
+                                         "shrinkage/l2_ratio",
+                                         "shrinkage/relative_reconstruction_bias",
+                                         "sparsity/l0",
+                                         "sparsity/l1",
+                                         "sparsity/dead_features",
+                                         "sparsity/dense_features",
+                                         "sparsity/below_1e-5",
+                                         "sparsity/below_1e-6",
+                                         "n_tokens"};
 
 }  // namespace
 
@@ -157,7 +165,8 @@ TEST(ReconstructionStats, ThreeUnevenBatchesEqualOneBatch) {
     split.add(b.x.slice(0, lo, hi), b.y.slice(0, lo, hi), b.f.slice(0, lo, hi));
   auto a = whole.metrics(), c = split.metrics();
   EXPECT_EQ(c["n_tokens"].get<int64_t>(), 61);
-  for (auto& name : kNames) EXPECT_NEAR(c[name].get<double>(), a[name].get<double>(), 1e-12) << name;
+  for (auto& name : kNames)
+    EXPECT_NEAR(c[name].get<double>(), a[name].get<double>(), 1e-12) << name;
   expect_matches(c, reference(b.x, b.y, b.f));
   // A mean of per-batch explained variances would differ: the batches have different means.
   ReconstructionStats first;
@@ -186,7 +195,8 @@ TEST(ReconstructionStats, LeadingDimsAreFlattenedAndHalfDtypesAccumulateInFloat6
     ReconstructionStats s;
     s.add(x, y, f);
     // The reference sees the same rounded values, so agreement is to float64 precision.
-    expect_matches(s.metrics(), reference(x.reshape({24, 8}), y.reshape({24, 8}), f.reshape({24, 16})));
+    expect_matches(s.metrics(),
+                   reference(x.reshape({24, 8}), y.reshape({24, 8}), f.reshape({24, 16})));
   }
 }
 
@@ -197,7 +207,8 @@ TEST(ReconstructionStats, LargeMeanSmallVarianceKeepsPrecision) {
   auto y = x + torch::randn({200, 3}, at::kDouble) * 1e-4;
   auto f = torch::ones({200, 2});
   ReconstructionStats s;
-  for (int64_t lo = 0; lo < 200; lo += 33) s.add(x.slice(0, lo, lo + 33), y.slice(0, lo, lo + 33), f.slice(0, lo, lo + 33));
+  for (int64_t lo = 0; lo < 200; lo += 33)
+    s.add(x.slice(0, lo, lo + 33), y.slice(0, lo, lo + 33), f.slice(0, lo, lo + 33));
   expect_rel(s.metrics()["reconstruction_quality/explained_variance"], reference(x, y, f).ev, 1e-6,
              "explained_variance");
 }
@@ -215,7 +226,8 @@ TEST(ReconstructionStats, ZeroNormConventionsGiveNoNaN) {
   EXPECT_EQ(m["shrinkage/l2_ratio"].get<double>(), 0.0);
   EXPECT_EQ(m["shrinkage/relative_reconstruction_bias"].get<double>(), 0.0);
   EXPECT_EQ(m["sparsity/dead_features"].get<int64_t>(), 2);
-  // Identical nonzero tokens, imperfect reconstruction: variance 0 -> EV 0 (sklearn's force_finite).
+  // Identical nonzero tokens, imperfect reconstruction: variance 0 -> EV 0 (sklearn's
+  // force_finite).
   auto x = torch::ones({4, 3});
   ReconstructionStats t;
   t.add(x, x * 0.5, f);
@@ -267,7 +279,8 @@ TEST(Density, ThresholdsAtTheirBoundaries) {
   auto logd = log10_density(t, n);
   ASSERT_EQ(logd.scalar_type(), at::kFloat);
   for (size_t i = 0; i < counts.size(); ++i)
-    EXPECT_FLOAT_EQ(logd[i].item<float>(), static_cast<float>(std::log10(static_cast<double>(counts[i]) / n + 1e-10)));
+    EXPECT_FLOAT_EQ(logd[i].item<float>(),
+                    static_cast<float>(std::log10(static_cast<double>(counts[i]) / n + 1e-10)));
   EXPECT_THROW(summarize_fire_counts(t, 0), Error);
 
   // Read back from stored float32 log10 values, densities within float32 rounding of a threshold
@@ -276,10 +289,11 @@ TEST(Density, ThresholdsAtTheirBoundaries) {
   auto ct = torch::tensor(clear, at::kLong);
   DensitySummary direct = summarize_fire_counts(ct, n);
   DensitySummary back = summarize_log10_density(log10_density(ct, n));
-  EXPECT_EQ(std::vector<int64_t>({back.dead, back.dense, back.very_dense, back.below_1e5, back.below_1e6, back.healthy}),
+  EXPECT_EQ(std::vector<int64_t>({back.dead, back.dense, back.very_dense, back.below_1e5,
+                                  back.below_1e6, back.healthy}),
             std::vector<int64_t>({2, 3, 2, 4, 2, 2}));  // by hand
-  EXPECT_EQ(std::vector<int64_t>({direct.dead, direct.dense, direct.very_dense, direct.below_1e5, direct.below_1e6,
-                                  direct.healthy}),
+  EXPECT_EQ(std::vector<int64_t>({direct.dead, direct.dense, direct.very_dense, direct.below_1e5,
+                                  direct.below_1e6, direct.healthy}),
             std::vector<int64_t>({2, 3, 2, 4, 2, 2}));
   EXPECT_NEAR(back.mean_log10, direct.mean_log10, 1e-6);
 }
@@ -291,7 +305,8 @@ TEST(Density, LogDensityOfStatsMatchesCounts) {
   Ref r = reference(b.x, b.y, b.f);
   auto logd = s.log10_feature_density();
   for (int64_t i = 0; i < 6; ++i)
-    EXPECT_FLOAT_EQ(logd[i].item<float>(), static_cast<float>(std::log10(r.fires[i] / 30.0 + 1e-10)));
+    EXPECT_FLOAT_EQ(logd[i].item<float>(),
+                    static_cast<float>(std::log10(r.fires[i] / 30.0 + 1e-10)));
   EXPECT_FLOAT_EQ(logd[0].item<float>(), -10.0f);  // the dead latent
 }
 
@@ -326,7 +341,8 @@ TEST(Density, HistogramJsonAndItsDecadeSummary) {
   // The table form: per decade, -10 .. -1, right-aligned under their labels.
   std::string t = density_histogram_text(h);
   std::vector<std::string> lines;
-  for (size_t p = 0, q; p < t.size(); p = q + 1) lines.push_back(t.substr(p, (q = t.find('\n', p)) - p));
+  for (size_t p = 0, q; p < t.size(); p = q + 1)
+    lines.push_back(t.substr(p, (q = t.find('\n', p)) - p));
   ASSERT_EQ(lines.size(), 3u) << t;
   EXPECT_NE(lines[0].find("per decade"), std::string::npos);
   std::istringstream labels(lines[1]), counts(lines[2]);
@@ -339,11 +355,14 @@ TEST(Density, HistogramJsonAndItsDecadeSummary) {
 }
 
 TEST(MetricsTable, GroupsAlignedRowsAndIntegers) {
-  json m = {{"n_tokens", 12}, {"sparsity/l0", 3.5}, {"sparsity/dead_features", 2},
+  json m = {{"n_tokens", 12},
+            {"sparsity/l0", 3.5},
+            {"sparsity/dead_features", 2},
             {"reconstruction_quality/explained_variance", 0.25}};
   std::string t = metrics_table(m);
   std::vector<std::string> lines;
-  for (size_t p = 0, q; p < t.size(); p = q + 1) lines.push_back(t.substr(p, (q = t.find('\n', p)) - p));
+  for (size_t p = 0, q; p < t.size(); p = q + 1)
+    lines.push_back(t.substr(p, (q = t.find('\n', p)) - p));
   // n_tokens first, then groups in key order, each row "  name<pad>value" with values aligned.
   ASSERT_EQ(lines.size(), 6u);
   EXPECT_EQ(lines[0].substr(0, 8), "n_tokens");

@@ -45,8 +45,9 @@ TEST(MetricsJsonl, OneObjectPerLineWithStepAndNullForNonFinite) {
 
 TEST(MetricsJsonl, ResumeDropsLinesAfterTheCheckpointAndATornLine) {
   test::TempDir dir;
-  test::write_text(dir / "metrics.jsonl",
-                   "{\"step\": 10, \"a\": 1}\n{\"step\": 20, \"a\": 2}\n{\"step\": 30, \"a\": 3}\n{\"st");
+  test::write_text(
+      dir / "metrics.jsonl",
+      "{\"step\": 10, \"a\": 1}\n{\"step\": 20, \"a\": 2}\n{\"step\": 30, \"a\": 3}\n{\"st");
   {
     MetricsJsonl m(dir / "metrics.jsonl", 20);
     m.write(30, std::map<std::string, double>{{"a", 4}});

@@ -85,9 +85,12 @@ Msg parse(const std::string& s) {
   while (at < s.size()) {
     uint64_t key = varint(s, at);
     int field = int(key >> 3), wire = int(key & 7);
-    if (wire == 0) m.ints.emplace(field, varint(s, at));
-    else if (wire == 1) m.bytes.emplace(field, s.substr(at, 8)), at += 8;
-    else if (wire == 5) m.bytes.emplace(field, s.substr(at, 4)), at += 4;
+    if (wire == 0)
+      m.ints.emplace(field, varint(s, at));
+    else if (wire == 1)
+      m.bytes.emplace(field, s.substr(at, 8)), at += 8;
+    else if (wire == 5)
+      m.bytes.emplace(field, s.substr(at, 4)), at += 4;
     else if (wire == 2) {
       uint64_t n = varint(s, at);
       m.bytes.emplace(field, s.substr(at, n));
@@ -127,7 +130,8 @@ std::string hex_bits(float f) {
 std::string only_event_file(const std::string& dir) {
   std::vector<std::string> files;
   for (const auto& e : fs::directory_iterator(dir))
-    if (e.path().filename().string().rfind("events.out.tfevents.", 0) == 0) files.push_back(e.path().string());
+    if (e.path().filename().string().rfind("events.out.tfevents.", 0) == 0)
+      files.push_back(e.path().string());
   EXPECT_EQ(files.size(), 1u);
   return files.empty() ? "" : files[0];
 }
@@ -138,7 +142,8 @@ TEST(TensorBoard, FileNameFollowsTheConvention) {
   test::TempDir dir;
   TensorBoardWriter w(dir.path());
   std::string name = fs::path(w.path()).filename().string();
-  EXPECT_TRUE(std::regex_match(name, std::regex(R"(events\.out\.tfevents\.\d{10}\.[^.].*\.\d+\.\d+)")))
+  EXPECT_TRUE(
+      std::regex_match(name, std::regex(R"(events\.out\.tfevents\.\d{10}\.[^.].*\.\d+\.\d+)")))
       << name;
   EXPECT_EQ(only_event_file(dir.path()), w.path());
 }
@@ -160,7 +165,11 @@ TEST(TensorBoard, RecordsDecodeWithOwnReader) {
   EXPECT_EQ(first.one(3), "brain.Event:2");
   EXPECT_GT(first.dbl(1), 1.6e9);  // a wall time in seconds
 
-  struct Expect { int64_t step; std::string tag; float value; };
+  struct Expect {
+    int64_t step;
+    std::string tag;
+    float value;
+  };
   std::vector<Expect> scalars = {{10, "losses/mse_loss", 0.25f}, {20, "metrics/l0", 12.5f}};
   for (size_t i = 0; i < scalars.size(); ++i) {
     Msg ev = parse(records[1 + i]);
@@ -188,7 +197,8 @@ TEST(TensorBoard, RecordsDecodeWithOwnReader) {
   auto counts = packed_doubles(h.one(7));
   ASSERT_EQ(limits.size(), 4u);
   ASSERT_EQ(counts.size(), 4u);
-  // 4 equal buckets over [-1, 7]: edges -1, 1, 3, 5, 7; value v goes to floor((v+1)/2), 7 to the last.
+  // 4 equal buckets over [-1, 7]: edges -1, 1, 3, 5, 7; value v goes to floor((v+1)/2), 7 to the
+  // last.
   std::vector<double> want_limits = {1, 3, 5, 7}, want_counts = {0, 0, 0, 0};
   for (double x : hist) want_counts[std::min(3, int(std::floor((x + 1) / 2)))] += 1;
   for (int i = 0; i < 4; ++i) {

@@ -55,7 +55,8 @@ TEST(ConvertConfig, FamiliesFromConfigJson) {
   EXPECT_DOUBLE_EQ(gm.cfg.embedding_scale, 4.0);
   EXPECT_DOUBLE_EQ(gm.cfg.attn_scores_soft_cap, 1.5);
   EXPECT_DOUBLE_EQ(gm.cfg.output_logits_soft_cap, 2.0);
-  EXPECT_EQ(gm.cfg.attn_types, (std::vector<std::string>{"local", "global"}));  // HF: even layers slide
+  EXPECT_EQ(gm.cfg.attn_types,
+            (std::vector<std::string>{"local", "global"}));  // HF: even layers slide
   const LoadedWeights mi = load_model_weights(tiny_model("mistral"));
   EXPECT_EQ(mi.cfg.attn_types, (std::vector<std::string>{"local", "local"}));
   EXPECT_EQ(mi.cfg.window_size, 3);
@@ -69,20 +70,25 @@ TEST(ConvertWeights, CanonicalNamesShapesAndValues) {
   EXPECT_EQ(l.weights.at("blocks.1.attn.W_O").sizes().vec(), (std::vector<int64_t>{4, 4, 16}));
   EXPECT_EQ(l.weights.at("blocks.0.mlp.W_gate").sizes().vec(), (std::vector<int64_t>{16, 32}));
   EXPECT_EQ(l.weights.count("blocks.0.ln1.b"), 0u);  // RMS: no bias
-  // W_K[h, m, d] is row h * d_head + d, column m of the stored k_proj (the shard written by python).
+  // W_K[h, m, d] is row h * d_head + d, column m of the stored k_proj (the shard written by
+  // python).
   auto shard_index = read_json_file(tiny_model("llama") + "/model.safetensors.index.json");
   const std::string kname = "model.layers.1.self_attn.k_proj.weight";
-  auto shard = load_safetensors(tiny_model("llama") + "/" + shard_index["weight_map"][kname].get<std::string>());
+  auto shard = load_safetensors(tiny_model("llama") + "/" +
+                                shard_index["weight_map"][kname].get<std::string>());
   at::Tensor k = shard.at(kname);
-  EXPECT_FLOAT_EQ(l.weights.at("blocks.1.attn.W_K")[1][5][3].item<float>(), k[1 * 4 + 3][5].item<float>());
+  EXPECT_FLOAT_EQ(l.weights.at("blocks.1.attn.W_K")[1][5][3].item<float>(),
+                  k[1 * 4 + 3][5].item<float>());
   // Gemma stores the effective RMSNorm scale 1 + w; its bf16 weights arrive as float32.
   const LoadedWeights g = load_model_weights(tiny_model("gemma2"));
   auto gidx = read_json_file(tiny_model("gemma2") + "/model.safetensors.index.json");
   const std::string nname = "model.layers.0.post_feedforward_layernorm.weight";
-  auto gshard = load_safetensors(tiny_model("gemma2") + "/" + gidx["weight_map"][nname].get<std::string>());
+  auto gshard =
+      load_safetensors(tiny_model("gemma2") + "/" + gidx["weight_map"][nname].get<std::string>());
   ASSERT_EQ(gshard.at(nname).scalar_type(), at::kBFloat16);
   EXPECT_EQ(g.weights.at("blocks.0.ln2_post.w").scalar_type(), at::kFloat);
-  EXPECT_TRUE(at::allclose(g.weights.at("blocks.0.ln2_post.w"), gshard.at(nname).to(at::kFloat) + 1.0f));
+  EXPECT_TRUE(
+      at::allclose(g.weights.at("blocks.0.ln2_post.w"), gshard.at(nname).to(at::kFloat) + 1.0f));
   // Tied embeddings (Qwen2 without lm_head): W_U is W_E transposed.
   const LoadedWeights q = load_model_weights(tiny_model("qwen2"));
   EXPECT_TRUE(at::equal(q.weights.at("unembed.W_U"), q.weights.at("embed.W_E").t()));
@@ -95,8 +101,9 @@ TEST(ConvertWeights, CanonicalNamesShapesAndValues) {
 }
 
 TEST(ConvertWeights, KwargsTrimLayersAndContext) {
-  const LoadedWeights g = load_model_weights(tiny_model("gpt2"), json{{"n_ctx", 8}, {"first_n_layers", 1},
-                                                                       {"center_writing_weights", false}});
+  const LoadedWeights g = load_model_weights(
+      tiny_model("gpt2"),
+      json{{"n_ctx", 8}, {"first_n_layers", 1}, {"center_writing_weights", false}});
   EXPECT_EQ(g.cfg.n_layers, 1);
   EXPECT_EQ(g.cfg.n_ctx, 8);
   EXPECT_EQ(g.weights.at("pos_embed.W_pos").size(0), 8);

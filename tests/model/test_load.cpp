@@ -25,10 +25,16 @@ class ScopedEnv {
  public:
   ScopedEnv(const char* name, const char* value) : name_(name) {
     if (const char* old = std::getenv(name)) old_ = old;
-    if (value) setenv(name, value, 1); else unsetenv(name);
+    if (value)
+      setenv(name, value, 1);
+    else
+      unsetenv(name);
   }
   ~ScopedEnv() {
-    if (old_) setenv(name_, old_->c_str(), 1); else unsetenv(name_);
+    if (old_)
+      setenv(name_, old_->c_str(), 1);
+    else
+      unsetenv(name_);
   }
 
  private:
@@ -45,7 +51,9 @@ std::string error_of(const std::function<void()>& f) {
   return "";
 }
 
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+bool contains(const std::string& s, const std::string& part) {
+  return s.find(part) != std::string::npos;
+}
 
 TEST(HfCache, CacheDirFromEnvironment) {
   ScopedEnv home("HOME", "/home/someone");
@@ -65,10 +73,12 @@ TEST(HfCache, CacheDirFromEnvironment) {
 
 TEST(HfCache, AliasesMapToRepos) {
   EXPECT_EQ(tl_official_model_name("gpt2-small"), std::optional<std::string>("gpt2"));
-  EXPECT_EQ(tl_official_model_name("tiny-stories-1L-21M"), std::optional<std::string>("roneneldan/TinyStories-1Layer-21M"));
+  EXPECT_EQ(tl_official_model_name("tiny-stories-1L-21M"),
+            std::optional<std::string>("roneneldan/TinyStories-1Layer-21M"));
   EXPECT_EQ(tl_official_model_name("ATTN-ONLY-2L-DEMO"),
             std::optional<std::string>("NeelNanda/Attn-Only-2L512W-Shortformer-6B-big-lr"));
-  EXPECT_EQ(tl_official_model_name("othello-gpt"), std::optional<std::string>("Baidicoot/Othello-GPT-Transformer-Lens"));
+  EXPECT_EQ(tl_official_model_name("othello-gpt"),
+            std::optional<std::string>("Baidicoot/Othello-GPT-Transformer-Lens"));
   EXPECT_EQ(tl_official_model_name("gemma-2-2b"), std::optional<std::string>("google/gemma-2-2b"));
   EXPECT_EQ(tl_official_model_name("no-such-model"), std::nullopt);
 }
@@ -78,7 +88,8 @@ TEST(HfCache, RefsMainChoosesTheSnapshot) {
   // A decoy snapshot written later than the real one: refs/main must win over recency.
   test::make_fake_hf_cache(cache.path(), "tiny-org/tiny-gpt2", tiny_model("gpt2"), "aaaa1111");
   fs::create_directories(cache / "models--tiny-org--tiny-gpt2/snapshots/zzzz9999");
-  test::write_text(cache / "models--tiny-org--tiny-gpt2/snapshots/zzzz9999/config.json", "{\"model_type\": \"bert\"}");
+  test::write_text(cache / "models--tiny-org--tiny-gpt2/snapshots/zzzz9999/config.json",
+                   "{\"model_type\": \"bert\"}");
   auto snap = find_hf_snapshot("tiny-org/tiny-gpt2", cache.path());
   ASSERT_TRUE(snap.has_value());
   EXPECT_EQ(fs::path(*snap).filename().string(), "aaaa1111");
@@ -101,7 +112,8 @@ TEST(HfCache, AliasResolvedThroughHfHome) {
 
 TEST(HfCache, TlNativeRepoWithPthInTheCache) {
   test::TempDir cache;
-  test::make_fake_hf_cache(cache.path(), "NeelNanda/Attn-Only-2L512W-Shortformer-6B-big-lr", tiny_model("attn_only"));
+  test::make_fake_hf_cache(cache.path(), "NeelNanda/Attn-Only-2L512W-Shortformer-6B-big-lr",
+                           tiny_model("attn_only"));
   ScopedEnv env("HF_HUB_CACHE", cache.path().c_str());
   const LoadedWeights w = load_model_weights("attn-only-2l-demo");
   EXPECT_EQ(w.cfg.positional_embedding_type, "shortformer");
@@ -125,7 +137,8 @@ TEST(LoadErrors, UnsupportedArchitectureNamesItAndTheSupportedOnes) {
   fs::copy_file(tiny_model("gpt2") + "/model.safetensors", d / "model.safetensors");
   const std::string msg = error_of([&] { load_model_weights(d.path()); });
   EXPECT_TRUE(contains(msg, "'bert'")) << msg;
-  for (const char* t : {"gpt2", "gpt_neo", "gemma2", "llama", "mistral", "qwen2"}) EXPECT_TRUE(contains(msg, t)) << msg;
+  for (const char* t : {"gpt2", "gpt_neo", "gemma2", "llama", "mistral", "qwen2"})
+    EXPECT_TRUE(contains(msg, t)) << msg;
 }
 
 TEST(LoadErrors, MissingTensorNamesFileAndTensor) {
@@ -143,7 +156,8 @@ TEST(LoadErrors, MissingTensorNamesFileAndTensor) {
 
 TEST(LoadErrors, ShardIndexNamingAMissingShard) {
   test::TempDir d;
-  for (const char* f : {"config.json", "model.safetensors.index.json", "model-00001-of-00002.safetensors"})
+  for (const char* f :
+       {"config.json", "model.safetensors.index.json", "model-00001-of-00002.safetensors"})
     fs::copy_file(tiny_model("llama") + "/" + f, d / f);
   const std::string msg = error_of([&] { load_model_weights(d.path()); });
   EXPECT_TRUE(contains(msg, "model-00002-of-00002.safetensors")) << msg;
@@ -167,10 +181,15 @@ TEST(TlNative, PthPathDirectly) {
 TEST(TlNative, LnPreCheckpointGetsUnitNorms) {
   // An OthelloGPT-style .pth with its LayerNorm weights folded away (TL's LNPre).
   test::TempDir d;
-  test::run_python("import torch, collections\n"
-                   "sd = torch.load(" + test::shell_quote(tiny_model("othello") + "/synthetic_model_final.pth") + ")\n"
-                   "sd = collections.OrderedDict((k, v) for k, v in sd.items() if '.ln' not in k and 'ln_final' not in k)\n"
-                   "torch.save(sd, " + test::shell_quote(d / "model.pth") + ")\n");
+  test::run_python(
+      "import torch, collections\n"
+      "sd = torch.load(" +
+      test::shell_quote(tiny_model("othello") + "/synthetic_model_final.pth") +
+      ")\n"
+      "sd = collections.OrderedDict((k, v) for k, v in sd.items() if '.ln' not in k and 'ln_final' "
+      "not in k)\n"
+      "torch.save(sd, " +
+      test::shell_quote(d / "model.pth") + ")\n");
   auto cfg = read_json_file(tiny_model("othello") + "/config.json");
   cfg["normalization_type"] = "LNPre";
   write_json_atomic(d / "config.json", cfg);

@@ -18,7 +18,8 @@ inline const std::string& tiny_models_dir() {
   static TempDir dir;
   static const bool made = [] {
     run_python("import sys\nsys.argv = ['make_tiny_models.py', " + shell_quote(dir.path()) + "]\n" +
-               "exec(open(" + shell_quote(std::string(SAELAB_FIXTURES_DIR) + "/model/make_tiny_models.py") +
+               "exec(open(" +
+               shell_quote(std::string(SAELAB_FIXTURES_DIR) + "/model/make_tiny_models.py") +
                ").read())\n");
     return true;
   }();
@@ -26,10 +27,13 @@ inline const std::string& tiny_models_dir() {
   return dir.path();
 }
 
-inline std::string tiny_model(const std::string& family) { return tiny_models_dir() + "/" + family; }
+inline std::string tiny_model(const std::string& family) {
+  return tiny_models_dir() + "/" + family;
+}
 
 // max |actual - expected| <= rel * max |expected|: a relative check on the scale of the logits.
-inline void expect_close_rel(const at::Tensor& actual, const at::Tensor& expected, double rel, const std::string& what) {
+inline void expect_close_rel(const at::Tensor& actual, const at::Tensor& expected, double rel,
+                             const std::string& what) {
   ASSERT_EQ(actual.sizes().vec(), expected.sizes().vec()) << what;
   const double scale = expected.abs().max().item<double>();
   const double err = (actual.to(at::kDouble) - expected.to(at::kDouble)).abs().max().item<double>();
@@ -38,7 +42,8 @@ inline void expect_close_rel(const at::Tensor& actual, const at::Tensor& expecte
 
 // A fake Hugging Face hub cache: models--ORG--NAME/{refs/main, snapshots/REV/<files>} whose
 // snapshot files are symlinks into blobs/, as huggingface_hub lays them out.
-inline void make_fake_hf_cache(const std::string& cache, const std::string& repo_id, const std::string& src_dir,
+inline void make_fake_hf_cache(const std::string& cache, const std::string& repo_id,
+                               const std::string& src_dir,
                                const std::string& rev = "0123456789abcdef") {
   namespace fs = std::filesystem;
   std::string folder = "models--";

@@ -29,8 +29,8 @@ bool has(const Weights& w, const std::string& n) { return w.count(n) > 0; }
 
 // The input the attention of block l reads, per TransformerLens: ln1's output (LN: hook_normalized
 // includes w and b; RMS: hook_normalized * w), or resid_pre without normalization.
-at::Tensor attn_input(const ModelConfig& c, const Weights& w, std::map<std::string, at::Tensor>& cache,
-                      int64_t l) {
+at::Tensor attn_input(const ModelConfig& c, const Weights& w,
+                      std::map<std::string, at::Tensor>& cache, int64_t l) {
   if (c.normalization_type == "none") return D(cache.at(L(l, "hook_resid_pre")));
   at::Tensor n = D(cache.at(L(l, "ln1.hook_normalized")));
   if (c.normalization_type == "RMS") n = n * D(w.at(L(l, "ln1.w")));
@@ -55,18 +55,22 @@ TEST(TransformerFamilies, ResidualIdentitiesHold) {
     if (cfg.positional_embedding_type == "standard") first = first + D(cache.at("hook_pos_embed"));
     EXPECT_LT(max_abs_diff(cache.at(L(0, "hook_resid_pre")), first), 1e-6);
     for (int64_t l = 0; l < cfg.n_layers; ++l) {
-      at::Tensor pre = D(cache.at(L(l, "hook_resid_pre"))), attn = D(cache.at(L(l, "hook_attn_out")));
+      at::Tensor pre = D(cache.at(L(l, "hook_resid_pre"))),
+                 attn = D(cache.at(L(l, "hook_attn_out")));
       if (cfg.d_mlp == 0) {
         EXPECT_EQ(cache.count(L(l, "hook_resid_mid")), 0u);
         EXPECT_LT(max_abs_diff(cache.at(L(l, "hook_resid_post")), pre + attn), 1e-5);
       } else {
         at::Tensor mid = D(cache.at(L(l, "hook_resid_mid")));
         EXPECT_LT(max_abs_diff(mid, pre + attn), 1e-5);
-        EXPECT_LT(max_abs_diff(cache.at(L(l, "hook_resid_post")), mid + D(cache.at(L(l, "hook_mlp_out")))),
+        EXPECT_LT(max_abs_diff(cache.at(L(l, "hook_resid_post")),
+                               mid + D(cache.at(L(l, "hook_mlp_out")))),
                   1e-5);
       }
       if (l + 1 < cfg.n_layers)
-        EXPECT_EQ(max_abs_diff(cache.at(L(l + 1, "hook_resid_pre")), cache.at(L(l, "hook_resid_post"))), 0.0);
+        EXPECT_EQ(
+            max_abs_diff(cache.at(L(l + 1, "hook_resid_pre")), cache.at(L(l, "hook_resid_post"))),
+            0.0);
     }
   }
 }
@@ -111,23 +115,29 @@ TEST(TransformerFamilies, AttentionRecomputedFromHookedQKV) {
         at::Tensor y = at::einsum("bpd,hde->bphe", {in, D(w.at(L(l, W)))});
         return has(w, L(l, b)) ? y + D(w.at(L(l, b))) : y;
       };
-      EXPECT_LT(max_abs_diff(cache.at(L(l, "attn.hook_q")), proj(xqk, "attn.W_Q", "attn.b_Q")), 1e-4);
-      EXPECT_LT(max_abs_diff(cache.at(L(l, "attn.hook_k")), proj(xqk, "attn.W_K", "attn.b_K")), 1e-4);
+      EXPECT_LT(max_abs_diff(cache.at(L(l, "attn.hook_q")), proj(xqk, "attn.W_Q", "attn.b_Q")),
+                1e-4);
+      EXPECT_LT(max_abs_diff(cache.at(L(l, "attn.hook_k")), proj(xqk, "attn.W_K", "attn.b_K")),
+                1e-4);
       EXPECT_LT(max_abs_diff(cache.at(L(l, "attn.hook_v")), proj(x, "attn.W_V", "attn.b_V")), 1e-4);
       at::Tensor q = D(cache.at(L(l, rotary ? "attn.hook_rot_q" : "attn.hook_q")));
       at::Tensor k = D(cache.at(L(l, rotary ? "attn.hook_rot_k" : "attn.hook_k")));
       at::Tensor v = D(cache.at(L(l, "attn.hook_v")));
-      double scale = cfg.use_attn_scale ? (cfg.attn_scale > 0 ? cfg.attn_scale : std::sqrt(double(cfg.d_head))) : 1.0;
+      double scale = cfg.use_attn_scale
+                         ? (cfg.attn_scale > 0 ? cfg.attn_scale : std::sqrt(double(cfg.d_head)))
+                         : 1.0;
       const bool local = !cfg.attn_types.empty() && cfg.attn_types[l] == "local";
       at::Tensor scores = torch::empty({B, h, P, P}, torch::kDouble);
       at::Tensor z = torch::empty({B, P, h, cfg.d_head}, torch::kDouble);
       for (int64_t head = 0; head < h; ++head) {
         const int64_t g = head / (h / kv);  // GQA group
         at::Tensor s = at::matmul(q.select(2, head), k.select(2, g).transpose(1, 2)) / scale;
-        if (cfg.attn_scores_soft_cap > 0) s = cfg.attn_scores_soft_cap * (s / cfg.attn_scores_soft_cap).tanh();
+        if (cfg.attn_scores_soft_cap > 0)
+          s = cfg.attn_scores_soft_cap * (s / cfg.attn_scores_soft_cap).tanh();
         for (int64_t i = 0; i < P; ++i)
           for (int64_t j = 0; j < P; ++j)
-            if (j > i || (local && j <= i - cfg.window_size)) s.select(1, i).select(1, j).fill_(-INFINITY);
+            if (j > i || (local && j <= i - cfg.window_size))
+              s.select(1, i).select(1, j).fill_(-INFINITY);
         scores.select(1, head).copy_(s);
         z.select(2, head).copy_(at::matmul(at::softmax(s, -1), v.select(2, g)));
       }
@@ -138,9 +148,11 @@ TEST(TransformerFamilies, AttentionRecomputedFromHookedQKV) {
       EXPECT_LT(max_abs_diff(cache.at(L(l, "attn.hook_pattern")), at::softmax(scores, -1)), 1e-5);
       EXPECT_LT(max_abs_diff(cache.at(L(l, "attn.hook_z")), z), 1e-5);
       // attn_out = sum_h z_h W_O[h] + b_O, then Gemma-2's post-norm.
-      at::Tensor out = at::einsum("bphe,hed->bpd", {D(cache.at(L(l, "attn.hook_z"))), D(w.at(L(l, "attn.W_O")))});
+      at::Tensor out = at::einsum("bphe,hed->bpd",
+                                  {D(cache.at(L(l, "attn.hook_z"))), D(w.at(L(l, "attn.W_O")))});
       if (has(w, L(l, "attn.b_O"))) out = out + D(w.at(L(l, "attn.b_O")));
-      if (cfg.use_normalization_before_and_after) out = rms_ref(out, w.at(L(l, "ln1_post.w")), cfg.eps);
+      if (cfg.use_normalization_before_and_after)
+        out = rms_ref(out, w.at(L(l, "ln1_post.w")), cfg.eps);
       EXPECT_LT(max_abs_diff(cache.at(L(l, "hook_attn_out")), out), 1e-4);
     }
   }
@@ -180,12 +192,14 @@ TEST(TransformerFamilies, MlpAndNormsRecomputed) {
       } else {
         at::Tensor pre = at::matmul(x, D(w.at(L(l, "mlp.W_in")))) + D(w.at(L(l, "mlp.b_in")));
         EXPECT_LT(max_abs_diff(cache.at(L(l, "mlp.hook_pre")), pre), 1e-4);
-        post = cfg.act_fn == "gelu" ? 0.5 * pre * (1 + (pre / std::sqrt(2.0)).erf()) : gelu_tanh(pre);
+        post =
+            cfg.act_fn == "gelu" ? 0.5 * pre * (1 + (pre / std::sqrt(2.0)).erf()) : gelu_tanh(pre);
       }
       EXPECT_LT(max_abs_diff(cache.at(L(l, "mlp.hook_post")), post), 1e-4);
       at::Tensor out = at::matmul(D(cache.at(L(l, "mlp.hook_post"))), D(w.at(L(l, "mlp.W_out"))));
       if (has(w, L(l, "mlp.b_out"))) out = out + D(w.at(L(l, "mlp.b_out")));
-      if (cfg.use_normalization_before_and_after) out = rms_ref(out, w.at(L(l, "ln2_post.w")), cfg.eps);
+      if (cfg.use_normalization_before_and_after)
+        out = rms_ref(out, w.at(L(l, "ln2_post.w")), cfg.eps);
       EXPECT_LT(max_abs_diff(cache.at(L(l, "hook_mlp_out")), out), 1e-4);
     }
   }
@@ -202,9 +216,12 @@ TEST(TransformerFamilies, LogitsAreTheUnembeddedFinalNorm) {
     if (cfg.normalization_type != "none") names.push_back("ln_final.hook_normalized");
     auto cache = m.run_with_cache(tokens, names, true);
     at::Tensor x;
-    if (cfg.normalization_type == "none") x = D(cache.at(last));
-    else if (cfg.normalization_type == "LN") x = D(cache.at("ln_final.hook_normalized"));
-    else x = D(cache.at("ln_final.hook_normalized")) * D(w.at("ln_final.w"));
+    if (cfg.normalization_type == "none")
+      x = D(cache.at(last));
+    else if (cfg.normalization_type == "LN")
+      x = D(cache.at("ln_final.hook_normalized"));
+    else
+      x = D(cache.at("ln_final.hook_normalized")) * D(w.at("ln_final.w"));
     at::Tensor logits = at::matmul(x, D(w.at("unembed.W_U")));
     if (has(w, "unembed.b_U")) logits = logits + D(w.at("unembed.b_U"));
     if (cfg.output_logits_soft_cap > 0) logits = 30.0 * (logits / 30.0).tanh();
@@ -253,8 +270,10 @@ TEST(TransformerWindows, KeysOutsideTheWindowGetZeroWeight) {
           double s = p.select(2, i).select(2, j).abs().sum().item<double>();
           if (j <= i - W) (local ? outside : inside_far) += s;
         }
-      if (local) EXPECT_EQ(outside, 0.0) << "layer " << l;
-      else EXPECT_GT(inside_far, 0.0) << "layer " << l;  // global layers do look far back
+      if (local)
+        EXPECT_EQ(outside, 0.0) << "layer " << l;
+      else
+        EXPECT_GT(inside_far, 0.0) << "layer " << l;  // global layers do look far back
       // Keys within the window (i - W < j <= i) all get weight.
       for (int64_t i = 0; i < P; ++i)
         for (int64_t j = std::max<int64_t>(0, i - W + 1); j <= i; ++j)
@@ -305,7 +324,8 @@ TEST(TransformerShortformer, PositionsReachOnlyQueriesAndKeys) {
   EXPECT_EQ(max_abs_diff(cache.at(L(0, "hook_resid_pre")), cache.at("hook_embed")), 0.0);
   at::Tensor expect_embed = D(w.at("embed.W_E")).index_select(0, t.reshape(-1)).view({2, 6, 16});
   EXPECT_LT(max_abs_diff(cache.at("hook_embed"), expect_embed), 1e-6);
-  EXPECT_LT(max_abs_diff(cache.at("hook_pos_embed")[1], w.at("pos_embed.W_pos").narrow(0, 0, 6)), 1e-7);
+  EXPECT_LT(max_abs_diff(cache.at("hook_pos_embed")[1], w.at("pos_embed.W_pos").narrow(0, 0, 6)),
+            1e-7);
   // Same tokens at other positions: V (and the residual) are position-free, Q is not.
   at::Tensor same = torch::full({1, 6}, 7, torch::kLong);
   auto c2 = m.run_with_cache(same, {L(0, "attn.hook_v"), L(0, "attn.hook_q")});
@@ -325,10 +345,12 @@ TEST(TransformerGemma2, EmbeddingScaleIsInsideHookEmbed) {
 
 TEST(TransformerGemma2, SoftCapsBoundScoresAndLogits) {
   ModelConfig cfg = tiny_gemma2();
-  Weights w = tiny_weights(cfg, 25, /*scale=*/40.0);  // drives raw scores and logits far past the caps
+  Weights w =
+      tiny_weights(cfg, 25, /*scale=*/40.0);  // drives raw scores and logits far past the caps
   Transformer m(cfg, w);
-  auto cache = m.run_with_cache(random_tokens(cfg, 2, 10, 26),
-                                {L(0, "attn.hook_attn_scores"), L(1, "attn.hook_attn_scores")}, true);
+  auto cache =
+      m.run_with_cache(random_tokens(cfg, 2, 10, 26),
+                       {L(0, "attn.hook_attn_scores"), L(1, "attn.hook_attn_scores")}, true);
   for (int64_t l = 0; l < 2; ++l) {
     at::Tensor s = cache.at(L(l, "attn.hook_attn_scores"));
     at::Tensor fin = s.masked_select(s.isfinite());

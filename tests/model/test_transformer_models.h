@@ -134,7 +134,7 @@ inline ModelConfig tiny_gemma2() {
 }
 
 inline std::vector<ModelConfig> all_tiny_configs() {
-  return {tiny_gpt2(), tiny_neo(), tiny_othello(), tiny_shortformer(),
+  return {tiny_gpt2(),  tiny_neo(),   tiny_othello(), tiny_shortformer(),
           tiny_llama(), tiny_qwen2(), tiny_mistral(), tiny_gemma2()};
 }
 

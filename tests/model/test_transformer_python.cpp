@@ -103,7 +103,8 @@ def heads(W, x, Wn, bn=None):
     if bn is not None and bn in W:
         y = y + W[bn][None, :, None, :]
     return y
-)PY") + "cases = " + jcases.dump() + R"PY(
+)PY") + "cases = " + jcases.dump() +
+                       R"PY(
 for case in cases:
     d = case["dir"]
     man = json.load(open(d + "/manifest.json"))
@@ -129,8 +130,7 @@ for case in cases:
 
 void expect_close(const at::Tensor& got, const at::Tensor& want, double rel) {
   const double scale = want.abs().max().item<double>();
-  EXPECT_LT(max_abs_diff(got, want), rel * std::max(1.0, scale))
-      << "max |ref| " << scale;
+  EXPECT_LT(max_abs_diff(got, want), rel * std::max(1.0, scale)) << "max |ref| " << scale;
 }
 
 }  // namespace
@@ -184,8 +184,12 @@ TEST(TransformerPython, Gpt2NeoOthelloShortformerMatchTheReference) {
     const ModelConfig& c = cfgs[i];
     // The switches are written from the family name, not read from the config under test.
     const bool neo = c.family == "gpt_neo", sf = c.family == "attn_only_shortformer";
-    nlohmann::json o{{"norm", !sf}, {"mlp", !sf}, {"shortformer", sf}, {"scale", !neo},
-                     {"erf_gelu", c.family == "othello_mingpt"}, {"window", 3},
+    nlohmann::json o{{"norm", !sf},
+                     {"mlp", !sf},
+                     {"shortformer", sf},
+                     {"scale", !neo},
+                     {"erf_gelu", c.family == "othello_mingpt"},
+                     {"window", 3},
                      {"local_layers", neo ? std::vector<int>{0} : std::vector<int>{}}};
     write_text(dirs[i] / "gpt.json", o.dump());
     cases.push_back({dirs[i].path(), &weights[i], random_tokens(c, 3, 12, 200 + i), kGptBody,
@@ -230,7 +234,8 @@ for l in range(2):
         resid0 = h
 logits = rms(h, W["ln_final.w"], eps) @ W["unembed.W_U"]
 logits = torch.tanh(logits / 30.0) * 30.0
-)PY", cfg.d_vocab, cfg.d_model}});
+)PY",
+                                cfg.d_vocab, cfg.d_model}});
   auto [logits, resid0] = ref.at(0);
   // The caps must matter here, or this test would not check them.
   EXPECT_GT(logits.abs().max().item<double>(), 15.0);
@@ -306,8 +311,8 @@ TEST(TransformerPython, LlamaQwen2MistralMatchTheReference) {
     nlohmann::json p{{"base", v.cfg.rotary_base}, {"llama3", v.llama3}};
     p["window"] = v.window ? nlohmann::json(*v.window) : nlohmann::json(nullptr);
     write_text(dirs[i] / "llama.json", p.dump());
-    cases.push_back({dirs[i].path(), &weights[i], random_tokens(v.cfg, 2, 12, v.seed + 1), kLlamaBody,
-                     v.cfg.d_vocab, v.cfg.d_model});
+    cases.push_back({dirs[i].path(), &weights[i], random_tokens(v.cfg, 2, 12, v.seed + 1),
+                     kLlamaBody, v.cfg.d_vocab, v.cfg.d_model});
   }
   auto ref = python_reference(cases);
   for (size_t i = 0; i < variants.size(); ++i) {

@@ -29,7 +29,8 @@ std::vector<double> rotate_ref(const std::vector<double>& x, int64_t pos, int64_
 
 at::Tensor rotate(const ModelConfig& cfg, const at::Tensor& x /*[1,P,H,E]*/, int64_t first_pos) {
   const int64_t P = x.size(1);
-  auto [sin, cos] = rotary_sin_cos(cfg, torch::arange(first_pos, first_pos + P, torch::kLong), at::kDouble);
+  auto [sin, cos] =
+      rotary_sin_cos(cfg, torch::arange(first_pos, first_pos + P, torch::kLong), at::kDouble);
   return apply_rotary(x, sin, cos, effective_rotary_dim(cfg));
 }
 
@@ -55,7 +56,8 @@ TEST(Rotary, MatchesThePairRotationElementByElement) {
 TEST(Rotary, ScoresDependOnlyOnRelativePosition) {
   ModelConfig cfg = tiny_llama();
   at::manual_seed(2);
-  at::Tensor q = torch::randn({1, 1, 1, 8}, torch::kDouble), k = torch::randn({1, 1, 1, 8}, torch::kDouble);
+  at::Tensor q = torch::randn({1, 1, 1, 8}, torch::kDouble),
+             k = torch::randn({1, 1, 1, 8}, torch::kDouble);
   auto score = [&](int64_t qpos, int64_t kpos) {
     return (rotate(cfg, q, qpos) * rotate(cfg, k, kpos)).sum().item<double>();
   };
@@ -81,7 +83,8 @@ TEST(Rotary, ModelRotatesQueriesAndKeysFromPositionZero) {
             std::vector<double> v(8);
             for (int64_t i = 0; i < 8; ++i) v[i] = pre[b][p][h][i].item<double>();
             auto ref = rotate_ref(v, p, 8, cfg.rotary_base);
-            for (int64_t i = 0; i < 8; ++i) EXPECT_NEAR(rot[b][p][h][i].item<double>(), ref[i], 1e-5);
+            for (int64_t i = 0; i < 8; ++i)
+              EXPECT_NEAR(rot[b][p][h][i].item<double>(), ref[i], 1e-5);
           }
     }
   }
@@ -101,8 +104,10 @@ TEST(Rotary, Llama3ScalingKeepsHighAndSlowsLowFrequencies) {
   at::Tensor plain = rotary_inv_freq(cfg);
   for (int64_t i = 0; i < 32; ++i) {
     const double f = plain[i].item<double>(), wavelen = 2 * M_PI / f;
-    if (wavelen < 8192.0 / 4.0) EXPECT_DOUBLE_EQ(scaled[i].item<double>(), f);          // high freq
-    else if (wavelen > 8192.0) EXPECT_NEAR(scaled[i].item<double>(), f / 8.0, 1e-18);  // low freq
+    if (wavelen < 8192.0 / 4.0)
+      EXPECT_DOUBLE_EQ(scaled[i].item<double>(), f);  // high freq
+    else if (wavelen > 8192.0)
+      EXPECT_NEAR(scaled[i].item<double>(), f / 8.0, 1e-18);  // low freq
     else {
       const double s = (8192.0 / wavelen - 1.0) / (4.0 - 1.0);
       EXPECT_NEAR(scaled[i].item<double>(), (1 - s) * f / 8.0 + s * f, 1e-15);

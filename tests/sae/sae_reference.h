@@ -138,8 +138,10 @@ inline RefOut ref_forward(const RefParams& r, const Vec& x_raw) {
   }
   o.recon = ref_decode(r, o.post);
   for (double& v : o.recon) {
-    if (r.norm == "constant_norm_rescale") v /= coeff;
-    else if (r.norm == "layer_norm") v = v * sd + mu;
+    if (r.norm == "constant_norm_rescale")
+      v /= coeff;
+    else if (r.norm == "layer_norm")
+      v = v * sd + mu;
   }
   return o;
 }

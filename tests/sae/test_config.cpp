@@ -93,8 +93,11 @@ TEST(SaeConfig, BatchTopKIsReadAsJumpReLU) {
 }
 
 TEST(SaeConfig, DefaultsAsSaeLensPre6) {
-  json j = {{"d_in", 4}, {"d_sae", 8}, {"hook_point", "blocks.2.hook_resid_post"},
-            {"hook_point_layer", 2}, {"normalize_activations", true}};
+  json j = {{"d_in", 4},
+            {"d_sae", 8},
+            {"hook_point", "blocks.2.hook_resid_post"},
+            {"hook_point_layer", 2},
+            {"normalize_activations", true}};
   SaeConfig c = SaeConfig::from_json(j, "old/cfg.json");
   EXPECT_EQ(c.architecture, "standard");
   EXPECT_EQ(c.hook_name, "blocks.2.hook_resid_post");
@@ -154,12 +157,28 @@ TEST(SaeConfig, ErrorsNameTheFileAndKey) {
 TEST(SaeConfig, WritesFlatFieldsAndCompleteMetadata) {
   SaeConfig c = SaeConfig::from_json(v6_topk_cfg(), "v6/cfg.json");
   json out = c.to_json();
-  for (const char* key : {"architecture", "d_in", "d_sae", "dtype", "device", "apply_b_dec_to_input",
-                          "normalize_activations", "model_name", "hook_name", "hook_layer",
-                          "hook_head_index", "context_size", "prepend_bos", "dataset_path",
-                          "seqpos_slice", "model_from_pretrained_kwargs", "activation_fn_str",
-                          "activation_fn_kwargs", "finetuning_scaling_factor",
-                          "dataset_trust_remote_code", "sae_lens_training_version", "k"})
+  for (const char* key : {"architecture",
+                          "d_in",
+                          "d_sae",
+                          "dtype",
+                          "device",
+                          "apply_b_dec_to_input",
+                          "normalize_activations",
+                          "model_name",
+                          "hook_name",
+                          "hook_layer",
+                          "hook_head_index",
+                          "context_size",
+                          "prepend_bos",
+                          "dataset_path",
+                          "seqpos_slice",
+                          "model_from_pretrained_kwargs",
+                          "activation_fn_str",
+                          "activation_fn_kwargs",
+                          "finetuning_scaling_factor",
+                          "dataset_trust_remote_code",
+                          "sae_lens_training_version",
+                          "k"})
     EXPECT_TRUE(out.contains(key)) << key;
   EXPECT_EQ(out["hook_name"], "blocks.3.hook_mlp_out");
   EXPECT_EQ(out["metadata"]["hook_name"], "blocks.3.hook_mlp_out");

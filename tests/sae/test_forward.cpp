@@ -45,8 +45,8 @@ void expect_close(const at::Tensor& got, const Vec& want, double tol, const std:
     EXPECT_NEAR(g[i], want[i], tol * (1 + std::abs(want[i]))) << what << " element " << i;
 }
 
-class SaeForwardTest
-    : public ::testing::TestWithParam<std::tuple<std::string, bool, std::string>> {};
+class SaeForwardTest : public ::testing::TestWithParam<std::tuple<std::string, bool, std::string>> {
+};
 
 TEST_P(SaeForwardTest, MatchesFloat64Formulas) {
   auto [arch, apply_b_dec, norm] = GetParam();

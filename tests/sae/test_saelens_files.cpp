@@ -292,8 +292,8 @@ TEST_F(SaeLensFiles, ResavedSaeLensDirectoryKeepsValuesAndFields) {
 
 TEST_F(SaeLensFiles, GemmaScopeMissingThresholdNamesIt) {
   std::string d = dir("gemmascope_bad");
-  test::run_python("import numpy as np, os\nos.makedirs(" + json(d).dump() +
-                   ")\nnp.savez(" + json(d + "/params.npz").dump() +
+  test::run_python("import numpy as np, os\nos.makedirs(" + json(d).dump() + ")\nnp.savez(" +
+                   json(d + "/params.npz").dump() +
                    ", W_enc=np.zeros((4, 6), np.float32), W_dec=np.zeros((6, 4), np.float32),"
                    " b_enc=np.zeros(6, np.float32), b_dec=np.zeros(4, np.float32))\n");
   try {

@@ -68,8 +68,8 @@ TEST_P(RoundTrip, BitForBitWithConfigAndSparsity) {
 
   std::set<std::string> files;
   for (auto& e : fs::directory_iterator(tmp / "sae")) files.insert(e.path().filename().string());
-  EXPECT_EQ(files, (std::set<std::string>{"cfg.json", "sae_weights.safetensors",
-                                          "sparsity.safetensors"}));
+  EXPECT_EQ(files,
+            (std::set<std::string>{"cfg.json", "sae_weights.safetensors", "sparsity.safetensors"}));
 
   auto back = load_sae(tmp / "sae");
   ASSERT_EQ(back->params().size(), sae->params().size());
@@ -95,14 +95,15 @@ TEST_P(RoundTrip, BitForBitWithConfigAndSparsity) {
   EXPECT_TRUE(torch::equal(back->forward(x).reconstruction, sae->forward(x).reconstruction));
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    AllArchitectures, RoundTrip,
-    ::testing::Combine(::testing::Values("standard", "gated", "topk", "jumprelu", "batchtopk"),
-                       ::testing::Values(at::kFloat, at::kBFloat16)),
-    [](const auto& info) {
-      return std::get<0>(info.param) +
-             (std::get<1>(info.param) == at::kFloat ? "_float32" : "_bfloat16");
-    });
+INSTANTIATE_TEST_SUITE_P(AllArchitectures, RoundTrip,
+                         ::testing::Combine(::testing::Values("standard", "gated", "topk",
+                                                              "jumprelu", "batchtopk"),
+                                            ::testing::Values(at::kFloat, at::kBFloat16)),
+                         [](const auto& info) {
+                           return std::get<0>(info.param) + (std::get<1>(info.param) == at::kFloat
+                                                                 ? "_float32"
+                                                                 : "_bfloat16");
+                         });
 
 // A reader written here in Python (struct + json, not saelab's) lists the tensors saelab wrote.
 TEST(SaveSae, FilesHaveExactlySaeLensNamesShapesAndFields) {
@@ -136,12 +137,25 @@ print(json.dumps(res))
     EXPECT_EQ(res[arch]["tensors"], w) << arch;
     const json& cfg = res[arch]["cfg"];
     // REFERENCE.md §3 fields, flat, plus SAELens 5's required ones and v6's metadata object.
-    for (const char* key : {"architecture", "d_in", "d_sae", "dtype", "device",
-                            "apply_b_dec_to_input", "normalize_activations", "model_name",
-                            "hook_name", "hook_layer", "hook_head_index", "context_size",
-                            "prepend_bos", "dataset_path", "seqpos_slice",
-                            "model_from_pretrained_kwargs", "activation_fn_str",
-                            "finetuning_scaling_factor", "dataset_trust_remote_code",
+    for (const char* key : {"architecture",
+                            "d_in",
+                            "d_sae",
+                            "dtype",
+                            "device",
+                            "apply_b_dec_to_input",
+                            "normalize_activations",
+                            "model_name",
+                            "hook_name",
+                            "hook_layer",
+                            "hook_head_index",
+                            "context_size",
+                            "prepend_bos",
+                            "dataset_path",
+                            "seqpos_slice",
+                            "model_from_pretrained_kwargs",
+                            "activation_fn_str",
+                            "finetuning_scaling_factor",
+                            "dataset_trust_remote_code",
                             "sae_lens_training_version"})
       EXPECT_TRUE(cfg.contains(key)) << arch << " " << key;
     EXPECT_EQ(cfg["architecture"], arch == "batchtopk" ? "jumprelu" : arch);

@@ -64,7 +64,8 @@ ActivationsStoreOptions opts(const std::string& hook = "hook_embed") {
 }
 
 std::unique_ptr<ActivationsStore> make_store(ActivationsStoreOptions o, int64_t n_windows = 600) {
-  return std::make_unique<ActivationsStore>(tiny_model(), std::make_unique<VecSource>(tagged_windows(n_windows)), o);
+  return std::make_unique<ActivationsStore>(
+      tiny_model(), std::make_unique<VecSource>(tagged_windows(n_windows)), o);
 }
 
 // Token id of each hook_embed row: the W_E row it equals.
@@ -105,7 +106,8 @@ TEST(ActivationsStore, MixingBufferMixesPrompts) {
 TEST(ActivationsStore, MemoryStaysWithinTheConfiguredBuffer) {
   auto o = opts();
   auto s = make_store(o);
-  const int64_t tokens = 4 * 4 * kCtx;  // n_batches_in_buffer × store_batch_size_prompts × context_size
+  const int64_t tokens =
+      4 * 4 * kCtx;  // n_batches_in_buffer × store_batch_size_prompts × context_size
   EXPECT_EQ(s->buffer_capacity_tokens(), tokens);
   for (int b = 0; b < 40; ++b) {
     s->next_batch(16);
@@ -134,7 +136,8 @@ TEST(ActivationsStore, DeterministicForASeedWithOrWithoutTheThread) {
   auto d = make_store(o);
   bool differs = false;
   for (int i = 0; i < 20; ++i) {
-    at::Tensor xa = a->next_batch(16), xb = b->next_batch(16), xc = c->next_batch(16), xd = d->next_batch(16);
+    at::Tensor xa = a->next_batch(16), xb = b->next_batch(16), xc = c->next_batch(16),
+               xd = d->next_batch(16);
     EXPECT_TRUE(torch::equal(xa, xb)) << "batch " << i;
     EXPECT_TRUE(torch::equal(xa, xc)) << "batch " << i;
     differs |= !torch::equal(xa, xd);
@@ -151,7 +154,8 @@ TEST(ActivationsStore, HookZHeadsSliceAndExclusion) {
   at::Tensor ref = tiny_model()->run_with_cache(toks, {z}).at(z);  // [4, 8, 4 heads, 4]
 
   auto o = opts(z);
-  auto s = std::make_unique<ActivationsStore>(tiny_model(), std::make_unique<VecSource>(windows), o);
+  auto s =
+      std::make_unique<ActivationsStore>(tiny_model(), std::make_unique<VecSource>(windows), o);
   EXPECT_EQ(s->d_in(), 16);  // n_heads × d_head, flattened
   auto c = s->next_chunk();
   EXPECT_EQ(c.windows_end, 4);
@@ -175,13 +179,18 @@ TEST(ActivationsStore, HookZHeadsSliceAndExclusion) {
   EXPECT_TRUE(torch::allclose(c.rows, torch::stack(expect), 1e-5, 1e-6));
 
   o.hook_head_index = 4;
-  EXPECT_THROW(std::make_unique<ActivationsStore>(tiny_model(), std::make_unique<VecSource>(windows), o), Error);
+  EXPECT_THROW(
+      std::make_unique<ActivationsStore>(tiny_model(), std::make_unique<VecSource>(windows), o),
+      Error);
   auto bad = opts("blocks.0.hook_mlp_out");
   bad.hook_head_index = 0;
-  EXPECT_THROW(std::make_unique<ActivationsStore>(tiny_model(), std::make_unique<VecSource>(windows), bad), Error);
-  EXPECT_THROW(std::make_unique<ActivationsStore>(tiny_model(), std::make_unique<VecSource>(windows),
-                                                  opts("blocks.9.hook_mlp_out")),
-               Error);
+  EXPECT_THROW(
+      std::make_unique<ActivationsStore>(tiny_model(), std::make_unique<VecSource>(windows), bad),
+      Error);
+  EXPECT_THROW(
+      std::make_unique<ActivationsStore>(tiny_model(), std::make_unique<VecSource>(windows),
+                                         opts("blocks.9.hook_mlp_out")),
+      Error);
 }
 
 TEST(ActivationsStore, RestartsAnExhaustedDataset) {
@@ -191,7 +200,8 @@ TEST(ActivationsStore, RestartsAnExhaustedDataset) {
   const std::string err = testing::internal::GetCapturedStderr();
   EXPECT_GT(s->dataset_restarts(), 0);
   EXPECT_NE(err.find("ran out after 6 windows"), std::string::npos) << err;
-  auto empty = std::make_unique<ActivationsStore>(tiny_model(), std::make_unique<VecSource>(tagged_windows(0)), opts());
+  auto empty = std::make_unique<ActivationsStore>(
+      tiny_model(), std::make_unique<VecSource>(tagged_windows(0)), opts());
   EXPECT_THROW(empty->next_batch(16), Error);
 }
 

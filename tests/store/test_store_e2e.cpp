@@ -46,11 +46,13 @@ std::vector<std::vector<int64_t>> write_tokens(const std::string& path, int64_t 
 std::string config(const TempDir& d, const std::string& tokens) {
   return "model_name = " + json(test::tiny_model("gpt2")).dump() +
          "\nhook_name = \"blocks.0.hook_resid_post\"\nhook_layer = 0\nd_in = 16\n"
-         "dataset_path = " + json(tokens).dump() +
+         "dataset_path = " +
+         json(tokens).dump() +
          "\nis_dataset_tokenized = true\ncontext_size = 16\nprepend_bos = false\n"
          "architecture = \"standard\"\nexpansion_factor = 4\nb_dec_init_method = \"mean\"\n"
          "l1_coefficient = 0.001\nlr = 0.003\nadam_beta1 = 0.9\n"
-         "training_tokens = " + std::to_string(kTokens) +
+         "training_tokens = " +
+         std::to_string(kTokens) +
          "\ntrain_batch_size_tokens = 256\nn_batches_in_buffer = 8\nstore_batch_size_prompts = 16\n"
          "log_to_wandb = false\nwandb_log_frequency = 10\nseed = 1\ncheckpoint_path = " +
          json(d / "ckpt").dump() + "\ncached_activations_path = " + json(d / "cache").dump() + "\n";
@@ -85,7 +87,8 @@ TEST(StoreEndToEnd, TrainCacheAndCachedTraining) {
   auto rows = write_tokens(d / "tokens.jsonl");
   write_text(d / "run.toml", config(d, d / "tokens.jsonl"));
 
-  auto r = run_saelab("train " + shell_quote(d / "run.toml") + " --run-dir " + shell_quote(d / "run1") + " --json");
+  auto r = run_saelab("train " + shell_quote(d / "run.toml") + " --run-dir " +
+                      shell_quote(d / "run1") + " --json");
   ASSERT_EQ(r.rc, 0) << r.err << r.out;
   const json s1 = last_json_line(r.out);
   EXPECT_EQ(s1["n_training_tokens"].get<int64_t>(), kTokens);
@@ -99,7 +102,9 @@ TEST(StoreEndToEnd, TrainCacheAndCachedTraining) {
   at::Tensor toks = torch::empty({128, kCtx}, torch::kLong);
   for (int64_t i = 0; i < 128; ++i)
     for (int64_t p = 0; p < kCtx; ++p) toks[i][p] = rows[size_t(i)][size_t(p)];
-  at::Tensor x = lm.model->run_with_cache(toks, {"blocks.0.hook_resid_post"}).at("blocks.0.hook_resid_post").reshape({-1, 16});
+  at::Tensor x = lm.model->run_with_cache(toks, {"blocks.0.hook_resid_post"})
+                     .at("blocks.0.hook_resid_post")
+                     .reshape({-1, 16});
   const double ev = explained_variance(d / "run1/final", x);
   EXPECT_GT(ev, 0.5);
 
@@ -110,9 +115,13 @@ TEST(StoreEndToEnd, TrainCacheAndCachedTraining) {
   EXPECT_EQ(c1["tokens"].get<int64_t>(), kTokens);
   const json m = read_json_file(d / "cache/manifest.json");
   int64_t total = 0;
-  for (const auto& sh : m["shards"]) total += SafetensorsFile(d / ("cache/" + sh["file"].get<std::string>())).entry("activations").shape[0];
+  for (const auto& sh : m["shards"])
+    total += SafetensorsFile(d / ("cache/" + sh["file"].get<std::string>()))
+                 .entry("activations")
+                 .shape[0];
   EXPECT_EQ(total, kTokens);
-  EXPECT_EQ(m["shards"].size(), size_t((kTokens + 5119) / 5120));  // shards of whole 16×16-token chunks
+  EXPECT_EQ(m["shards"].size(),
+            size_t((kTokens + 5119) / 5120));  // shards of whole 16×16-token chunks
   EXPECT_EQ(m["hook_name"], "blocks.0.hook_resid_post");
   EXPECT_EQ(m["context_size"], 16);
 
@@ -157,13 +166,15 @@ TEST(StoreEndToEnd, DatasetThatDoesNotFitTheModelStopsBeforeTraining) {
   TempDir d;
   write_tokens(d / "tokens.jsonl", 50);
   write_text(d / "run.toml", config(d, d / "tokens.jsonl"));
-  auto r = run_saelab("train " + shell_quote(d / "run.toml") + " --run-dir " + shell_quote(d / "run"));
+  auto r =
+      run_saelab("train " + shell_quote(d / "run.toml") + " --run-dir " + shell_quote(d / "run"));
   EXPECT_EQ(r.rc, 1);
   EXPECT_NE(r.err.find("tokens.jsonl"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("token id 50"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find(test::tiny_model("gpt2")), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(d / "run/final"));
-  r = run_saelab("train " + shell_quote(d / "run.toml") + " --run-dir " + shell_quote(d / "run4") + " --set d_in=32");
+  r = run_saelab("train " + shell_quote(d / "run.toml") + " --run-dir " + shell_quote(d / "run4") +
+                 " --set d_in=32");
   EXPECT_EQ(r.rc, 1);
   EXPECT_NE(r.err.find("d_in = 32"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("width 16"), std::string::npos) << r.err;

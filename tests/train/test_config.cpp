@@ -26,7 +26,8 @@ void expect_error(const std::string& path, const std::vector<std::string>& sets,
   } catch (const Error& e) {
     std::string msg = e.what();
     EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
-    for (const auto& p : parts) EXPECT_NE(msg.find(p), std::string::npos) << "'" << p << "' not in: " << msg;
+    for (const auto& p : parts)
+      EXPECT_NE(msg.find(p), std::string::npos) << "'" << p << "' not in: " << msg;
   }
 }
 
@@ -41,42 +42,96 @@ TEST(RunnerConfig, DefaultsAreSAELensV5s) {
   json j = to_json(c);
   // sae_lens/config.py (v5.11.0) LanguageModelSAERunnerConfig field defaults.
   json want = {
-      {"model_name", "gelu-2l"}, {"model_class_name", "HookedTransformer"},
-      {"hook_name", "blocks.0.hook_mlp_out"}, {"hook_eval", "NOT_IN_USE"}, {"hook_layer", 0},
-      {"hook_head_index", nullptr}, {"dataset_path", ""}, {"dataset_trust_remote_code", true},
-      {"streaming", true}, {"is_dataset_tokenized", true}, {"context_size", 128},
-      {"use_cached_activations", false}, {"cached_activations_path", nullptr},
-      {"architecture", "standard"}, {"d_in", 512}, {"b_dec_init_method", "geometric_median"},
-      {"activation_fn_kwargs", json::object()}, {"normalize_sae_decoder", true},
-      {"noise_scale", 0.0}, {"from_pretrained_path", nullptr}, {"apply_b_dec_to_input", true},
-      {"decoder_orthogonal_init", false}, {"decoder_heuristic_init", false},
-      {"decoder_heuristic_init_norm", 0.1}, {"init_encoder_as_decoder_transpose", false},
-      {"n_batches_in_buffer", 20}, {"training_tokens", 2000000}, {"finetuning_tokens", 0},
-      {"store_batch_size_prompts", 32}, {"normalize_activations", "none"},
-      {"seqpos_slice", json::array({nullptr})}, {"device", "cpu"}, {"seed", 42},
-      {"dtype", "float32"}, {"prepend_bos", true}, {"jumprelu_init_threshold", 0.001},
-      {"jumprelu_bandwidth", 0.001}, {"autocast", false}, {"autocast_lm", false},
-      {"compile_llm", false}, {"llm_compilation_mode", nullptr}, {"compile_sae", false},
-      {"sae_compilation_mode", nullptr}, {"train_batch_size_tokens", 4096}, {"adam_beta1", 0.0},
-      {"adam_beta2", 0.999}, {"mse_loss_normalization", nullptr}, {"l1_coefficient", 1e-3},
-      {"lp_norm", 1.0}, {"scale_sparsity_penalty_by_decoder_norm", false},
-      {"l1_warm_up_steps", 0}, {"lr", 3e-4}, {"lr_scheduler_name", "constant"},
-      {"lr_warm_up_steps", 0}, {"lr_decay_steps", 0}, {"n_restart_cycles", 1},
-      {"finetuning_method", nullptr}, {"use_ghost_grads", false},
-      {"feature_sampling_window", 2000}, {"dead_feature_window", 1000},
-      {"dead_feature_threshold", 1e-8}, {"n_eval_batches", 10},
-      {"eval_batch_size_prompts", nullptr}, {"log_to_wandb", true},
-      {"log_activations_store_to_wandb", false}, {"log_optimizer_state_to_wandb", false},
-      {"wandb_project", "mats_sae_training_language_model"}, {"wandb_id", nullptr},
-      {"wandb_entity", nullptr}, {"wandb_log_frequency", 10}, {"eval_every_n_wandb_logs", 100},
-      {"resume", false}, {"n_checkpoints", 0}, {"checkpoint_path", "checkpoints"},
-      {"verbose", true}, {"model_kwargs", json::object()}, {"exclude_special_tokens", false},
+      {"model_name", "gelu-2l"},
+      {"model_class_name", "HookedTransformer"},
+      {"hook_name", "blocks.0.hook_mlp_out"},
+      {"hook_eval", "NOT_IN_USE"},
+      {"hook_layer", 0},
+      {"hook_head_index", nullptr},
+      {"dataset_path", ""},
+      {"dataset_trust_remote_code", true},
+      {"streaming", true},
+      {"is_dataset_tokenized", true},
+      {"context_size", 128},
+      {"use_cached_activations", false},
+      {"cached_activations_path", nullptr},
+      {"architecture", "standard"},
+      {"d_in", 512},
+      {"b_dec_init_method", "geometric_median"},
+      {"activation_fn_kwargs", json::object()},
+      {"normalize_sae_decoder", true},
+      {"noise_scale", 0.0},
+      {"from_pretrained_path", nullptr},
+      {"apply_b_dec_to_input", true},
+      {"decoder_orthogonal_init", false},
+      {"decoder_heuristic_init", false},
+      {"decoder_heuristic_init_norm", 0.1},
+      {"init_encoder_as_decoder_transpose", false},
+      {"n_batches_in_buffer", 20},
+      {"training_tokens", 2000000},
+      {"finetuning_tokens", 0},
+      {"store_batch_size_prompts", 32},
+      {"normalize_activations", "none"},
+      {"seqpos_slice", json::array({nullptr})},
+      {"device", "cpu"},
+      {"seed", 42},
+      {"dtype", "float32"},
+      {"prepend_bos", true},
+      {"jumprelu_init_threshold", 0.001},
+      {"jumprelu_bandwidth", 0.001},
+      {"autocast", false},
+      {"autocast_lm", false},
+      {"compile_llm", false},
+      {"llm_compilation_mode", nullptr},
+      {"compile_sae", false},
+      {"sae_compilation_mode", nullptr},
+      {"train_batch_size_tokens", 4096},
+      {"adam_beta1", 0.0},
+      {"adam_beta2", 0.999},
+      {"mse_loss_normalization", nullptr},
+      {"l1_coefficient", 1e-3},
+      {"lp_norm", 1.0},
+      {"scale_sparsity_penalty_by_decoder_norm", false},
+      {"l1_warm_up_steps", 0},
+      {"lr", 3e-4},
+      {"lr_scheduler_name", "constant"},
+      {"lr_warm_up_steps", 0},
+      {"lr_decay_steps", 0},
+      {"n_restart_cycles", 1},
+      {"finetuning_method", nullptr},
+      {"use_ghost_grads", false},
+      {"feature_sampling_window", 2000},
+      {"dead_feature_window", 1000},
+      {"dead_feature_threshold", 1e-8},
+      {"n_eval_batches", 10},
+      {"eval_batch_size_prompts", nullptr},
+      {"log_to_wandb", true},
+      {"log_activations_store_to_wandb", false},
+      {"log_optimizer_state_to_wandb", false},
+      {"wandb_project", "mats_sae_training_language_model"},
+      {"wandb_id", nullptr},
+      {"wandb_entity", nullptr},
+      {"wandb_log_frequency", 10},
+      {"eval_every_n_wandb_logs", 100},
+      {"resume", false},
+      {"n_checkpoints", 0},
+      {"checkpoint_path", "checkpoints"},
+      {"verbose", true},
+      {"model_kwargs", json::object()},
+      {"exclude_special_tokens", false},
       // v6 names (sae_lens v6.18 TrainingSAEConfig subclasses and runner config)
-      {"sequence_separator_token", "bos"}, {"disable_concat_sequences", false},
-      {"l0_coefficient", 1.0}, {"l0_warm_up_steps", 0}, {"aux_loss_coefficient", 1.0},
-      {"topk_threshold_lr", 0.01}, {"matryoshka_widths", json::array()},
+      {"sequence_separator_token", "bos"},
+      {"disable_concat_sequences", false},
+      {"l0_coefficient", 1.0},
+      {"l0_warm_up_steps", 0},
+      {"aux_loss_coefficient", 1.0},
+      {"topk_threshold_lr", 0.01},
+      {"matryoshka_widths", json::array()},
       // SAELens's __post_init__ resolution
-      {"activation_fn", "relu"}, {"expansion_factor", 4}, {"d_sae", 2048}, {"lr_end", 3e-5},
+      {"activation_fn", "relu"},
+      {"expansion_factor", 4},
+      {"d_sae", 2048},
+      {"lr_end", 3e-5},
       {"model_from_pretrained_kwargs", {{"center_writing_weights", false}}},
       {"run_name", "2048-L1-0.001-LR-0.0003-Tokens-2.000e+06"},
       // saelab's own
@@ -139,9 +194,9 @@ wandb_project = "p"
   EXPECT_EQ(load_runner_config(dir / "run.json"), t);
 
   RunnerConfig o = load_runner_config(
-      dir / "run.toml", {"lr=1e-4", "architecture=batchtopk", "k=32", "hook_head_index=3",
-                         "run_name=2024", "d_sae=128", "matryoshka_widths=[64, 128]",
-                         "architecture = matryoshka_batchtopk"});
+      dir / "run.toml",
+      {"lr=1e-4", "architecture=batchtopk", "k=32", "hook_head_index=3", "run_name=2024",
+       "d_sae=128", "matryoshka_widths=[64, 128]", "architecture = matryoshka_batchtopk"});
   EXPECT_DOUBLE_EQ(o.lr, 1e-4);
   EXPECT_EQ(o.architecture, "matryoshka_batchtopk");
   EXPECT_EQ(o.k(), 32);  // --set k beats the file's activation_fn_kwargs.k
@@ -156,15 +211,29 @@ TEST(RunnerConfig, SavedConfigLoadsBackEqual) {
   test::TempDir dir;
   for (const auto& sets : std::vector<std::vector<std::string>>{
            {},
-           {"architecture=jumprelu", "d_in=48", "d_sae=200", "lr=1.234567890123e-4",
-            "l1_coefficient=5", "adam_beta1=0.9", "seqpos_slice=[2, -3, 1]",
-            "exclude_special_tokens=[0, 50256]", "sequence_separator_token=7",
+           {"architecture=jumprelu",
+            "d_in=48",
+            "d_sae=200",
+            "lr=1.234567890123e-4",
+            "l1_coefficient=5",
+            "adam_beta1=0.9",
+            "seqpos_slice=[2, -3, 1]",
+            "exclude_special_tokens=[0, 50256]",
+            "sequence_separator_token=7",
             "model_from_pretrained_kwargs={ n_devices = 1, dtype = \"bfloat16\" }",
-            "dataset_path=toy", "toy_correlated_groups=3", "toy_magnitude_std=0.25",
-            "use_ghost_grads=true", "mse_loss_normalization=dense_batch",
-            "cached_activations_path=/x/y", "run_name=with \"quotes\" and \\ backslash",
-            "wandb_entity=me", "normalize_sae_decoder=false", "decoder_heuristic_init=true",
-            "training_tokens=123456789", "lr_decay_steps=1000", "lr_end=0"}}) {
+            "dataset_path=toy",
+            "toy_correlated_groups=3",
+            "toy_magnitude_std=0.25",
+            "use_ghost_grads=true",
+            "mse_loss_normalization=dense_batch",
+            "cached_activations_path=/x/y",
+            "run_name=with \"quotes\" and \\ backslash",
+            "wandb_entity=me",
+            "normalize_sae_decoder=false",
+            "decoder_heuristic_init=true",
+            "training_tokens=123456789",
+            "lr_decay_steps=1000",
+            "lr_end=0"}}) {
     RunnerConfig c = load_runner_config("", sets);
     test::write_text(dir / "config.toml", to_toml(c));
     RunnerConfig back = load_runner_config(dir / "config.toml");
@@ -178,8 +247,8 @@ TEST(RunnerConfig, SavedConfigLoadsBackEqual) {
 TEST(RunnerConfigErrors, UnknownKeySuggestsTheNearest) {
   test::TempDir dir;
   test::write_text(dir / "run.toml", "l1_coeficient = 1.0\n");
-  expect_error(dir / "run.toml", {}, {"unknown key 'l1_coeficient'", "run.toml",
-                                     "did you mean 'l1_coefficient'?"});
+  expect_error(dir / "run.toml", {},
+               {"unknown key 'l1_coeficient'", "run.toml", "did you mean 'l1_coefficient'?"});
   expect_set_error({"lr_warmup_steps=3"}, {"lr_warmup_steps", "did you mean 'lr_warm_up_steps'"});
   expect_set_error({"nonsense_entirely_unrelated=1"}, {"nonsense_entirely_unrelated"});
 }
@@ -206,7 +275,8 @@ TEST(RunnerConfigErrors, InconsistentSizes) {
 
 TEST(RunnerConfigErrors, WarmUpsLongerThanTraining) {
   // 40960 tokens / 4096 = 10 steps.
-  expect_set_error({"training_tokens=40960", "lr_warm_up_steps=11"}, {"lr_warm_up_steps", "10 steps"});
+  expect_set_error({"training_tokens=40960", "lr_warm_up_steps=11"},
+                   {"lr_warm_up_steps", "10 steps"});
   expect_set_error({"training_tokens=40960", "l1_warm_up_steps=20"}, {"l1_warm_up_steps"});
   expect_set_error({"training_tokens=40960", "lr_decay_steps=11"}, {"lr_decay_steps"});
   expect_set_error({"training_tokens=40960", "l0_warm_up_steps=11"}, {"l0_warm_up_steps"});
@@ -227,15 +297,20 @@ TEST(RunnerConfigErrors, KOutOfRange) {
     EXPECT_EQ(load_runner_config("", {a, "d_in=16", "d_sae=64", "k=8"}).k(), 8);
   }
   test::TempDir dir;
-  test::write_text(dir / "run.toml", "architecture = \"topk\"\nk = 8\nactivation_fn_kwargs = { k = 9 }\n");
+  test::write_text(dir / "run.toml",
+                   "architecture = \"topk\"\nk = 8\nactivation_fn_kwargs = { k = 9 }\n");
   expect_error(dir / "run.toml", {}, {"'k'", "activation_fn_kwargs.k"});
 }
 
 TEST(RunnerConfigErrors, UnknownNamesListTheValidOnes) {
-  expect_set_error({"architecture=relu"}, {"architecture", "'relu'", "standard", "matryoshka_batchtopk"});
-  expect_set_error({"lr_scheduler_name=cosine"}, {"lr_scheduler_name", "cosineannealingwarmrestarts"});
-  expect_set_error({"b_dec_init_method=median"}, {"b_dec_init_method", "geometric_median", "zeros"});
-  expect_set_error({"normalize_activations=l2"}, {"normalize_activations", "expected_average_only_in"});
+  expect_set_error({"architecture=relu"},
+                   {"architecture", "'relu'", "standard", "matryoshka_batchtopk"});
+  expect_set_error({"lr_scheduler_name=cosine"},
+                   {"lr_scheduler_name", "cosineannealingwarmrestarts"});
+  expect_set_error({"b_dec_init_method=median"},
+                   {"b_dec_init_method", "geometric_median", "zeros"});
+  expect_set_error({"normalize_activations=l2"},
+                   {"normalize_activations", "expected_average_only_in"});
   expect_set_error({"dtype=float8"}, {"dtype", "bfloat16"});
 }
 
@@ -250,20 +325,28 @@ TEST(RunnerConfigErrors, ValueRanges) {
   expect_set_error({"normalize_sae_decoder=true", "decoder_heuristic_init=true"},
                    {"normalize_sae_decoder", "decoder_heuristic_init"});
   expect_set_error({"dataset_path=toy", "toy_feature_probability=0"}, {"toy_feature_probability"});
-  expect_set_error({"dataset_path=toy", "toy_n_features=8", "toy_correlated_groups=5", "toy_group_size=2"},
-                   {"toy_correlated_groups"});
+  expect_set_error(
+      {"dataset_path=toy", "toy_n_features=8", "toy_correlated_groups=5", "toy_group_size=2"},
+      {"toy_correlated_groups"});
 }
 
 TEST(RunnerConfigErrors, MatryoshkaWidths) {
-  std::vector<std::string> base = {"architecture=matryoshka_batchtopk", "d_in=16", "d_sae=64", "k=4"};
-  auto with = [&](const std::string& s) { auto v = base; v.push_back(s); return v; };
+  std::vector<std::string> base = {"architecture=matryoshka_batchtopk", "d_in=16", "d_sae=64",
+                                   "k=4"};
+  auto with = [&](const std::string& s) {
+    auto v = base;
+    v.push_back(s);
+    return v;
+  };
   expect_set_error(with("matryoshka_widths=[32, 16, 64]"), {"matryoshka_widths", "increasing"});
   expect_set_error(with("matryoshka_widths=[16, 32]"), {"matryoshka_widths", "d_sae = 64"});
-  EXPECT_EQ(load_runner_config("", with("matryoshka_widths=[16, 32, 64]")).matryoshka_widths.size(), 3u);
+  EXPECT_EQ(load_runner_config("", with("matryoshka_widths=[16, 32, 64]")).matryoshka_widths.size(),
+            3u);
 }
 
 TEST(RunnerConfigErrors, CachedActivationsNeedAPath) {
-  expect_set_error({"use_cached_activations=true"}, {"use_cached_activations", "cached_activations_path"});
+  expect_set_error({"use_cached_activations=true"},
+                   {"use_cached_activations", "cached_activations_path"});
   expect_set_error({"use_cached_activations=true", "cached_activations_path=x", "dataset_path=toy"},
                    {"use_cached_activations", "toy"});
 }
@@ -279,7 +362,8 @@ TEST(RunnerConfigErrors, FileProblems) {
 }
 
 TEST(Sources, FactoryPicksToyAndRefusesModels) {
-  RunnerConfig c = load_runner_config("", {"dataset_path=toy", "d_in=8", "toy_n_features=32", "seed=5"});
+  RunnerConfig c =
+      load_runner_config("", {"dataset_path=toy", "d_in=8", "toy_n_features=32", "seed=5"});
   auto src = make_activation_source(c);
   EXPECT_EQ(src->d_in(), 8);
   ASSERT_TRUE(src->true_features().has_value());
@@ -307,14 +391,16 @@ TEST(RunnerConfig, ShippedConfigsLoad) {
 }
 
 TEST(RunnerConfig, LoadsTomlTextNamedInErrors) {
-  RunnerConfig c = load_runner_config_text("lr = 2e-3\nd_in = 16\n", "configs/toy.toml (built in)", {"d_sae=32"});
+  RunnerConfig c = load_runner_config_text("lr = 2e-3\nd_in = 16\n", "configs/toy.toml (built in)",
+                                           {"d_sae=32"});
   EXPECT_DOUBLE_EQ(c.lr, 2e-3);
   EXPECT_EQ(c.resolved_d_sae(), 32);
   try {
     load_runner_config_text("lr = 2e-3\nbogus_key = 1\n", "configs/toy.toml (built in)");
     FAIL();
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("configs/toy.toml (built in)"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("configs/toy.toml (built in)"), std::string::npos)
+        << e.what();
   }
   EXPECT_THROW(load_runner_config_text("lr = = 1\n", "x"), Error);
   // A --set value that is not TOML for a numeric key names key, expected type and the text.

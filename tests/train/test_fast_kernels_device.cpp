@@ -84,7 +84,8 @@ std::string error_of(const std::string& device) {
 
 TEST(TrainingDevice, NamesAndOneLineErrors) {
   EXPECT_TRUE(training_device("cpu").is_cpu());
-  EXPECT_NE(error_of("gpu").find("expected cpu, cuda or cuda:N"), std::string::npos) << error_of("gpu");
+  EXPECT_NE(error_of("gpu").find("expected cpu, cuda or cuda:N"), std::string::npos)
+      << error_of("gpu");
   EXPECT_NE(error_of("mps").find("cpu or cuda"), std::string::npos) << error_of("mps");
   if (!torch::cuda::is_available()) {
     EXPECT_NE(error_of("cuda").find("without CUDA"), std::string::npos) << error_of("cuda");

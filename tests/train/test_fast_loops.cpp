@@ -74,10 +74,16 @@ TEST(FastPath, TopKRowsEqualsTorchTopK) {
     Threads t(threads);
     uint64_t seed = 10;
     // S not a multiple of the 64-wide blocks; k above the number of positives; k = S.
-    for (auto [N, S, k] : {std::tuple<int64_t, int64_t, int64_t>{5, 1, 1}, {9, 7, 3}, {17, 100, 8},
-                          {3, 1000, 32}, {33, 4099, 32}, {4, 70, 70}, {6, 130, 200}})
+    for (auto [N, S, k] : {std::tuple<int64_t, int64_t, int64_t>{5, 1, 1},
+                           {9, 7, 3},
+                           {17, 100, 8},
+                           {3, 1000, 32},
+                           {33, 4099, 32},
+                           {4, 70, 70},
+                           {6, 130, 200}})
       for (auto dtype : {torch::kFloat32, torch::kFloat64}) {
-        SCOPED_TRACE("N=" + std::to_string(N) + " S=" + std::to_string(S) + " k=" + std::to_string(k));
+        SCOPED_TRACE("N=" + std::to_string(N) + " S=" + std::to_string(S) +
+                     " k=" + std::to_string(k));
         torch::manual_seed(seed++);
         auto z = torch::randn({N, S}, dtype);
         if (S == 100) z.sub_(2.0);  // few positives per row: fewer than k for some rows
@@ -87,7 +93,8 @@ TEST(FastPath, TopKRowsEqualsTorchTopK) {
         auto got = fast::topk_rows_positive(z, bias, k, /*write_back=*/true);
         // torch.topk's set (values are distinct) with ReLU's zeros dropped.
         auto top = orig.topk(std::min(k, S), 1);
-        auto want = torch::zeros_like(orig).scatter(1, std::get<1>(top), torch::relu(std::get<0>(top)));
+        auto want =
+            torch::zeros_like(orig).scatter(1, std::get<1>(top), torch::relu(std::get<0>(top)));
         EXPECT_TRUE(z.equal(want)) << "dense activations written back";
         EXPECT_TRUE(dense_of(got, S, orig.options()).equal(want));
         EXPECT_EQ(rows_of(got), expected_rows(orig, k, true));
@@ -128,12 +135,17 @@ TEST(FastPath, BatchTopKEqualsTorchTopKOfTheFlatBatch) {
   for (int threads : {1, 2}) {
     Threads t(threads);
     uint64_t seed = 40;
-    // Small (no sampled bound) and large enough for the sampled bound (N·S >= 1024, k·N/(N·S) < 5 %);
-    // keep above the number of positives; shapes that divide nothing.
-    for (auto [N, S, k] : {std::tuple<int64_t, int64_t, int64_t>{7, 13, 2}, {33, 40, 5}, {64, 3001, 5},
-                          {257, 1031, 3}, {5, 11, 40}, {16, 500, 1}})
+    // Small (no sampled bound) and large enough for the sampled bound (N·S >= 1024, k·N/(N·S) < 5
+    // %); keep above the number of positives; shapes that divide nothing.
+    for (auto [N, S, k] : {std::tuple<int64_t, int64_t, int64_t>{7, 13, 2},
+                           {33, 40, 5},
+                           {64, 3001, 5},
+                           {257, 1031, 3},
+                           {5, 11, 40},
+                           {16, 500, 1}})
       for (auto dtype : {torch::kFloat32, torch::kFloat64}) {
-        SCOPED_TRACE("N=" + std::to_string(N) + " S=" + std::to_string(S) + " k=" + std::to_string(k));
+        SCOPED_TRACE("N=" + std::to_string(N) + " S=" + std::to_string(S) +
+                     " k=" + std::to_string(k));
         torch::manual_seed(seed++);
         auto z = torch::randn({N, S}, dtype);
         auto bias = seed % 2 ? torch::randn({S}, dtype) * 0.5 : at::Tensor();
@@ -142,7 +154,8 @@ TEST(FastPath, BatchTopKEqualsTorchTopKOfTheFlatBatch) {
         auto got = fast::topk_batch_positive(z, bias, keep, true);
         auto flat = torch::relu(orig).reshape({-1});
         auto top = flat.topk(keep);
-        auto want = torch::zeros_like(flat).scatter(0, std::get<1>(top), std::get<0>(top)).view({N, S});
+        auto want =
+            torch::zeros_like(flat).scatter(0, std::get<1>(top), std::get<0>(top)).view({N, S});
         EXPECT_TRUE(z.equal(want)) << "dense activations written back";
         EXPECT_EQ(rows_of(got), expected_batch(orig, keep));
       }
@@ -157,12 +170,16 @@ TEST(FastPath, BatchTopKSkewedRowsAndTies) {
   z.narrow(0, 3, 2).mul_(50.0);
   for (int64_t keep : {10, 200, 1554, 5000}) {
     auto zc = z.clone();
-    EXPECT_EQ(rows_of(fast::topk_batch_positive(zc, at::Tensor(), keep, false)), expected_batch(z, keep)) << keep;
+    EXPECT_EQ(rows_of(fast::topk_batch_positive(zc, at::Tensor(), keep, false)),
+              expected_batch(z, keep))
+        << keep;
   }
   auto zi = torch::randint(-2, 3, {150, 333}).to(torch::kFloat32);
   for (int64_t keep : {1, 150, 1000, 20000, 49950}) {
     auto zc = zi.clone();
-    EXPECT_EQ(rows_of(fast::topk_batch_positive(zc, at::Tensor(), keep, false)), expected_batch(zi, keep)) << keep;
+    EXPECT_EQ(rows_of(fast::topk_batch_positive(zc, at::Tensor(), keep, false)),
+              expected_batch(zi, keep))
+        << keep;
   }
   auto neg = -torch::rand({40, 50});  // no positives at all
   EXPECT_EQ(fast::topk_batch_positive(neg, at::Tensor(), 100, true).col.numel(), 0);
@@ -176,10 +193,15 @@ TEST(FastPath, BatchTopKPrefixEqualsBatchTopKOfTheCopiedPrefix) {
     uint64_t seed = 60;
     // Widths inside a 64-wide block and across blocks; the sampled bound (N·w >= 1024, k/w < 5 %);
     // ties (integers); w = S.
-    for (auto [N, S, w, k] : {std::tuple<int64_t, int64_t, int64_t, int64_t>{7, 13, 5, 2}, {33, 40, 17, 5},
-                             {64, 3001, 1031, 5}, {40, 300, 100, 3}, {20, 130, 130, 4}, {50, 333, 77, 9}})
+    for (auto [N, S, w, k] : {std::tuple<int64_t, int64_t, int64_t, int64_t>{7, 13, 5, 2},
+                              {33, 40, 17, 5},
+                              {64, 3001, 1031, 5},
+                              {40, 300, 100, 3},
+                              {20, 130, 130, 4},
+                              {50, 333, 77, 9}})
       for (auto dtype : {torch::kFloat32, torch::kFloat64}) {
-        SCOPED_TRACE("N=" + std::to_string(N) + " S=" + std::to_string(S) + " w=" + std::to_string(w));
+        SCOPED_TRACE("N=" + std::to_string(N) + " S=" + std::to_string(S) +
+                     " w=" + std::to_string(w));
         torch::manual_seed(seed++);
         auto z = S == 333 ? torch::randint(-2, 3, {N, S}).to(dtype) : torch::randn({N, S}, dtype);
         auto bias = seed % 2 ? torch::randn({S}, dtype) * 0.5 : at::Tensor();
@@ -191,8 +213,8 @@ TEST(FastPath, BatchTopKPrefixEqualsBatchTopKOfTheCopiedPrefix) {
         auto prefix = full.narrow(1, 0, w).contiguous();
         EXPECT_EQ(rows_of(got), expected_batch(prefix, keep));
         auto copy = z.narrow(1, 0, w).contiguous();
-        auto want = fast::topk_batch_positive(copy, bias.defined() ? bias.narrow(0, 0, w).contiguous() : bias,
-                                              keep, false);
+        auto want = fast::topk_batch_positive(
+            copy, bias.defined() ? bias.narrow(0, 0, w).contiguous() : bias, keep, false);
         EXPECT_TRUE(got.row_ptr.equal(want.row_ptr));
         EXPECT_TRUE(got.col.equal(want.col));
         EXPECT_TRUE(got.val.equal(want.val));
@@ -205,13 +227,15 @@ TEST(FastPath, SumRowsIsTheUnionWithDuplicatesSummed) {
   torch::manual_seed(13);
   const int64_t N = 17, S = 50;
   auto opts = torch::TensorOptions().dtype(torch::kFloat64);
-  auto z1 = torch::randn({N, S}, opts), z2 = torch::randn({N, S}, opts), z3 = torch::randn({N, S}, opts);
+  auto z1 = torch::randn({N, S}, opts), z2 = torch::randn({N, S}, opts),
+       z3 = torch::randn({N, S}, opts);
   auto P1 = fast::topk_rows_positive(z1, at::Tensor(), 6, false);
   auto P2 = fast::topk_batch_positive_prefix(z2, at::Tensor(), 20, 4 * N);
   auto P3 = fast::topk_rows_of_columns(z3, at::Tensor(), torch::arange(10, 40), 5);
   auto U = fast::sum_rows({P1, P2, P3});
   auto want = dense_of(P1, S, opts) + dense_of(P2, S, opts) + dense_of(P3, S, opts);
-  auto mask = (dense_of(P1, S, opts) != 0) | (dense_of(P2, S, opts) != 0) | (dense_of(P3, S, opts) != 0);
+  auto mask =
+      (dense_of(P1, S, opts) != 0) | (dense_of(P2, S, opts) != 0) | (dense_of(P3, S, opts) != 0);
   EXPECT_EQ(U.col.numel(), mask.sum().item<int64_t>());
   EXPECT_LT((dense_of(U, S, opts) - want).abs().max().item<double>(), 1e-14);
   rows_of(U);  // columns increase within a row
@@ -235,7 +259,8 @@ TEST(FastPath, AuxKColumnsEqualTorchTopKOverDeadLatents) {
       std::vector<std::set<Entry>> want(19);
       for (int64_t n = 0; n < 19; ++n)
         for (int64_t r = 0; r < k; ++r)
-          want[n].insert({std::get<1>(top)[n][r].item<int64_t>(), std::get<0>(top)[n][r].item<double>()});
+          want[n].insert(
+              {std::get<1>(top)[n][r].item<int64_t>(), std::get<0>(top)[n][r].item<double>()});
       EXPECT_EQ(rows_of(got), want) << "k=" << k;
     }
   }
@@ -250,7 +275,8 @@ TEST(FastPath, SparseWeightGradsEqualDenseProducts) {
   auto A = fast::topk_rows_positive(za, at::Tensor(), 6, false);
   auto cols = (torch::rand({S}) < 0.4).nonzero().squeeze(1);
   auto Z = fast::topk_rows_of_columns(zz, at::Tensor(), cols, 4);
-  auto g = torch::randn({N, D}, opts), h = torch::randn({N, D}, opts), x = torch::randn({N, D}, opts);
+  auto g = torch::randn({N, D}, opts), h = torch::randn({N, D}, opts),
+       x = torch::randn({N, D}, opts);
   auto dz = torch::randn({A.col.numel()}, opts), dzz = torch::randn({Z.col.numel()}, opts);
   auto gW_dec = torch::full({S, D}, 7.0, opts), gW_enc = torch::full({D, S}, 7.0, opts);
   auto gb = torch::full({S}, 7.0, opts);
@@ -259,8 +285,8 @@ TEST(FastPath, SparseWeightGradsEqualDenseProducts) {
   fast::SparseRows Adz{A.row_ptr, A.col, dz}, Zdz{Z.row_ptr, Z.col, dzz};
   auto Da = dense_of(Adz, S, opts), Dz = dense_of(Zdz, S, opts);
   for (bool aux : {false, true}) {
-    fast::sparse_weight_grads(A, dz, g, aux ? Z : fast::SparseRows{}, aux ? dzz : at::Tensor(), aux ? h : at::Tensor(),
-                              x, gW_dec, gW_enc, gb);
+    fast::sparse_weight_grads(A, dz, g, aux ? Z : fast::SparseRows{}, aux ? dzz : at::Tensor(),
+                              aux ? h : at::Tensor(), x, gW_dec, gW_enc, gb);
     auto want_dec = Fa.t().mm(g) + (aux ? Fz.t().mm(h) : torch::zeros({S, D}, opts));
     auto want_enc = x.t().mm(Da) + (aux ? x.t().mm(Dz) : torch::zeros({D, S}, opts));
     auto want_b = Da.sum(0) + (aux ? Dz.sum(0) : torch::zeros({S}, opts));
@@ -271,8 +297,8 @@ TEST(FastPath, SparseWeightGradsEqualDenseProducts) {
 }
 
 // The ATen Adam update the fused loop replaced.
-void adam_reference(at::Tensor& p, const at::Tensor& g, at::Tensor& m, at::Tensor& v, double b1, double b2,
-                    double eps, double lr, int64_t t) {
+void adam_reference(at::Tensor& p, const at::Tensor& g, at::Tensor& m, at::Tensor& v, double b1,
+                    double b2, double eps, double lr, int64_t t) {
   double bias1 = 1.0 - std::pow(b1, static_cast<double>(t));
   double bias2 = 1.0 - std::pow(b2, static_cast<double>(t));
   m.mul_(b1).add_(g, 1.0 - b1);
@@ -288,7 +314,8 @@ TEST(AdamFused, EqualsTheAtenFormulaInFloat64AndFloat32) {
     auto p0 = torch::randn({37, 129}, dtype);
     std::map<std::string, at::Tensor> params = {{"w", p0.clone()}, {"b", torch::randn({5}, dtype)}};
     auto rp = params.at("w").clone(), rb = params.at("b").clone();
-    auto mw = torch::zeros_like(rp), vw = torch::zeros_like(rp), mb = torch::zeros_like(rb), vb = torch::zeros_like(rb);
+    auto mw = torch::zeros_like(rp), vw = torch::zeros_like(rp), mb = torch::zeros_like(rb),
+         vb = torch::zeros_like(rb);
     Adam adam(0.9, 0.999);
     for (int64_t s = 1; s <= 5; ++s) {
       auto gw = torch::randn({37, 129}, dtype), gb = torch::randn({5}, dtype);
@@ -317,8 +344,10 @@ TEST(AdamFused, ClipGradNormEqualsTheFloat64Formula) {
   Threads t(2);
   for (auto dtype : {torch::kFloat32, torch::kFloat64}) {
     torch::manual_seed(22);
-    std::map<std::string, at::Tensor> g = {{"a", torch::randn({301, 17}, dtype)}, {"b", torch::randn({7}, dtype)},
-                                           {"c", torch::randn({5, 3}, dtype).t()}};  // non-contiguous: ATen
+    std::map<std::string, at::Tensor> g = {
+        {"a", torch::randn({301, 17}, dtype)},
+        {"b", torch::randn({7}, dtype)},
+        {"c", torch::randn({5, 3}, dtype).t()}};  // non-contiguous: ATen
     auto copy = g;
     for (auto& [n, t2] : copy) t2 = t2.clone();
     double sq = 0;
@@ -328,7 +357,10 @@ TEST(AdamFused, ClipGradNormEqualsTheFloat64Formula) {
     EXPECT_NEAR(norm, want, 1e-12 * want);
     double coef = 1.0 / (want + 1e-6);
     for (auto& [n, t2] : g)
-      EXPECT_LT((t2.to(torch::kFloat64) - (copy.at(n) * coef).to(torch::kFloat64)).abs().max().item<double>(),
+      EXPECT_LT((t2.to(torch::kFloat64) - (copy.at(n) * coef).to(torch::kFloat64))
+                    .abs()
+                    .max()
+                    .item<double>(),
                 dtype == torch::kFloat64 ? 1e-15 : 1e-7)
           << n;
   }
@@ -415,9 +447,11 @@ TEST(FastPath, SparseStepsAtenPathMatchesAutograd) {
       auto x = torch::randn({33, 8}, torch::kFloat64);
       auto a = fast_sae->forward_backward(x, ctx);
       auto b = ref->forward_backward(x, ctx);
-      EXPECT_NEAR(a.loss, b.loss, 1e-10 * std::max(1.0, std::abs(b.loss))) << arch << " dead " << dead;
+      EXPECT_NEAR(a.loss, b.loss, 1e-10 * std::max(1.0, std::abs(b.loss)))
+          << arch << " dead " << dead;
       for (const auto& [name, v] : b.losses)
-        EXPECT_NEAR(a.losses.count(name) ? a.losses.at(name) : NAN, v, 1e-10 * std::max(1.0, std::abs(v)))
+        EXPECT_NEAR(a.losses.count(name) ? a.losses.at(name) : NAN, v,
+                    1e-10 * std::max(1.0, std::abs(v)))
             << arch << " " << name;
       EXPECT_LT((a.feature_acts - b.feature_acts).abs().max().item<double>(), 1e-10) << arch;
       for (const auto& [name, g] : ref->grads())

@@ -37,8 +37,9 @@ void compare(TrainingSaeConfig cfg, const Shape& s, uint64_t seed, double dead_f
   cfg.d_in = s.d_in;
   cfg.d_sae = s.d_sae;
   cfg.k = s.k;
-  SCOPED_TRACE(cfg.architecture + " d_in=" + std::to_string(s.d_in) + " d_sae=" + std::to_string(s.d_sae) +
-               " n=" + std::to_string(s.n) + " dead=" + std::to_string(dead_fraction));
+  SCOPED_TRACE(cfg.architecture + " d_in=" + std::to_string(s.d_in) +
+               " d_sae=" + std::to_string(s.d_sae) + " n=" + std::to_string(s.n) +
+               " dead=" + std::to_string(dead_fraction));
   cfg.use_fast_path = true;
   auto fast = make_training_sae(cfg);
   cfg.use_fast_path = false;
@@ -65,13 +66,15 @@ void compare(TrainingSaeConfig cfg, const Shape& s, uint64_t seed, double dead_f
   }
   expect_close(a.feature_acts, b.feature_acts, "feature_acts");
   expect_close(a.sae_out, b.sae_out, "sae_out");
-  for (const auto& [name, g] : ref->grads()) expect_close(fast->grads().at(name), g, "grad " + name);
+  for (const auto& [name, g] : ref->grads())
+    expect_close(fast->grads().at(name), g, "grad " + name);
   // A second step reuses the buffers and must not carry anything over.
   auto x2 = torch::randn({s.n, s.d_in}, torch::kFloat64);
   auto a2 = fast->forward_backward(x2, ctx);
   auto b2 = ref->forward_backward(x2, ctx);
   EXPECT_NEAR(a2.loss, b2.loss, 1e-10 * std::max(1.0, std::abs(b2.loss)));
-  for (const auto& [name, g] : ref->grads()) expect_close(fast->grads().at(name), g, "step 2 grad " + name);
+  for (const auto& [name, g] : ref->grads())
+    expect_close(fast->grads().at(name), g, "step 2 grad " + name);
 }
 
 TrainingSaeConfig cfg_of(const std::string& arch) {
@@ -150,7 +153,8 @@ TEST(FastPath, MatryoshkaMatchesAutograd) {
         c.matryoshka_widths = cs.widths;
         c.apply_b_dec_to_input = apply;
         c.aux_loss_coefficient = 0.75;
-        SCOPED_TRACE("levels=" + std::to_string(cs.widths.size() + 1) + " apply=" + std::to_string(apply));
+        SCOPED_TRACE("levels=" + std::to_string(cs.widths.size() + 1) +
+                     " apply=" + std::to_string(apply));
         compare(c, cs.s, seed++, dead, 0.0);
       }
 }

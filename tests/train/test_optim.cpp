@@ -21,7 +21,8 @@ TEST(Adam, ScalarFormulaOverThreeSteps) {
   const double lrs[3] = {0.1, 0.05, 0.2};
   double w[2] = {1.0, -2.0}, m[2] = {0, 0}, v[2] = {0, 0};
   for (int t = 1; t <= 3; ++t) {
-    std::map<std::string, at::Tensor> g = {{"w", torch::tensor({grads[t - 1][0], grads[t - 1][1]}, torch::kFloat64)}};
+    std::map<std::string, at::Tensor> g = {
+        {"w", torch::tensor({grads[t - 1][0], grads[t - 1][1]}, torch::kFloat64)}};
     adam.step(p, g, lrs[t - 1]);
     for (int i = 0; i < 2; ++i) {
       double gi = grads[t - 1][i];
@@ -106,20 +107,20 @@ TEST(Schedules, HandComputedValues) {
   s.warm_up_steps = 10;
   s.decay_steps = 20;
   const double pi = std::acos(-1.0);
-  EXPECT_DOUBLE_EQ(s.at(0), 0.1);                         // lr / W
-  EXPECT_DOUBLE_EQ(s.at(9), 1.0);                         // end of warm-up
+  EXPECT_DOUBLE_EQ(s.at(0), 0.1);  // lr / W
+  EXPECT_DOUBLE_EQ(s.at(9), 1.0);  // end of warm-up
   EXPECT_NEAR(s.at(5), 0.1 + 0.9 * 5.0 / 9.0, 1e-15);
-  EXPECT_DOUBLE_EQ(s.at(10), 1.0);                        // cosine starts at lr
+  EXPECT_DOUBLE_EQ(s.at(10), 1.0);  // cosine starts at lr
   EXPECT_NEAR(s.at(45), 0.1 + 0.9 * (1 + std::cos(pi * 35 / 70)) / 2, 1e-15);
-  EXPECT_NEAR(s.at(80), 0.1, 1e-15);                      // decay starts at lr_end
+  EXPECT_NEAR(s.at(80), 0.1, 1e-15);  // decay starts at lr_end
   EXPECT_NEAR(s.at(90), 0.05, 1e-15);
   s.name = "constant";
   EXPECT_DOUBLE_EQ(s.at(50), 1.0);
-  EXPECT_NEAR(s.at(90), 0.5, 1e-15);                      // constant decays from lr
+  EXPECT_NEAR(s.at(90), 0.5, 1e-15);  // constant decays from lr
   s.name = "cosineannealingwarmrestarts";
-  s.n_restart_cycles = 2;                                 // T0 = 70 / 2 = 35
+  s.n_restart_cycles = 2;  // T0 = 70 / 2 = 35
   EXPECT_DOUBLE_EQ(s.at(10), 1.0);
-  EXPECT_DOUBLE_EQ(s.at(45), 1.0);                        // restart
+  EXPECT_DOUBLE_EQ(s.at(45), 1.0);  // restart
   EXPECT_NEAR(s.at(30), 0.1 + 0.9 * (1 + std::cos(pi * 20 / 35)) / 2, 1e-15);
   EXPECT_DOUBLE_EQ(coefficient_at(2.0, 4, 0), 0.5);
   EXPECT_DOUBLE_EQ(coefficient_at(2.0, 4, 3), 2.0);

@@ -2,12 +2,11 @@
 // lists, bare-word lists in --set), the one-line errors (stream keys, bad combinations, empty and
 // repeated lists), every member ending with the same weights as the same config trained alone
 // (including after a stop signal and a resume), the run directories and sweep.json, and the CLI.
-#include <gtest/gtest.h>
-#include <torch/torch.h>
-
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
+#include <torch/torch.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -15,10 +14,10 @@
 #include <csignal>
 #include <thread>
 
+#include "model/test_load_fixtures.h"
 #include "saelab/core/error.h"
 #include "saelab/core/io.h"
 #include "saelab/core/safetensors.h"
-#include "model/test_load_fixtures.h"
 #include "saelab/train/checkpoint.h"
 #include "saelab/train/config.h"
 #include "saelab/train/sources.h"
@@ -74,7 +73,8 @@ void expect_error_has(const std::vector<std::string>& sets, const std::vector<st
                       const char* text = kToy) {
   std::string msg = expand_error(sets, text);
   ASSERT_FALSE(msg.empty()) << "no error for " << sets.back();
-  for (const auto& p : parts) EXPECT_NE(msg.find(p), std::string::npos) << "'" << p << "' not in: " << msg;
+  for (const auto& p : parts)
+    EXPECT_NE(msg.find(p), std::string::npos) << "'" << p << "' not in: " << msg;
 }
 
 std::map<std::string, at::Tensor> final_weights(const std::string& run_dir) {
@@ -86,7 +86,8 @@ void expect_same_weights(const std::string& a, const std::string& b) {
   ASSERT_EQ(wa.size(), wb.size());
   for (const auto& [name, t] : wa) {
     ASSERT_TRUE(wb.count(name)) << name;
-    double diff = (t.to(torch::kFloat64) - wb.at(name).to(torch::kFloat64)).abs().max().item<double>();
+    double diff =
+        (t.to(torch::kFloat64) - wb.at(name).to(torch::kFloat64)).abs().max().item<double>();
     EXPECT_LE(diff, 1e-6) << name << " differs between " << a << " and " << b;
   }
 }
@@ -112,7 +113,8 @@ TEST(Sweep, NoListValueIsNoSweep) {
   EXPECT_FALSE(expand({}).is_sweep());
   EXPECT_FALSE(expand({"l1_coefficient=2"}).is_sweep());
   // A list key given one list is one value.
-  EXPECT_FALSE(expand({"architecture=matryoshka_batchtopk", "k=4", "matryoshka_widths=[8, 32]"}).is_sweep());
+  EXPECT_FALSE(
+      expand({"architecture=matryoshka_batchtopk", "k=4", "matryoshka_widths=[8, 32]"}).is_sweep());
 }
 
 TEST(Sweep, CartesianProductOfFileAndSetKeys) {
@@ -140,7 +142,8 @@ TEST(Sweep, CartesianProductOfFileAndSetKeys) {
   ASSERT_EQ(t.keys, (std::vector<std::string>{"l1_coefficient"}));
   EXPECT_DOUBLE_EQ(t.members[1].cfg.lr, 0.01);
   // The last --set of a key wins, sweep or not.
-  SweepSpec u = expand({"l1_coefficient=[1, 2]", "l1_coefficient=3", "lr=[0.1, 0.2]"}, text.c_str());
+  SweepSpec u =
+      expand({"l1_coefficient=[1, 2]", "l1_coefficient=3", "lr=[0.1, 0.2]"}, text.c_str());
   ASSERT_EQ(u.keys, (std::vector<std::string>{"lr"}));
   EXPECT_DOUBLE_EQ(u.members[1].cfg.l1_coefficient, 3);
   SweepSpec v = expand({"lr=[0.1, 0.2, 0.3]"}, text.c_str());
@@ -149,7 +152,8 @@ TEST(Sweep, CartesianProductOfFileAndSetKeys) {
 }
 
 TEST(Sweep, ListsOfListsTablesAndBareWords) {
-  SweepSpec m = expand({"architecture=matryoshka_batchtopk", "k=4", "matryoshka_widths=[[8, 32], [16, 32]]"});
+  SweepSpec m =
+      expand({"architecture=matryoshka_batchtopk", "k=4", "matryoshka_widths=[[8, 32], [16, 32]]"});
   ASSERT_EQ(m.members.size(), 2u);
   EXPECT_EQ(m.members[0].cfg.matryoshka_widths, (std::vector<int64_t>{8, 32}));
   EXPECT_EQ(m.members[1].cfg.matryoshka_widths, (std::vector<int64_t>{16, 32}));
@@ -169,13 +173,15 @@ TEST(Sweep, ListsOfListsTablesAndBareWords) {
 TEST(Sweep, StreamKeysCannotBeSwept) {
   expect_error_has({"seed=[1, 2]"}, {"seed", "cannot be swept", "data order"});
   expect_error_has({"context_size=[64, 128]"}, {"context_size", "cannot be swept"});
-  expect_error_has({"train_batch_size_tokens=[256, 512]"}, {"train_batch_size_tokens", "same batches"});
+  expect_error_has({"train_batch_size_tokens=[256, 512]"},
+                   {"train_batch_size_tokens", "same batches"});
   expect_error_has({"training_tokens=[10240, 20480]"}, {"training_tokens", "cannot be swept"});
   expect_error_has({"toy_n_features=[16, 24]"}, {"toy_n_features", "toy model"});
   expect_error_has({"d_in=[8, 16]"}, {"d_in", "width"});
   expect_error_has({"hook_name=[\"a\", \"b\"]"}, {"hook_name", "hook point"});
   expect_error_has({"seqpos_slice=[[1, 5], [2, 6]]"}, {"seqpos_slice", "cannot be swept"});
-  expect_error_has({"exclude_special_tokens=[false, true]"}, {"exclude_special_tokens", "cannot be swept"});
+  expect_error_has({"exclude_special_tokens=[false, true]"},
+                   {"exclude_special_tokens", "cannot be swept"});
   expect_error_has({"model_name=[gpt2, gelu-2l]"}, {"model_name", "language model"});
   expect_error_has({"checkpoint_path=[a, b]"}, {"checkpoint_path", "sweep's directory"});
 }
@@ -184,19 +190,23 @@ TEST(Sweep, EveryCombinationIsValidatedBeforeTraining) {
   // The combination and the key are named.
   expect_error_has({"l1_coefficient=[0.1, -1]", "lr=[0.001, 0.01]"},
                    {"sweep member l1_coefficient=-1, lr=0.001", "l1_coefficient"});
-  expect_error_has({"architecture=topk", "k=[4, 32]"}, {"sweep member k=32", "k = 32", "d_sae = 32"});
-  expect_error_has({"lr_warm_up_steps=[10, 100]"}, {"lr_warm_up_steps=100", "longer than training"});
+  expect_error_has({"architecture=topk", "k=[4, 32]"},
+                   {"sweep member k=32", "k = 32", "d_sae = 32"});
+  expect_error_has({"lr_warm_up_steps=[10, 100]"},
+                   {"lr_warm_up_steps=100", "longer than training"});
   expect_error_has({"l1_coefficient=[]"}, {"l1_coefficient", "no values"});
   expect_error_has({"l1_coefficient=[1, 2, 1]"}, {"l1_coefficient", "twice"});
   expect_error_has({"l1_coefficient=[1, \"x\"]"}, {"l1_coefficient=x", "expects a number"});
   // The initial sample (b_dec init) shifts the stream: all members draw it or none does.
-  expect_error_has({"b_dec_init_method=[zeros, mean]"}, {"b_dec_init_method", "zeros", "initial sample"});
+  expect_error_has({"b_dec_init_method=[zeros, mean]"},
+                   {"b_dec_init_method", "zeros", "initial sample"});
   EXPECT_EQ(expand_error({"b_dec_init_method=[geometric_median, mean]"}), "");
 }
 
 TEST(Sweep, EachMemberEndsWithTheWeightsOfItsSoloRun) {
   test::TempDir tmp;
-  SweepSpec s = expand({"l1_coefficient=[0.1, 1]", "architecture=[standard, topk]", "k=3", "n_checkpoints=2"});
+  SweepSpec s = expand(
+      {"l1_coefficient=[0.1, 1]", "architecture=[standard, topk]", "k=3", "n_checkpoints=2"});
   ASSERT_EQ(s.members.size(), 4u);
   auto src = make_activation_source(s.members[0].cfg);
   SweepResult r = run_sweep(s, std::move(src), quiet_sweep(tmp / "sweep"));
@@ -211,7 +221,8 @@ TEST(Sweep, EachMemberEndsWithTheWeightsOfItsSoloRun) {
     // The held-out summary is measured on the same batches too.
     EXPECT_NEAR(r.members[i].eval["metrics/explained_variance"].get<double>(),
                 solo.eval["metrics/explained_variance"].get<double>(), 1e-6);
-    EXPECT_NEAR(r.members[i].eval["metrics/mmcs"].get<double>(), solo.eval["metrics/mmcs"].get<double>(), 1e-6);
+    EXPECT_NEAR(r.members[i].eval["metrics/mmcs"].get<double>(),
+                solo.eval["metrics/mmcs"].get<double>(), 1e-6);
     // Its own run directory: the concrete config, metrics, checkpoints, final SAE.
     EXPECT_EQ(load_runner_config(dir + "/config.toml"), s.members[i].cfg);
     EXPECT_FALSE(read_file(dir + "/metrics.jsonl").empty());
@@ -234,7 +245,8 @@ TEST(Sweep, EachMemberEndsWithTheWeightsOfItsSoloRun) {
     EXPECT_EQ(m["status"], "completed");
     EXPECT_NEAR(m["summary"]["metrics/explained_variance"].get<double>(),
                 r.members[i].eval["metrics/explained_variance"].get<double>(), 1e-12);
-    for (const char* key : {"metrics/l0", "sparsity/dead_features", "sparsity/dense_features", "steps"})
+    for (const char* key :
+         {"metrics/l0", "sparsity/dead_features", "sparsity/dense_features", "steps"})
       EXPECT_TRUE(m["summary"].contains(key)) << key;
   }
   EXPECT_TRUE(j["completed"].get<bool>());
@@ -243,11 +255,13 @@ TEST(Sweep, EachMemberEndsWithTheWeightsOfItsSoloRun) {
 TEST(Sweep, AFailingMemberStopsAloneAndTheOthersMatchTheirSoloRuns) {
   test::TempDir tmp;
   SweepSpec s = expand({"lr=[0.003, 1e30, 0.01]"});
-  SweepResult r = run_sweep(s, make_activation_source(s.members[0].cfg), quiet_sweep(tmp / "sweep"));
+  SweepResult r =
+      run_sweep(s, make_activation_source(s.members[0].cfg), quiet_sweep(tmp / "sweep"));
   EXPECT_FALSE(r.completed);
   EXPECT_EQ(r.stop_signal, 0);
   EXPECT_NE(r.errors[1].find("at step "), std::string::npos) << r.errors[1];
-  EXPECT_NE(read_file(tmp / ("sweep/" + s.members[1].name + "/error.txt")).find("at step "), std::string::npos);
+  EXPECT_NE(read_file(tmp / ("sweep/" + s.members[1].name + "/error.txt")).find("at step "),
+            std::string::npos);
   json j = read_json_file(tmp / "sweep/sweep.json");
   EXPECT_EQ(j["members"][1]["status"], "failed");
   for (size_t i : {size_t(0), size_t(2)}) {
@@ -304,7 +318,8 @@ TEST(Sweep, StopCheckpointsEveryMemberAtOneStepAndResumeMatchesSolo) {
   for (size_t i = 0; i < 3; ++i) EXPECT_EQ(back.members[i].cfg, s.members[i].cfg);
   SweepOptions o2 = quiet_sweep(tmp / "sweep");
   o2.resume_checkpoints = sweep_resume_checkpoints(back, tmp / "sweep");
-  EXPECT_NE(o2.resume_checkpoints[2].find("checkpoints/" + std::to_string(step * 256)), std::string::npos);
+  EXPECT_NE(o2.resume_checkpoints[2].find("checkpoints/" + std::to_string(step * 256)),
+            std::string::npos);
   SweepResult r2 = run_sweep(back, make_activation_source(back.members[0].cfg), o2);
   ASSERT_TRUE(r2.completed);
   for (size_t i = 0; i < 3; ++i) {
@@ -318,9 +333,11 @@ std::string saelab_1thread() { return std::string("OMP_NUM_THREADS=1 ") + SAELAB
 TEST(SweepCli, TrainsEveryMemberAndPrintsOneJsonObject) {
   test::TempDir tmp;
   test::write_text(tmp / "toy.toml", kToy);
-  auto r = test::run_command(saelab_1thread() + " train " + tmp / "toy.toml" +
-                             " --set 'l1_coefficient=[0.1,1]' --set 'architecture=[standard,topk]' --set k=3"
-                             " --json --run-dir " + tmp / "sw");
+  auto r = test::run_command(
+      saelab_1thread() + " train " + tmp / "toy.toml" +
+      " --set 'l1_coefficient=[0.1,1]' --set 'architecture=[standard,topk]' --set k=3"
+      " --json --run-dir " +
+      tmp / "sw");
   ASSERT_EQ(r.rc, 0) << r.err;
   json j = json::parse(r.out);
   ASSERT_EQ(j["members"].size(), 4u);
@@ -328,7 +345,8 @@ TEST(SweepCli, TrainsEveryMemberAndPrintsOneJsonObject) {
   for (const auto& m : j["members"]) {
     EXPECT_EQ(m["status"], "completed");
     EXPECT_TRUE(m["summary"].contains("metrics/explained_variance"));
-    EXPECT_TRUE(path_exists(tmp / ("sw/" + m["name"].get<std::string>() + "/final/sae_weights.safetensors")));
+    EXPECT_TRUE(path_exists(
+        tmp / ("sw/" + m["name"].get<std::string>() + "/final/sae_weights.safetensors")));
   }
   EXPECT_TRUE(path_exists(tmp / "sw/architecture=topk_l1_coefficient=1/config.toml") ||
               path_exists(tmp / "sw/l1_coefficient=1_architecture=topk/config.toml"));
@@ -340,7 +358,8 @@ TEST(SweepCli, TrainsEveryMemberAndPrintsOneJsonObject) {
                                  " --set 'lr=[0.001,0.01]' --run-dir " + tmp / "sw");
   EXPECT_EQ(again.rc, 1);
   EXPECT_NE(again.err.find("already holds"), std::string::npos) << again.err;
-  auto bad = test::run_command(saelab_1thread() + " train " + tmp / "toy.toml" + " --set 'seed=[1,2]'");
+  auto bad =
+      test::run_command(saelab_1thread() + " train " + tmp / "toy.toml" + " --set 'seed=[1,2]'");
   EXPECT_EQ(bad.rc, 1);
   EXPECT_NE(bad.err.find("seed cannot be swept"), std::string::npos) << bad.err;
 }
@@ -381,10 +400,12 @@ TEST(SweepCli, SigtermCheckpointsEveryMemberAndResumeFinishesTheSweep) {
   EXPECT_LT(stopped, 4000) << "the sweep did not stop promptly";
 
   auto r = test::run_command(saelab_1thread() + " train --resume " + run +
-                             " --set training_tokens=" + std::to_string((stopped + 20) * 256) + " --json");
+                             " --set training_tokens=" + std::to_string((stopped + 20) * 256) +
+                             " --json");
   ASSERT_EQ(r.rc, 0) << r.err;
   EXPECT_NE(r.err.find("resuming every member from checkpoints/" + std::to_string(stopped * 256)),
-            std::string::npos) << r.err;
+            std::string::npos)
+      << r.err;
   json j = json::parse(r.out);
   ASSERT_EQ(j["members"].size(), 2u);
   for (const auto& m : j["members"]) {
@@ -393,7 +414,8 @@ TEST(SweepCli, SigtermCheckpointsEveryMemberAndResumeFinishesTheSweep) {
   }
   EXPECT_TRUE(path_exists(run + "/l1_coefficient=0.1/final/sae_weights.safetensors"));
   // A list in --set on a resumed sweep is refused.
-  auto bad = test::run_command(saelab_1thread() + " train --resume " + run + " --set 'lr=[0.1,0.2]'");
+  auto bad =
+      test::run_command(saelab_1thread() + " train --resume " + run + " --set 'lr=[0.1,0.2]'");
   EXPECT_EQ(bad.rc, 1);
   EXPECT_NE(bad.err.find("keeps its members"), std::string::npos) << bad.err;
 }
@@ -410,15 +432,17 @@ TEST(SweepCli, TinyModelSweepMatchesSoloRuns) {
     lines += json{{"input_ids", row}}.dump() + "\n";
   }
   test::write_text(tmp / "tokens.jsonl", lines);
-  test::write_text(tmp / "run.toml",
-                   "model_name = " + json(test::tiny_model("gpt2")).dump() +
-                       "\nhook_name = \"blocks.0.hook_resid_post\"\nhook_layer = 0\nd_in = 16\n"
-                       "dataset_path = " + json(tmp / "tokens.jsonl").dump() +
-                       "\ncontext_size = 16\nprepend_bos = false\narchitecture = \"standard\"\n"
-                       "expansion_factor = 4\nb_dec_init_method = \"mean\"\nlr = 0.003\n"
-                       "training_tokens = 8192\ntrain_batch_size_tokens = 256\nn_batches_in_buffer = 4\n"
-                       "store_batch_size_prompts = 8\nn_eval_batches = 1\neval_every_n_wandb_logs = 2\n"
-                       "wandb_log_frequency = 8\nlog_to_wandb = false\nseed = 1\n");
+  test::write_text(
+      tmp / "run.toml",
+      "model_name = " + json(test::tiny_model("gpt2")).dump() +
+          "\nhook_name = \"blocks.0.hook_resid_post\"\nhook_layer = 0\nd_in = 16\n"
+          "dataset_path = " +
+          json(tmp / "tokens.jsonl").dump() +
+          "\ncontext_size = 16\nprepend_bos = false\narchitecture = \"standard\"\n"
+          "expansion_factor = 4\nb_dec_init_method = \"mean\"\nlr = 0.003\n"
+          "training_tokens = 8192\ntrain_batch_size_tokens = 256\nn_batches_in_buffer = 4\n"
+          "store_batch_size_prompts = 8\nn_eval_batches = 1\neval_every_n_wandb_logs = 2\n"
+          "wandb_log_frequency = 8\nlog_to_wandb = false\nseed = 1\n");
   auto r = test::run_command(saelab_1thread() + " train " + tmp / "run.toml" +
                              " --set 'l1_coefficient=[0.001,0.01]' --json --run-dir " + tmp / "sw");
   ASSERT_EQ(r.rc, 0) << r.err;
@@ -426,11 +450,13 @@ TEST(SweepCli, TinyModelSweepMatchesSoloRuns) {
   ASSERT_EQ(j["members"].size(), 2u);
   for (const char* l1 : {"0.001", "0.01"}) {
     SCOPED_TRACE(l1);
-    auto solo = test::run_command(saelab_1thread() + " train " + tmp / "run.toml" + " --set l1_coefficient=" +
-                                  l1 + " --json --run-dir " + tmp / ("solo" + std::string(l1)));
+    auto solo = test::run_command(saelab_1thread() + " train " + tmp / "run.toml" +
+                                  " --set l1_coefficient=" + l1 + " --json --run-dir " +
+                                  tmp / ("solo" + std::string(l1)));
     ASSERT_EQ(solo.rc, 0) << solo.err;
     json s = json::parse(solo.out);
-    expect_same_weights(tmp / ("sw/l1_coefficient=" + std::string(l1)), tmp / ("solo" + std::string(l1)));
+    expect_same_weights(tmp / ("sw/l1_coefficient=" + std::string(l1)),
+                        tmp / ("solo" + std::string(l1)));
     const json& m = j["members"][std::string(l1) == "0.001" ? 0 : 1]["summary"];
     for (const auto& [key, v] : s.items())
       if (v.is_number_float() && key != "seconds" && key.find("seconds") == std::string::npos)

@@ -1,5 +1,6 @@
 // `saelab train` as a user runs it: the embedded default equals configs/toy.toml, --json prints one
 // object, and SIGTERM to a running process writes a checkpoint that --resume continues from.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -7,7 +8,6 @@
 
 #include <chrono>
 #include <cstdlib>
-#include <fcntl.h>
 #include <thread>
 
 #include "saelab/core/io.h"
@@ -61,14 +61,16 @@ TEST(TrainCli, JsonSummaryIsOneObject) {
   ASSERT_EQ(r.rc, 0) << r.err;
   json j = json::parse(r.out);
   ASSERT_TRUE(j.is_object());
-  for (const char* key : {"metrics/explained_variance", "metrics/l0", "sparsity/dead_features",
-                          "sparsity/dense_features", "metrics/mmcs", "metrics/features_recovered", "final_dir"})
+  for (const char* key :
+       {"metrics/explained_variance", "metrics/l0", "sparsity/dead_features",
+        "sparsity/dense_features", "metrics/mmcs", "metrics/features_recovered", "final_dir"})
     EXPECT_TRUE(j.contains(key)) << key;
   EXPECT_EQ(j["steps"].get<int64_t>(), 100);
   EXPECT_TRUE(path_exists(tmp / "run/final/cfg.json"));
   EXPECT_TRUE(path_exists(tmp / "run/config.toml"));
   // A second run into the same --run-dir refuses instead of overwriting.
-  auto again = test::run_command(saelab_1thread() + " train " + tmp / "run.toml" + " --run-dir " + tmp / "run");
+  auto again = test::run_command(saelab_1thread() + " train " + tmp / "run.toml" + " --run-dir " +
+                                 tmp / "run");
   EXPECT_EQ(again.rc, 1);
   EXPECT_NE(again.err.find("--resume"), std::string::npos) << again.err;
 }
@@ -108,7 +110,8 @@ TEST(TrainCli, SigtermWritesACheckpointThatResumeContinues) {
   EXPECT_TRUE(path_exists(ckpt + "/sae_weights.safetensors"));
   EXPECT_FALSE(path_exists(run + "/final"));
 
-  auto r = test::run_command(saelab_1thread() + " train --resume " + run + " --set training_tokens=409600 --json");
+  auto r = test::run_command(saelab_1thread() + " train --resume " + run +
+                             " --set training_tokens=409600 --json");
   ASSERT_EQ(r.rc, 0) << r.err;
   EXPECT_NE(r.err.find("resuming from " + ckpt), std::string::npos) << r.err;
   json j = json::parse(r.out);

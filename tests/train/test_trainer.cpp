@@ -1,6 +1,6 @@
 // The trainer on the toy model of superposition: recovery of the true features (MMCS) for standard
-// and topk, every architecture trains, resume equivalence, the NaN stop, checkpoint contents and the
-// activation-scale folding.
+// and topk, every architecture trains, resume equivalence, the NaN stop, checkpoint contents and
+// the activation-scale folding.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -98,14 +98,16 @@ TEST(Trainer, TopKRecoversToyFeatures) {
 }
 
 TEST(Trainer, EveryArchitectureTrainsAndSavesSAELensFiles) {
-  for (std::string arch : {"standard", "gated", "topk", "batchtopk", "jumprelu", "matryoshka_batchtopk"}) {
+  for (std::string arch :
+       {"standard", "gated", "topk", "batchtopk", "jumprelu", "matryoshka_batchtopk"}) {
     SCOPED_TRACE(arch);
     test::TempDir tmp;
     auto c = small_toy(arch, 40);
     auto s = train(c, tmp.path());
     ASSERT_TRUE(s.completed);
     auto sae = load_sae(s.final_dir);
-    std::string saved_arch = (arch == "batchtopk" || arch == "matryoshka_batchtopk") ? "jumprelu" : arch;
+    std::string saved_arch =
+        (arch == "batchtopk" || arch == "matryoshka_batchtopk") ? "jumprelu" : arch;
     EXPECT_EQ(sae->cfg().architecture, saved_arch);
     EXPECT_TRUE(path_exists(s.final_dir + "/sparsity.safetensors"));
     EXPECT_TRUE(path_exists(tmp.path() + "/config.toml"));
@@ -125,8 +127,8 @@ TEST(Trainer, EveryArchitectureTrainsAndSavesSAELensFiles) {
 // A source wrapper that raises a stop flag after `stop_after` batches, or poisons batch `nan_at`.
 class ControlledSource : public ActivationSource {
  public:
-  ControlledSource(std::unique_ptr<ActivationSource> inner, std::atomic<int>* flag, int64_t stop_after,
-                   int64_t nan_at = -1)
+  ControlledSource(std::unique_ptr<ActivationSource> inner, std::atomic<int>* flag,
+                   int64_t stop_after, int64_t nan_at = -1)
       : inner_(std::move(inner)), flag_(flag), stop_after_(stop_after), nan_at_(nan_at) {}
   int64_t d_in() const override { return inner_->d_in(); }
   at::Tensor next_batch(int64_t n) override {
@@ -183,7 +185,8 @@ TEST(Trainer, ResumedRunEndsWithTheSameWeights) {
     opts.stop_signal = &flag;
     std::string ckpt;
     {
-      Trainer part(c, std::make_unique<ControlledSource>(make_activation_source(c), &flag, 37), opts);
+      Trainer part(c, std::make_unique<ControlledSource>(make_activation_source(c), &flag, 37),
+                   opts);
       auto s = part.run();
       EXPECT_FALSE(s.completed);
       EXPECT_EQ(s.stop_signal, 15);
@@ -234,7 +237,8 @@ TEST(Trainer, AbsurdLearningRateStopsOnNonFiniteLoss) {
     FAIL() << "expected saelab::Error";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("at step "), std::string::npos) << e.what();
-    EXPECT_NE(std::string(e.what()).find("last good checkpoint: none"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("last good checkpoint: none"), std::string::npos)
+        << e.what();
   }
 }
 
@@ -268,11 +272,12 @@ TEST(Trainer, MetricsUseSAELensNames) {
   test::TempDir tmp;
   train(c, tmp.path());
   auto text = read_file(tmp.path() + "/metrics.jsonl");
-  for (const char* key : {"losses/overall_loss", "losses/mse_loss", "losses/l1_loss", "metrics/explained_variance",
-                          "metrics/l0", "sparsity/mean_passes_since_fired", "sparsity/dead_features",
-                          "details/current_learning_rate", "details/current_l1_coefficient",
-                          "details/n_training_tokens", "metrics/mmcs", "metrics/features_recovered",
-                          "metrics/mean_log10_feature_sparsity", "sparsity/below_1e-5"})
+  for (const char* key :
+       {"losses/overall_loss", "losses/mse_loss", "losses/l1_loss", "metrics/explained_variance",
+        "metrics/l0", "sparsity/mean_passes_since_fired", "sparsity/dead_features",
+        "details/current_learning_rate", "details/current_l1_coefficient",
+        "details/n_training_tokens", "metrics/mmcs", "metrics/features_recovered",
+        "metrics/mean_log10_feature_sparsity", "sparsity/below_1e-5"})
     EXPECT_NE(text.find(std::string("\"") + key + "\""), std::string::npos) << key;
   bool tfevents = false;
   for (auto& e : std::filesystem::directory_iterator(tmp.path()))

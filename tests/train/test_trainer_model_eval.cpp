@@ -1,5 +1,5 @@
-// The model-based evals inside training (TrainerOptions::model_eval, sources.h make_model_eval) on a
-// tiny random GPT-2 built in memory: the eval names are logged at the eval step
+// The model-based evals inside training (TrainerOptions::model_eval, sources.h make_model_eval) on
+// a tiny random GPT-2 built in memory: the eval names are logged at the eval step
 // (wandb_log_frequency × eval_every_n_wandb_logs) and at the end, nowhere else; the end-of-run
 // summary carries them; make_model_eval reuses the store's model; and the final CE / KL / explained
 // variance figures match an independent float64 computation on the same prompts (the SAE by hand,
@@ -71,7 +71,8 @@ RunnerConfig lm_config(const std::string& dataset) {
   return resolve_runner_config(c, "test");
 }
 
-std::unique_ptr<ActivationsStore> make_store(std::shared_ptr<const Transformer> model, const RunnerConfig& c) {
+std::unique_ptr<ActivationsStore> make_store(std::shared_ptr<const Transformer> model,
+                                             const RunnerConfig& c) {
   TokenSourceOptions to;
   to.dataset_path = c.dataset_path;
   to.context_size = c.context_size;
@@ -115,7 +116,8 @@ struct Reference {
 };
 
 // Float64 throughout: the model's weights upcast, the standard SAE by hand.
-Reference reference(const ModelConfig& mc, const test::Weights& w, const Sae& sae, const at::Tensor& tokens) {
+Reference reference(const ModelConfig& mc, const test::Weights& w, const Sae& sae,
+                    const at::Tensor& tokens) {
   test::Weights w64;
   for (const auto& [k, v] : w) w64[k] = v.to(at::kDouble);
   Transformer model(mc, w64);
@@ -125,10 +127,11 @@ Reference reference(const ModelConfig& mc, const test::Weights& w, const Sae& sa
   at::Tensor f = torch::relu(xin.matmul(p("W_enc")) + p("b_enc"));
   at::Tensor x_hat = f.matmul(p("W_dec")) + p("b_dec");
   at::Tensor logits_clean = model.run_with_hooks(tokens, {}).to(at::kDouble);
-  at::Tensor logits_sae =
-      model.run_with_hooks(tokens, {Hook{kHook, [&](const at::Tensor&, const std::string&) { return x_hat; }}});
+  at::Tensor logits_sae = model.run_with_hooks(
+      tokens, {Hook{kHook, [&](const at::Tensor&, const std::string&) { return x_hat; }}});
   at::Tensor logits_abl = model.run_with_hooks(
-      tokens, {Hook{kHook, [](const at::Tensor& a, const std::string&) { return torch::zeros_like(a); }}});
+      tokens,
+      {Hook{kHook, [](const at::Tensor& a, const std::string&) { return torch::zeros_like(a); }}});
   const int64_t T = tokens.size(1);
   at::Tensor target = tokens.slice(1, 1).unsqueeze(-1);
   auto ce = [&](const at::Tensor& logits) {
@@ -147,7 +150,8 @@ Reference reference(const ModelConfig& mc, const test::Weights& w, const Sae& sa
   r.kl_sae = kl(logits_sae);
   r.kl_abl = kl(logits_abl);
   at::Tensor xf = x.reshape({-1, x.size(-1)}), xh = x_hat.reshape({-1, x.size(-1)});
-  r.ev = 1.0 - (xf - xh).pow(2).sum().item<double>() / (xf - xf.mean(0)).pow(2).sum().item<double>();
+  r.ev =
+      1.0 - (xf - xh).pow(2).sum().item<double>() / (xf - xf.mean(0)).pow(2).sum().item<double>();
   return r;
 }
 
@@ -185,7 +189,8 @@ TEST(TrainerModelEval, LogsTheEvalNamesAtTheEvalStepAndAtTheEnd) {
     eval_steps.insert(line["step"].get<int64_t>());
     for (const char* k : kEvalNames) EXPECT_TRUE(line.contains(k)) << k << " in " << line.dump();
     // The trainer's own window-based counts are not overwritten by an eval's.
-    for (const auto& k : kModelEvalSkippedKeys) EXPECT_FALSE(line.contains(k)) << k << " in " << line.dump();
+    for (const auto& k : kModelEvalSkippedKeys)
+      EXPECT_FALSE(line.contains(k)) << k << " in " << line.dump();
     EXPECT_FALSE(line.contains("losses/mse_loss")) << line.dump();
   }
   EXPECT_EQ(eval_steps, (std::set<int64_t>{6, 8}));
@@ -196,9 +201,11 @@ TEST(TrainerModelEval, LogsTheEvalNamesAtTheEvalStepAndAtTheEnd) {
   EXPECT_EQ(s.eval.at("n_model_eval_tokens").get<int64_t>(), kRows * kCtx);
   json last;
   for (const json& line : read_lines(opts.run_dir + "/metrics.jsonl"))
-    if (line["step"] == 8 && line.contains("model_performance_preservation/ce_loss_score")) last = line;
+    if (line["step"] == 8 && line.contains("model_performance_preservation/ce_loss_score"))
+      last = line;
   ASSERT_TRUE(last.is_object());
-  for (const char* k : kEvalNames) EXPECT_DOUBLE_EQ(last.at(k).get<double>(), s.eval.at(k).get<double>()) << k;
+  for (const char* k : kEvalNames)
+    EXPECT_DOUBLE_EQ(last.at(k).get<double>(), s.eval.at(k).get<double>()) << k;
 
   // Against float64 on the same 12 prompts (one pass over the dataset: the order does not matter).
   auto sae = trainer.inference_sae();
@@ -208,7 +215,8 @@ TEST(TrainerModelEval, LogsTheEvalNamesAtTheEvalStepAndAtTheEnd) {
   EXPECT_NEAR(got((ce + "ce_loss_without_sae").c_str()), r.ce_clean, 1e-4 * r.ce_clean);
   EXPECT_NEAR(got((ce + "ce_loss_with_sae").c_str()), r.ce_sae, 1e-4 * r.ce_sae);
   EXPECT_NEAR(got((ce + "ce_loss_with_ablation").c_str()), r.ce_abl, 1e-4 * r.ce_abl);
-  EXPECT_NEAR(got((ce + "ce_loss_score").c_str()), (r.ce_abl - r.ce_sae) / (r.ce_abl - r.ce_clean), 1e-3);
+  EXPECT_NEAR(got((ce + "ce_loss_score").c_str()), (r.ce_abl - r.ce_sae) / (r.ce_abl - r.ce_clean),
+              1e-3);
   EXPECT_NEAR(got((kl + "kl_div_with_sae").c_str()), r.kl_sae, 1e-4 * r.kl_sae + 1e-5);
   EXPECT_NEAR(got((kl + "kl_div_score").c_str()), (r.kl_abl - r.kl_sae) / r.kl_abl, 1e-3);
   EXPECT_NEAR(got("reconstruction_quality/explained_variance"), r.ev, 1e-4);

@@ -27,9 +27,12 @@ TrainingSaeConfig base_cfg(const std::string& arch) {
 void randomize(TrainingSae& sae, uint64_t seed) {
   torch::manual_seed(seed);
   for (auto& [name, p] : sae.params()) {
-    if (name == "log_threshold") p = torch::log(torch::rand(p.sizes(), torch::kFloat64) * 0.3 + 0.05);
-    else if (name == "r_mag") p = torch::randn(p.sizes(), torch::kFloat64) * 0.2;
-    else p = torch::randn(p.sizes(), torch::kFloat64) * 0.5;
+    if (name == "log_threshold")
+      p = torch::log(torch::rand(p.sizes(), torch::kFloat64) * 0.3 + 0.05);
+    else if (name == "r_mag")
+      p = torch::randn(p.sizes(), torch::kFloat64) * 0.2;
+    else
+      p = torch::randn(p.sizes(), torch::kFloat64) * 0.5;
   }
 }
 
@@ -56,8 +59,8 @@ void expect_grads_equal(TrainingSae& sae, std::map<std::string, at::Tensor>& L, 
 }
 
 // Central differences of the loss that forward_backward returns, for every parameter entry.
-void expect_matches_finite_differences(TrainingSae& sae, const at::Tensor& x, const StepContext& ctx,
-                                       double tol = 1e-5) {
+void expect_matches_finite_differences(TrainingSae& sae, const at::Tensor& x,
+                                       const StepContext& ctx, double tol = 1e-5) {
   sae.forward_backward(x, ctx);
   std::map<std::string, at::Tensor> analytic;
   for (auto& [n, g] : sae.grads()) analytic[n] = g.clone();
@@ -152,7 +155,8 @@ TEST(TrainingSaeGrads, GatedMatchesReference) {
   auto x_hat = f.mm(L["W_dec"]) + L["b_dec"];
   auto mse = (x_hat - x).pow(2).sum(1).mean();
   auto l1 = 0.2 * (torch::relu(pi) * L["W_dec"].norm(2, {1})).sum(1).mean();
-  auto aux = (torch::relu(pi).mm(L["W_dec"].detach()) + L["b_dec"].detach() - x).pow(2).sum(1).mean();
+  auto aux =
+      (torch::relu(pi).mm(L["W_dec"].detach()) + L["b_dec"].detach() - x).pow(2).sum(1).mean();
   (mse + l1 + aux).backward();
   EXPECT_NEAR(out.losses["auxiliary_reconstruction_loss"], aux.item<double>(), 1e-10);
   EXPECT_NEAR(out.loss, (mse + l1 + aux).item<double>(), 1e-10);
@@ -189,8 +193,8 @@ TEST(TrainingSaeGrads, TopKWithAuxKMatchesReference) {
   auto mse = (x_hat - x).pow(2).sum(1).mean();
   // AuxK: k_aux = 3, scale = min(4/3, 1) = 1, top-3 of the dead pre-activations (no ReLU).
   auto e = (x - x_hat).detach();
-  auto dead_z = torch::where(ctx.dead_mask.unsqueeze(0), z,
-                             torch::full({}, -1e300, torch::kFloat64));
+  auto dead_z =
+      torch::where(ctx.dead_mask.unsqueeze(0), z, torch::full({}, -1e300, torch::kFloat64));
   auto a = torch::zeros_like(z);
   for (int64_t b = 0; b < kN; ++b) {
     auto idx = std::get<1>(dead_z[b].sort(0, true)).narrow(0, 0, 3);
@@ -232,8 +236,8 @@ TEST(TrainingSaeGrads, BatchTopKMatchesReferenceAndUpdatesThreshold) {
   sae->after_step(out);
   EXPECT_DOUBLE_EQ(sae->buffers().at("topk_threshold").item<double>(), 0.01 * min_pos);
   sae->after_step(out);
-  EXPECT_NEAR(sae->buffers().at("topk_threshold").item<double>(), 0.99 * 0.01 * min_pos + 0.01 * min_pos,
-              1e-15);
+  EXPECT_NEAR(sae->buffers().at("topk_threshold").item<double>(),
+              0.99 * 0.01 * min_pos + 0.01 * min_pos, 1e-15);
   EXPECT_EQ(sae->buffers().at("topk_threshold").scalar_type(), torch::kFloat64);
 }
 

@@ -36,20 +36,26 @@ at::Tensor read_token_rows(const std::string& path, int64_t d_vocab) {
   std::vector<int64_t> flat;
   flat.reserve(j.size() * len);
   for (size_t r = 0; r < j.size(); ++r) {
-    if (!j[r].is_array()) fail("{}: row {}: expected a list of token ids, got {}", path, r, j[r].type_name());
+    if (!j[r].is_array())
+      fail("{}: row {}: expected a list of token ids, got {}", path, r, j[r].type_name());
     if (j[r].size() != len)
-      fail("{}: row {} has {} tokens, row 0 has {}; every row must have the same length", path, r, j[r].size(), len);
+      fail("{}: row {} has {} tokens, row 0 has {}; every row must have the same length", path, r,
+           j[r].size(), len);
     for (size_t p = 0; p < len; ++p) {
       const json& v = j[r][p];
-      if (!v.is_number_integer()) fail("{}: row {}, position {}: expected an integer token id, got {}", path, r, p, v.dump());
+      if (!v.is_number_integer())
+        fail("{}: row {}, position {}: expected an integer token id, got {}", path, r, p, v.dump());
       const int64_t id = v.get<int64_t>();
       if (id < 0 || id >= d_vocab)
-        fail("{}: row {}, position {}: token id {} is out of range for the model's vocabulary of size {}", path, r,
-             p, id, d_vocab);
+        fail(
+            "{}: row {}, position {}: token id {} is out of range for the model's vocabulary of "
+            "size {}",
+            path, r, p, id, d_vocab);
       flat.push_back(id);
     }
   }
-  return torch::tensor(flat, torch::kLong).view({static_cast<int64_t>(j.size()), static_cast<int64_t>(len)});
+  return torch::tensor(flat, torch::kLong)
+      .view({static_cast<int64_t>(j.size()), static_cast<int64_t>(len)});
 }
 
 std::vector<std::string> split_hooks(const std::string& s) {
@@ -66,7 +72,8 @@ std::vector<std::string> split_hooks(const std::string& s) {
 }
 
 int run(const ActivationsOptions& o) {
-  if (o.batch_size <= 0) fail("--batch-size: expected a positive number of rows, got {}", o.batch_size);
+  if (o.batch_size <= 0)
+    fail("--batch-size: expected a positive number of rows, got {}", o.batch_size);
   const std::vector<std::string> hooks = split_hooks(o.hooks);
   if (hooks.empty() && !o.logits) fail("--hooks: expected at least one hook name (or --logits)");
   LoadedModel m = load_model(o.model);
@@ -74,7 +81,8 @@ int run(const ActivationsOptions& o) {
   const at::Tensor tokens = read_token_rows(o.tokens_file, m.cfg.d_vocab);
   const std::string& pt = m.cfg.positional_embedding_type;
   if ((pt == "standard" || pt == "shortformer") && tokens.size(1) > m.cfg.n_ctx)
-    fail("{}: rows have {} tokens, more than the model's context of {}", o.tokens_file, tokens.size(1), m.cfg.n_ctx);
+    fail("{}: rows have {} tokens, more than the model's context of {}", o.tokens_file,
+         tokens.size(1), m.cfg.n_ctx);
 
   // ln_final.* hooks come after the last block: run the whole pass for them (the runtime stops
   // after the blocks when logits are not asked for).
@@ -99,33 +107,44 @@ int run(const ActivationsOptions& o) {
   }
   save_safetensors(o.output, out, {{"model_name", o.model}, {"hooks", o.hooks}});
   if (o.json) {
-    std::cout << json{{"output", o.output}, {"model", o.model}, {"batch", tokens.size(0)}, {"pos", tokens.size(1)},
+    std::cout << json{{"output", o.output},
+                      {"model", o.model},
+                      {"batch", tokens.size(0)},
+                      {"pos", tokens.size(1)},
                       {"tensors", summary}}
                      .dump()
               << "\n";
   } else {
-    std::cout << "wrote " << o.output << " (" << tokens.size(0) << " x " << tokens.size(1) << " tokens)\n";
-    for (auto& [name, t] : out) std::cout << "  " << name << " " << json(t.sizes().vec()).dump() << "\n";
+    std::cout << "wrote " << o.output << " (" << tokens.size(0) << " x " << tokens.size(1)
+              << " tokens)\n";
+    for (auto& [name, t] : out)
+      std::cout << "  " << name << " " << json(t.sizes().vec()).dump() << "\n";
   }
   return 0;
 }
 
 auto setup = [](CLI::App* sub) -> std::function<int()> {
   auto o = std::make_shared<ActivationsOptions>();
-  sub->add_option("--model", o->model, "model folder, .pth file, Hugging Face repo id or TransformerLens alias")
+  sub->add_option("--model", o->model,
+                  "model folder, .pth file, Hugging Face repo id or TransformerLens alias")
       ->required();
-  sub->add_option("--tokens", o->tokens_file, "JSON file: a list of equal-length token-id lists")->required();
+  sub->add_option("--tokens", o->tokens_file, "JSON file: a list of equal-length token-id lists")
+      ->required();
   sub->add_option("--hooks", o->hooks, "comma-separated hook names, e.g. blocks.0.hook_resid_post");
-  sub->add_option("--output", o->output, "output .safetensors file (one tensor per hook, [batch, ...])")->required();
+  sub->add_option("--output", o->output,
+                  "output .safetensors file (one tensor per hook, [batch, ...])")
+      ->required();
   sub->add_flag("--logits", o->logits, "also save the logits [batch, pos, d_vocab] as 'logits'");
   sub->add_option("--batch-size", o->batch_size, "rows per forward pass (default 16)");
   sub->add_flag("--json", o->json, "print one JSON object describing what was written");
   sub->footer(
       "Example:\n  saelab activations --model gpt2 --tokens toks.json \\\n"
-      "    --hooks blocks.8.hook_resid_pre,blocks.8.attn.hook_pattern --output acts.safetensors --logits");
+      "    --hooks blocks.8.hook_resid_pre,blocks.8.attn.hook_pattern --output acts.safetensors "
+      "--logits");
   return [o] { return run(*o); };
 };
 
 }  // namespace
-SAELAB_COMMAND("activations", "Save a language model's activations at hook points for given tokens", setup);
+SAELAB_COMMAND("activations", "Save a language model's activations at hook points for given tokens",
+               setup);
 }  // namespace saelab::cli

@@ -7,8 +7,8 @@
 
 #include <chrono>
 #include <cmath>
-#include <memory>
 #include <iostream>
+#include <memory>
 #include <sstream>
 
 #include "saelab/cli/command.h"
@@ -65,8 +65,8 @@ double sgemm_gflops(int64_t n, const at::Device& dev) {
 // standard and jumprelu steps do 5 (encode, decode, dL/df, dW_dec, dW_enc); autograd bodies 6
 // (plus dx̃); the gated autograd body 11 (two encoder products and their weight and input
 // gradients, the auxiliary decode and its dL/da), its fast step 7 (one encoder product, both
-// decodes, both products with W_decᵀ, dW_dec, one dW_enc); topk/batchtopk 1 dense (encode) plus the sparse
-// decode, gather-dot and two row scatters, 2·N·k·d_in each.
+// decodes, both products with W_decᵀ, dW_dec, one dW_enc); topk/batchtopk 1 dense (encode) plus the
+// sparse decode, gather-dot and two row scatters, 2·N·k·d_in each.
 double step_flops(const std::string& arch, bool fast, const BenchOptions& o) {
   const double dense = 2.0 * o.batch * o.d_in * o.d_sae;
   if (arch == "topk" || arch == "batchtopk") {
@@ -85,7 +85,8 @@ void init_params(TrainingSae& sae) {
   W_dec = W_dec / W_dec.norm(2, {1}, true) * 0.1;
   P["W_dec"].copy_(W_dec);
   P["W_enc"].copy_(W_dec.t());
-  if (P.count("log_threshold")) P["log_threshold"].fill_(std::log(sae.cfg().jumprelu_init_threshold));
+  if (P.count("log_threshold"))
+    P["log_threshold"].fill_(std::log(sae.cfg().jumprelu_init_threshold));
 }
 
 json bench_arch(const std::string& arch, const BenchOptions& o, const at::Device& dev) {
@@ -127,11 +128,17 @@ json bench_arch(const std::string& arch, const BenchOptions& o, const at::Device
   // What the memory target counts: params, Adam's two moments, one batch, one [N, d_sae].
   double params = 0;
   for (const auto& [n, p] : sae->params()) params += p.numel() * 4.0;
-  double budget = (3 * params + o.batch * o.d_in * 4.0 + o.batch * o.d_sae * 4.0) / (1024.0 * 1024.0);
-  return {{"arch", arch},          {"d_in", o.d_in},          {"device", dev.str()},
-          {"d_sae", o.d_sae},      {"batch", o.batch},
-          {"k", o.k},              {"steps", o.steps},
-          {"fast_path", fast},     {"ms_per_step", dt * 1e3},
+  double budget =
+      (3 * params + o.batch * o.d_in * 4.0 + o.batch * o.d_sae * 4.0) / (1024.0 * 1024.0);
+  return {{"arch", arch},
+          {"d_in", o.d_in},
+          {"device", dev.str()},
+          {"d_sae", o.d_sae},
+          {"batch", o.batch},
+          {"k", o.k},
+          {"steps", o.steps},
+          {"fast_path", fast},
+          {"ms_per_step", dt * 1e3},
           {"tokens_per_s", o.batch / dt},
           {"gflop_per_step", flops / 1e9},
           {"gflops", flops / dt / 1e9},
@@ -157,19 +164,24 @@ auto setup = [](CLI::App* sub) -> std::function<int()> {
   sub->add_option("--steps", o->steps, "timed steps after one warm-up step (default 3)");
   sub->add_option("--k", o->k, "k of topk / batchtopk (default 32)");
   sub->add_option("--arch", o->archs, "comma-separated architectures (default all five)");
-  sub->add_option("--sgemm-n", o->sgemm_n, "size of the float32 sgemm to time; 0 skips it (default 4096)");
+  sub->add_option("--sgemm-n", o->sgemm_n,
+                  "size of the float32 sgemm to time; 0 skips it (default 4096)");
   sub->add_flag("--autograd", o->autograd, "time the autograd bodies instead of the fast paths");
-  sub->add_option("--device", o->device, "cpu (default), cuda or cuda:N (needs a CUDA LibTorch build)");
+  sub->add_option("--device", o->device,
+                  "cpu (default), cuda or cuda:N (needs a CUDA LibTorch build)");
   sub->footer(
       "GFLOP/s counts 2·N·d_in·d_sae per dense matmul performed (see docs/performance.md).\n"
       "peak_rss_mb is the process's peak so far: run one --arch per process (bench/compare.sh\n"
       "does) for a per-architecture figure.\n\n"
-      "Example:\n  saelab bench --d-in 512 --d-sae 8192 --batch 4096 --steps 3 --arch standard,topk --json");
+      "Example:\n  saelab bench --d-in 512 --d-sae 8192 --batch 4096 --steps 3 --arch "
+      "standard,topk --json");
   return [o] {
-    if (o->d_in <= 0 || o->d_sae <= 0 || o->batch <= 0 || o->steps <= 0 || o->k <= 0 || o->sgemm_n < 0)
+    if (o->d_in <= 0 || o->d_sae <= 0 || o->batch <= 0 || o->steps <= 0 || o->k <= 0 ||
+        o->sgemm_n < 0)
       fail("bench: expected positive --d-in, --d-sae, --batch, --steps, --k and --sgemm-n >= 0");
     const at::Device dev = training_device(o->device);
-    json r = {{"threads", at::get_num_threads()}, {"libtorch", TORCH_VERSION}, {"device", dev.str()}};
+    json r = {
+        {"threads", at::get_num_threads()}, {"libtorch", TORCH_VERSION}, {"device", dev.str()}};
     if (o->sgemm_n > 0) {
       double g = sgemm_gflops(o->sgemm_n, dev);
       r["sgemm_n"] = o->sgemm_n;
@@ -179,14 +191,15 @@ auto setup = [](CLI::App* sub) -> std::function<int()> {
     r["results"] = json::array();
     for (const auto& arch : split(o->archs)) {
       json a = bench_arch(arch, *o, dev);
-      if (r.contains("sgemm_gflops")) a["sgemm_fraction"] = a["gflops"].get<double>() / r["sgemm_gflops"].get<double>();
+      if (r.contains("sgemm_gflops"))
+        a["sgemm_fraction"] = a["gflops"].get<double>() / r["sgemm_gflops"].get<double>();
       if (!o->json)
         std::cerr << arch << " d_in=" << o->d_in << " d_sae=" << o->d_sae << " B=" << o->batch
                   << (a["fast_path"].get<bool>() ? " fast" : " autograd") << ": "
-                  << a["ms_per_step"].get<double>() << " ms/step, " << a["tokens_per_s"].get<double>()
-                  << " tokens/s, " << a["gflops"].get<double>() << " GFLOP/s, peak RSS "
-                  << a["peak_rss_mb"].get<double>() << " MiB (budget " << a["rss_budget_mb"].get<double>()
-                  << ")\n";
+                  << a["ms_per_step"].get<double>() << " ms/step, "
+                  << a["tokens_per_s"].get<double>() << " tokens/s, " << a["gflops"].get<double>()
+                  << " GFLOP/s, peak RSS " << a["peak_rss_mb"].get<double>() << " MiB (budget "
+                  << a["rss_budget_mb"].get<double>() << ")\n";
       r["results"].push_back(a);
     }
     if (o->json) std::cout << r.dump() << "\n";
@@ -195,5 +208,6 @@ auto setup = [](CLI::App* sub) -> std::function<int()> {
 };
 
 }  // namespace
-SAELAB_COMMAND("bench", "Time the training step per architecture against this machine's sgemm rate", setup);
+SAELAB_COMMAND("bench", "Time the training step per architecture against this machine's sgemm rate",
+               setup);
 }  // namespace saelab::cli

@@ -27,8 +27,10 @@ int run_cache(const Args& a) {
   saelab::RunnerConfig cfg = saelab::load_runner_config(a.config, a.sets);
   if (cfg.is_toy()) saelab::fail("dataset_path = \"toy\": the toy model needs no cache");
   if (!cfg.cached_activations_path || cfg.cached_activations_path->empty())
-    saelab::fail("{}: cached_activations_path: the folder to write the cache to is not set", a.config);
-  if (a.shard_tokens <= 0) saelab::fail("--shard-tokens: expected a positive integer, got {}", a.shard_tokens);
+    saelab::fail("{}: cached_activations_path: the folder to write the cache to is not set",
+                 a.config);
+  if (a.shard_tokens <= 0)
+    saelab::fail("--shard-tokens: expected a positive integer, got {}", a.shard_tokens);
   auto store = saelab::make_activations_store(cfg);
   saelab::CacheInfo info;
   info.model_name = cfg.model_name;
@@ -48,29 +50,38 @@ int run_cache(const Args& a) {
   po.quiet = a.json_out;
   saelab::ConsoleProgress bar(po);
   bool first = true;
-  auto r = saelab::write_activation_cache(*store, *cfg.cached_activations_path, info, [&](int64_t done) {
-    if (first) bar.set_start_tokens(done), first = false;
-    bar.update(done, {});
-  });
+  auto r =
+      saelab::write_activation_cache(*store, *cfg.cached_activations_path, info, [&](int64_t done) {
+        if (first) bar.set_start_tokens(done), first = false;
+        bar.update(done, {});
+      });
   bar.finish(r.tokens, {});
   if (a.json_out) {
-    std::cout << json{{"path", *cfg.cached_activations_path}, {"tokens", r.tokens}, {"shards", r.shards},
-                      {"resumed_shards", r.resumed_shards}, {"d_in", cfg.d_in}, {"hook_name", cfg.hook_name}}
+    std::cout << json{{"path", *cfg.cached_activations_path},
+                      {"tokens", r.tokens},
+                      {"shards", r.shards},
+                      {"resumed_shards", r.resumed_shards},
+                      {"d_in", cfg.d_in},
+                      {"hook_name", cfg.hook_name}}
                      .dump()
               << std::endl;
   } else {
-    std::printf("wrote %lld tokens in %lld shards (%lld found complete from an earlier run) to %s/\n"
-                "train on them with: saelab train %s --set use_cached_activations=true\n",
-                static_cast<long long>(r.tokens), static_cast<long long>(r.shards),
-                static_cast<long long>(r.resumed_shards), cfg.cached_activations_path->c_str(), a.config.c_str());
+    std::printf(
+        "wrote %lld tokens in %lld shards (%lld found complete from an earlier run) to %s/\n"
+        "train on them with: saelab train %s --set use_cached_activations=true\n",
+        static_cast<long long>(r.tokens), static_cast<long long>(r.shards),
+        static_cast<long long>(r.resumed_shards), cfg.cached_activations_path->c_str(),
+        a.config.c_str());
   }
   return 0;
 }
 
 auto setup = [](CLI::App* sub) -> std::function<int()> {
   auto a = std::make_shared<Args>();
-  sub->add_option("config", a->config, "Run config (.toml or .json) naming model_name, hook_name, dataset_path, "
-                                       "cached_activations_path and training_tokens")->required();
+  sub->add_option("config", a->config,
+                  "Run config (.toml or .json) naming model_name, hook_name, dataset_path, "
+                  "cached_activations_path and training_tokens")
+      ->required();
   sub->add_option("--set", a->sets, "Override a config key: --set training_tokens=1000000")
       ->take_all()
       ->allow_extra_args(false);
@@ -86,4 +97,5 @@ auto setup = [](CLI::App* sub) -> std::function<int()> {
 };
 
 }  // namespace
-SAELAB_COMMAND("cache", "Write a model's activations to disk for training without the model", setup);
+SAELAB_COMMAND("cache", "Write a model's activations to disk for training without the model",
+               setup);

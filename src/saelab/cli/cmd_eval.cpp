@@ -1,7 +1,7 @@
 // `saelab eval --sae DIR --activations FILE`: runs an SAE over cached activations and reports the
 // metrics that need no language model (reconstruction, shrinkage, sparsity, feature density).
-// `saelab eval --sae DIR --model M --dataset D`: the model-based evals (eval/evaluator.h): CE and KL
-// loss recovered with the SAE spliced in at its hook, plus the same activation metrics.
+// `saelab eval --sae DIR --model M --dataset D`: the model-based evals (eval/evaluator.h): CE and
+// KL loss recovered with the SAE spliced in at its hook, plus the same activation metrics.
 #include <torch/torch.h>
 
 #include <filesystem>
@@ -40,7 +40,8 @@ struct EvalOptions {
 };
 
 // Opens FILE and checks that `activations` is a float [N, d_in] tensor matching the SAE.
-const TensorEntry& checked_activations(const SafetensorsFile& file, int64_t d_in, const std::string& sae_dir) {
+const TensorEntry& checked_activations(const SafetensorsFile& file, int64_t d_in,
+                                       const std::string& sae_dir) {
   const std::string& path = file.path();
   if (!file.contains(kActivationsTensor)) {
     std::string found;
@@ -49,20 +50,24 @@ const TensorEntry& checked_activations(const SafetensorsFile& file, int64_t d_in
          found.empty() ? "no tensors" : found);
   }
   const TensorEntry& e = file.entry(kActivationsTensor);
-  if (e.dtype != StDtype::F32 && e.dtype != StDtype::F16 && e.dtype != StDtype::BF16 && e.dtype != StDtype::F64)
+  if (e.dtype != StDtype::F32 && e.dtype != StDtype::F16 && e.dtype != StDtype::BF16 &&
+      e.dtype != StDtype::F64)
     fail("{}: tensor '{}' has dtype {}, expected a float dtype (F32, F16, BF16 or F64)", path,
          kActivationsTensor, st_dtype_name(e.dtype));
   if (e.shape.size() != 2)
-    fail("{}: tensor '{}' has rank {}, expected rank 2 [N, d_in]", path, kActivationsTensor, e.shape.size());
+    fail("{}: tensor '{}' has rank {}, expected rank 2 [N, d_in]", path, kActivationsTensor,
+         e.shape.size());
   if (e.shape[1] != d_in)
     fail("{}: tensor '{}' has d_in {} (shape [{}, {}]), but the SAE in {} expects d_in {}", path,
          kActivationsTensor, e.shape[1], e.shape[0], e.shape[1], sae_dir, d_in);
-  if (e.shape[0] == 0) fail("{}: tensor '{}' has no tokens (shape [0, {}])", path, kActivationsTensor, d_in);
+  if (e.shape[0] == 0)
+    fail("{}: tensor '{}' has no tokens (shape [0, {}])", path, kActivationsTensor, d_in);
   return e;
 }
 
 json evaluate(const EvalOptions& o) {
-  if (o.batch_size <= 0) fail("--batch-size: expected a positive number of tokens, got {}", o.batch_size);
+  if (o.batch_size <= 0)
+    fail("--batch-size: expected a positive number of tokens, got {}", o.batch_size);
   if (!std::filesystem::is_regular_file(o.activations))
     fail("{}: not a file (--activations expects a safetensors file with a tensor '{}' [N, d_in])",
          o.activations, kActivationsTensor);
@@ -77,7 +82,8 @@ json evaluate(const EvalOptions& o) {
   ReconstructionStats stats;
   for (int64_t start = 0; start < n; start += o.batch_size) {
     // A copy, never the read-only mapping itself, even when the dtypes already match.
-    at::Tensor x = all.slice(0, start, std::min(n, start + o.batch_size)).to(sae_dtype, false, true);
+    at::Tensor x =
+        all.slice(0, start, std::min(n, start + o.batch_size)).to(sae_dtype, false, true);
     SaeForward out = sae->forward(x);
     stats.add(x, out.reconstruction, out.acts_post);
   }
@@ -87,8 +93,8 @@ json evaluate(const EvalOptions& o) {
 }
 
 // Reads up to n_eval_batches batches of batch_size_prompts windows; the last may be shorter.
-std::vector<at::Tensor> read_token_batches(TokenSource& src, int64_t n_batches, int64_t prompts, int64_t ctx,
-                                           const std::string& dataset) {
+std::vector<at::Tensor> read_token_batches(TokenSource& src, int64_t n_batches, int64_t prompts,
+                                           int64_t ctx, const std::string& dataset) {
   std::vector<at::Tensor> batches;
   std::vector<int64_t> window;
   for (int64_t b = 0; b < n_batches; ++b) {
@@ -96,7 +102,8 @@ std::vector<at::Tensor> read_token_batches(TokenSource& src, int64_t n_batches, 
     int64_t rows = 0;
     while (rows < prompts && src.next(window)) {
       if (int64_t(window.size()) != ctx)
-        fail("{}: a token window has {} ids, expected context_size = {}", dataset, window.size(), ctx);
+        fail("{}: a token window has {} ids, expected context_size = {}", dataset, window.size(),
+             ctx);
       ids.insert(ids.end(), window.begin(), window.end());
       ++rows;
     }
@@ -109,32 +116,40 @@ std::vector<at::Tensor> read_token_batches(TokenSource& src, int64_t n_batches, 
 }
 
 json evaluate_on_model(const EvalOptions& o) {
-  if (o.n_eval_batches <= 0) fail("--n-eval-batches: expected a positive number, got {}", o.n_eval_batches);
+  if (o.n_eval_batches <= 0)
+    fail("--n-eval-batches: expected a positive number, got {}", o.n_eval_batches);
   if (o.batch_size_prompts <= 0)
     fail("--batch-size-prompts: expected a positive number, got {}", o.batch_size_prompts);
-  if (o.context_size < 0) fail("--context-size: expected a positive number, got {}", o.context_size);
+  if (o.context_size < 0)
+    fail("--context-size: expected a positive number, got {}", o.context_size);
   auto sae = load_sae(o.sae_dir);
   const SaeConfig& sc = sae->cfg();
-  if (sc.hook_name.empty()) fail("{}/cfg.json: hook_name is empty; the model evals need the SAE's hook", o.sae_dir);
+  if (sc.hook_name.empty())
+    fail("{}/cfg.json: hook_name is empty; the model evals need the SAE's hook", o.sae_dir);
   LoadedModel lm = load_model(o.model);
   const Transformer& model = *lm.model;
   model.check_hook_name(sc.hook_name);
   const int64_t ctx = o.context_size > 0 ? o.context_size : sc.context_size;
   if (ctx > lm.cfg.n_ctx)
-    fail("--context-size: {} is longer than the n_ctx = {} of model '{}'", ctx, lm.cfg.n_ctx, o.model);
+    fail("--context-size: {} is longer than the n_ctx = {} of model '{}'", ctx, lm.cfg.n_ctx,
+         o.model);
 
   // The hook's width against the SAE's d_in, before reading any data.
   {
     auto shape = model.hook_shape(sc.hook_name, 1, 1);
     int64_t width = shape.back();
     if (sc.hook_head_index) {
-      if (shape.size() != 4) fail("{}/cfg.json: hook_head_index is set but hook '{}' has no head axis", o.sae_dir, sc.hook_name);
+      if (shape.size() != 4)
+        fail("{}/cfg.json: hook_head_index is set but hook '{}' has no head axis", o.sae_dir,
+             sc.hook_name);
     } else if (shape.size() == 4) {
       width = shape[2] * shape[3];
     }
     if (width != sc.d_in)
-      fail("SAE {} has d_in = {} but hook '{}'{} of model '{}' has width {}", o.sae_dir, sc.d_in, sc.hook_name,
-           sc.hook_head_index ? fmt::format(" (head {})", *sc.hook_head_index) : std::string(), o.model, width);
+      fail("SAE {} has d_in = {} but hook '{}'{} of model '{}' has width {}", o.sae_dir, sc.d_in,
+           sc.hook_name,
+           sc.hook_head_index ? fmt::format(" (head {})", *sc.hook_head_index) : std::string(),
+           o.model, width);
   }
 
   std::shared_ptr<Tokenizer> tok;
@@ -157,7 +172,8 @@ json evaluate_on_model(const EvalOptions& o) {
     eo.exclude_token_ids = special_token_ids(lm.cfg, tok ? tok->pad_token_id() : std::nullopt);
     if (tok)
       for (auto id : {tok->bos_token_id(), tok->eos_token_id()})
-        if (id && std::find(eo.exclude_token_ids.begin(), eo.exclude_token_ids.end(), *id) == eo.exclude_token_ids.end())
+        if (id && std::find(eo.exclude_token_ids.begin(), eo.exclude_token_ids.end(), *id) ==
+                      eo.exclude_token_ids.end())
           eo.exclude_token_ids.push_back(*id);
   }
   ModelEvaluator ev(model, *sae, sc.hook_name, sc.hook_head_index, eo);
@@ -172,19 +188,27 @@ json evaluate_on_model(const EvalOptions& o) {
 
 auto setup = [](CLI::App* sub) -> std::function<int()> {
   auto o = std::make_shared<EvalOptions>();
-  sub->add_option("--sae", o->sae_dir, "SAE directory (cfg.json + sae_weights.safetensors, or params.npz)")
+  sub->add_option("--sae", o->sae_dir,
+                  "SAE directory (cfg.json + sae_weights.safetensors, or params.npz)")
       ->required();
-  auto* acts = sub->add_option("--activations", o->activations,
-                                "safetensors file with a tensor 'activations' [N, d_in] (F32, F16, BF16 or F64)");
-  auto* model = sub->add_option("--model", o->model, "language model (HF folder, .pth, hub id or TL alias): model-based evals");
-  auto* dataset = sub->add_option("--dataset", o->dataset,
-                                  "token data for the model evals (jsonl input_ids/tokens/text, .npy, .bin, .txt, folder)");
+  auto* acts = sub->add_option(
+      "--activations", o->activations,
+      "safetensors file with a tensor 'activations' [N, d_in] (F32, F16, BF16 or F64)");
+  auto* model =
+      sub->add_option("--model", o->model,
+                      "language model (HF folder, .pth, hub id or TL alias): model-based evals");
+  auto* dataset = sub->add_option(
+      "--dataset", o->dataset,
+      "token data for the model evals (jsonl input_ids/tokens/text, .npy, .bin, .txt, folder)");
   model->needs(dataset);
   dataset->needs(model);
   acts->excludes(model);
-  sub->add_option("--n-eval-batches", o->n_eval_batches, "model evals: batches of prompts (default 10)");
-  sub->add_option("--batch-size-prompts", o->batch_size_prompts, "model evals: prompts per batch (default 8)");
-  sub->add_option("--context-size", o->context_size, "model evals: tokens per prompt (default: the SAE's context_size)");
+  sub->add_option("--n-eval-batches", o->n_eval_batches,
+                  "model evals: batches of prompts (default 10)");
+  sub->add_option("--batch-size-prompts", o->batch_size_prompts,
+                  "model evals: prompts per batch (default 8)");
+  sub->add_option("--context-size", o->context_size,
+                  "model evals: tokens per prompt (default: the SAE's context_size)");
   sub->add_flag("--include-special-tokens", o->include_special_tokens,
                 "model evals: keep BOS/EOS/PAD positions (excluded by default)");
   sub->add_option("--batch-size", o->batch_size, "tokens per forward pass (default 4096)");
@@ -193,13 +217,16 @@ auto setup = [](CLI::App* sub) -> std::function<int()> {
       "Metrics (docs/metrics.md): reconstruction_quality/{explained_variance, mse, cossim},\n"
       "shrinkage/{l2_norm_in, l2_norm_out, l2_ratio, relative_reconstruction_bias},\n"
       "sparsity/{l0, l1, dead_features, dense_features, below_1e-5, below_1e-6}.\n"
-      "With --model/--dataset also model_performance_preservation/{ce_loss_without_sae, ce_loss_with_sae,\n"
+      "With --model/--dataset also model_performance_preservation/{ce_loss_without_sae, "
+      "ce_loss_with_sae,\n"
       "ce_loss_with_ablation, ce_loss_score}, model_behavior_preservation/{kl_div_with_sae,\n"
       "kl_div_with_ablation, kl_div_score} and sparsity/consistent_activation_heuristic.\n"
-      "plots/feature_density_line_chart: the histogram of log10(feature density + 1e-10), 50 bins over\n"
+      "plots/feature_density_line_chart: the histogram of log10(feature density + 1e-10), 50 bins "
+      "over\n"
       "[-10, 0] in --json (bin_edges, counts), per decade in the table.\n\n"
       "Examples:\n  saelab eval --sae runs/toy/final --activations acts.safetensors --json\n"
-      "  saelab eval --sae runs/gpt2/final --model gpt2 --dataset tokens.jsonl --n-eval-batches 4 --json");
+      "  saelab eval --sae runs/gpt2/final --model gpt2 --dataset tokens.jsonl --n-eval-batches 4 "
+      "--json");
   return [o] {
     const bool on_model = !o->model.empty();
     if (!on_model && o->activations.empty())
@@ -213,14 +240,17 @@ auto setup = [](CLI::App* sub) -> std::function<int()> {
       table.erase(kDensityHistogramKey);
       std::string hist;
       if (m.contains(kDensityHistogramKey)) hist = density_histogram_text(m[kDensityHistogramKey]);
-      std::cout << "SAE " << o->sae_dir << " on " << (on_model ? o->model + " / " + o->dataset : o->activations)
-                << "\n\n" << metrics_table(table) << "\n" << hist;
+      std::cout << "SAE " << o->sae_dir << " on "
+                << (on_model ? o->model + " / " + o->dataset : o->activations) << "\n\n"
+                << metrics_table(table) << "\n"
+                << hist;
     }
     return 0;
   };
 };
 
 }  // namespace
-SAELAB_COMMAND("eval", "Evaluate an SAE on cached activations or on a model (CE/KL loss recovered, sparsity)",
-               setup);
+SAELAB_COMMAND(
+    "eval", "Evaluate an SAE on cached activations or on a model (CE/KL loss recovered, sparsity)",
+    setup);
 }  // namespace saelab::cli

@@ -2,8 +2,8 @@
 // HookedTransformer.generate: greedy at temperature 0, else sampling from softmax(logits / T)
 // with a seeded generator; BOS prepended by default and dropped from the printed text; stops at
 // the end-of-text token.
-#include <torch/torch.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <torch/torch.h>
 
 #include <iostream>
 
@@ -37,17 +37,22 @@ int run(const GenerateOptions& o) {
   if (ids.empty()) fail("--prompt: the prompt has no tokens (give some text, or drop --no-bos)");
   for (int64_t id : ids)
     if (id >= m.cfg.d_vocab)
-      fail("{}: tokenizer gave id {} but the model's vocabulary has {} entries", m.dir, id, m.cfg.d_vocab);
+      fail("{}: tokenizer gave id {} but the model's vocabulary has {} entries", m.dir, id,
+           m.cfg.d_vocab);
   const size_t n_prompt = ids.size();
-  const bool learned_pos = m.cfg.positional_embedding_type == "standard" || m.cfg.positional_embedding_type == "shortformer";
+  const bool learned_pos = m.cfg.positional_embedding_type == "standard" ||
+                           m.cfg.positional_embedding_type == "shortformer";
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(o.seed);
   const auto eos = m.cfg.eos_token_id ? m.cfg.eos_token_id : tok->eos_token_id();
   std::vector<int64_t> new_ids;
   for (int64_t step = 0; step < o.max_new_tokens; ++step) {
     // Learned positions end at n_ctx: condition on the last n_ctx tokens, as TL does.
-    size_t start = learned_pos && static_cast<int64_t>(ids.size()) > m.cfg.n_ctx ? ids.size() - m.cfg.n_ctx : 0;
+    size_t start = learned_pos && static_cast<int64_t>(ids.size()) > m.cfg.n_ctx
+                       ? ids.size() - m.cfg.n_ctx
+                       : 0;
     std::vector<int64_t> window(ids.begin() + start, ids.end());
-    at::Tensor logits = m.model->forward(torch::tensor(window, torch::kLong).unsqueeze(0))[0][-1].to(at::kDouble);
+    at::Tensor logits =
+        m.model->forward(torch::tensor(window, torch::kLong).unsqueeze(0))[0][-1].to(at::kDouble);
     int64_t next;
     if (o.temperature == 0.0) {
       next = logits.argmax().item<int64_t>();
@@ -64,9 +69,14 @@ int run(const GenerateOptions& o) {
   std::vector<int64_t> shown(ids.begin() + std::min(skip, n_prompt), ids.end());
   const std::string text = tok->decode(shown);
   if (o.json) {
-    std::cout << json{{"model", o.model}, {"prompt", o.prompt}, {"text", text}, {"completion", tok->decode(new_ids)},
+    std::cout << json{{"model", o.model},
+                      {"prompt", o.prompt},
+                      {"text", text},
+                      {"completion", tok->decode(new_ids)},
                       {"prompt_tokens", std::vector<int64_t>(ids.begin(), ids.begin() + n_prompt)},
-                      {"new_tokens", new_ids}, {"temperature", o.temperature}, {"seed", o.seed}}
+                      {"new_tokens", new_ids},
+                      {"temperature", o.temperature},
+                      {"seed", o.seed}}
                      .dump()
               << "\n";
   } else {
@@ -77,21 +87,28 @@ int run(const GenerateOptions& o) {
 
 auto setup = [](CLI::App* sub) -> std::function<int()> {
   auto o = std::make_shared<GenerateOptions>();
-  sub->add_option("--model", o->model, "model folder, .pth file, Hugging Face repo id or TransformerLens alias")
+  sub->add_option("--model", o->model,
+                  "model folder, .pth file, Hugging Face repo id or TransformerLens alias")
       ->required();
   sub->add_option("--prompt", o->prompt, "text to continue")->required();
   sub->add_option("--max-new-tokens", o->max_new_tokens, "tokens to generate (default 20)");
-  sub->add_option("--temperature", o->temperature, "0 = greedy; otherwise sample from softmax(logits / T) (default 1)");
+  sub->add_option("--temperature", o->temperature,
+                  "0 = greedy; otherwise sample from softmax(logits / T) (default 1)");
   sub->add_option("--seed", o->seed, "seed of the sampler (default 0)");
-  sub->add_flag("--no-bos", o->no_bos, "do not prepend the BOS token (TransformerLens prepends it)");
-  sub->add_flag("--no-stop-at-eos", o->no_stop_at_eos, "keep generating past the end-of-text token");
+  sub->add_flag("--no-bos", o->no_bos,
+                "do not prepend the BOS token (TransformerLens prepends it)");
+  sub->add_flag("--no-stop-at-eos", o->no_stop_at_eos,
+                "keep generating past the end-of-text token");
   sub->add_flag("--json", o->json, "print one JSON object (text, token ids)");
   sub->footer(
-      "Examples:\n  saelab generate --model gpt2 --prompt 'The capital of France is' --temperature 0\n"
-      "  saelab generate --model tiny-stories-1L-21M --prompt 'Once upon a time' --max-new-tokens 50 --seed 1");
+      "Examples:\n  saelab generate --model gpt2 --prompt 'The capital of France is' --temperature "
+      "0\n"
+      "  saelab generate --model tiny-stories-1L-21M --prompt 'Once upon a time' --max-new-tokens "
+      "50 --seed 1");
   return [o] { return run(*o); };
 };
 
 }  // namespace
-SAELAB_COMMAND("generate", "Continue a prompt with a language model (greedy or seeded sampling)", setup);
+SAELAB_COMMAND("generate", "Continue a prompt with a language model (greedy or seeded sampling)",
+               setup);
 }  // namespace saelab::cli

@@ -28,7 +28,8 @@ struct InfoOptions {
 // min/mean/max/std (population std, divisor n) of a vector, computed in float64.
 json stats_of(const at::Tensor& v_in) {
   auto v = v_in.detach().to(at::kCPU, at::kDouble).reshape({-1});
-  if (v.numel() == 0) return json{{"min", nullptr}, {"mean", nullptr}, {"max", nullptr}, {"std", nullptr}};
+  if (v.numel() == 0)
+    return json{{"min", nullptr}, {"mean", nullptr}, {"max", nullptr}, {"std", nullptr}};
   return json{{"min", v.min().item<double>()},
               {"mean", v.mean().item<double>()},
               {"max", v.max().item<double>()},
@@ -64,9 +65,12 @@ json sae_info(const std::string& dir) {
       fail("{}: tensor 'sparsity' has shape {}, expected [{}] (d_sae)", sparsity_path,
            c10::str(log10_density.sizes()), c.d_sae);
     DensitySummary s = summarize_log10_density(log10_density);
-    j["feature_density"] = json{{"dead_features", s.dead},        {"dense_features", s.dense},
-                                {"very_dense_features", s.very_dense}, {"below_1e-5", s.below_1e5},
-                                {"below_1e-6", s.below_1e6},       {"healthy_features", s.healthy},
+    j["feature_density"] = json{{"dead_features", s.dead},
+                                {"dense_features", s.dense},
+                                {"very_dense_features", s.very_dense},
+                                {"below_1e-5", s.below_1e5},
+                                {"below_1e-6", s.below_1e6},
+                                {"healthy_features", s.healthy},
                                 {"mean_log10_feature_sparsity", s.mean_log10}};
   }
   return j;
@@ -82,9 +86,9 @@ void print_sae_info(const json& j) {
     return fmt::format("min {:.6g}  mean {:.6g}  max {:.6g}  std {:.6g}", s["min"].get<double>(),
                        s["mean"].get<double>(), s["max"].get<double>(), s["std"].get<double>());
   };
-  for (const char* key : {"path", "architecture", "d_in", "d_sae", "k", "model_name", "hook_name", "hook_layer",
-                          "hook_head_index", "dtype", "apply_b_dec_to_input", "normalize_activations",
-                          "num_parameters"})
+  for (const char* key : {"path", "architecture", "d_in", "d_sae", "k", "model_name", "hook_name",
+                          "hook_layer", "hook_head_index", "dtype", "apply_b_dec_to_input",
+                          "normalize_activations", "num_parameters"})
     if (j.contains(key)) line(key, show(j[key]));
   line("decoder row norms", stats(j["decoder_norms"]));
   line("encoder column norms", stats(j["encoder_norms"]));
@@ -92,11 +96,12 @@ void print_sae_info(const json& j) {
   if (j.contains("feature_density")) {
     const json& d = j["feature_density"];
     line("feature density",
-         fmt::format("{} dead, {} dense (>1e-2), {} below 1e-5, {} below 1e-6, {} healthy (1e-5..1e-3), "
-                     "mean log10 {:.3f}",
-                     d["dead_features"].get<int64_t>(), d["dense_features"].get<int64_t>(),
-                     d["below_1e-5"].get<int64_t>(), d["below_1e-6"].get<int64_t>(),
-                     d["healthy_features"].get<int64_t>(), d["mean_log10_feature_sparsity"].get<double>()));
+         fmt::format(
+             "{} dead, {} dense (>1e-2), {} below 1e-5, {} below 1e-6, {} healthy (1e-5..1e-3), "
+             "mean log10 {:.3f}",
+             d["dead_features"].get<int64_t>(), d["dense_features"].get<int64_t>(),
+             d["below_1e-5"].get<int64_t>(), d["below_1e-6"].get<int64_t>(),
+             d["healthy_features"].get<int64_t>(), d["mean_log10_feature_sparsity"].get<double>()));
   } else {
     line("feature density", "(no sparsity.safetensors)");
   }
@@ -107,7 +112,8 @@ void print_sae_info(const json& j) {
 int run_model_info(const InfoOptions& o) {
   const ModelConfig c = load_model_config(o.model);
   json hooks = json::array();
-  for (const auto& name : model_hook_names(c)) hooks.push_back({{"name", name}, {"shape", model_hook_shape(c, name, 1, 1)}});
+  for (const auto& name : model_hook_names(c))
+    hooks.push_back({{"name", name}, {"shape", model_hook_shape(c, name, 1, 1)}});
   json j = {{"model_name", o.model},
             {"family", c.family},
             {"d_model", c.d_model},
@@ -128,20 +134,23 @@ int run_model_info(const InfoOptions& o) {
     std::cout << j.dump() << "\n";
     return 0;
   }
-  std::cout << fmt::format("model        {}\nfamily       {}\nsizes        d_model {}  n_layers {}  n_heads {} "
-                           "(kv {})  d_head {}  d_mlp {}  d_vocab {}  n_ctx {}\n"
-                           "layers       {} norm, {} positions, act {}\n",
-                           o.model, c.family, c.d_model, c.n_layers, c.n_heads, c.n_key_value_heads, c.d_head,
-                           c.d_mlp, c.d_vocab, c.n_ctx, c.normalization_type, c.positional_embedding_type,
-                           c.gated_mlp ? c.act_fn + " (gated)" : c.act_fn);
+  std::cout << fmt::format(
+      "model        {}\nfamily       {}\nsizes        d_model {}  n_layers {}  n_heads {} "
+      "(kv {})  d_head {}  d_mlp {}  d_vocab {}  n_ctx {}\n"
+      "layers       {} norm, {} positions, act {}\n",
+      o.model, c.family, c.d_model, c.n_layers, c.n_heads, c.n_key_value_heads, c.d_head, c.d_mlp,
+      c.d_vocab, c.n_ctx, c.normalization_type, c.positional_embedding_type,
+      c.gated_mlp ? c.act_fn + " (gated)" : c.act_fn);
   std::cout << "hooks (shape for batch 1, 1 token):\n";
-  for (auto& h : hooks) std::cout << fmt::format("  {:<36} {}\n", h["name"].get<std::string>(), h["shape"].dump());
+  for (auto& h : hooks)
+    std::cout << fmt::format("  {:<36} {}\n", h["name"].get<std::string>(), h["shape"].dump());
   return 0;
 }
 
 auto setup = [](CLI::App* sub) -> std::function<int()> {
   auto o = std::make_shared<InfoOptions>();
-  sub->add_option("SAE_DIR", o->sae_dir, "SAE directory (cfg.json + sae_weights.safetensors, or params.npz)");
+  sub->add_option("SAE_DIR", o->sae_dir,
+                  "SAE directory (cfg.json + sae_weights.safetensors, or params.npz)");
   sub->add_option("--model", o->model, "describe a language model instead of an SAE");
   sub->add_flag("--json", o->json, "print one JSON object");
   sub->footer("Examples:\n  saelab info runs/toy/final\n  saelab info runs/toy/final --json");
@@ -152,12 +161,15 @@ auto setup = [](CLI::App* sub) -> std::function<int()> {
     }
     if (o->sae_dir.empty()) fail("info: expected SAE_DIR (an SAE directory) or --model NAME");
     json j = sae_info(o->sae_dir);
-    if (o->json) std::cout << j.dump() << "\n";
-    else print_sae_info(j);
+    if (o->json)
+      std::cout << j.dump() << "\n";
+    else
+      print_sae_info(j);
     return 0;
   };
 };
 
 }  // namespace
-SAELAB_COMMAND("info", "Describe an SAE directory (config, parameters, norms, feature density)", setup);
+SAELAB_COMMAND("info", "Describe an SAE directory (config, parameters, norms, feature density)",
+               setup);
 }  // namespace saelab::cli

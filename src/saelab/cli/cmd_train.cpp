@@ -48,13 +48,15 @@ std::string choose_run_dir(const saelab::RunnerConfig& cfg, const Args& a) {
   if (!a.resume.empty()) return a.resume;
   if (!a.run_dir.empty()) {
     if (saelab::path_exists(a.run_dir + "/config.toml"))
-      saelab::fail("{}: already holds a run; continue it with --resume {} or pick another --run-dir",
-                   a.run_dir, a.run_dir);
+      saelab::fail(
+          "{}: already holds a run; continue it with --resume {} or pick another --run-dir",
+          a.run_dir, a.run_dir);
     return a.run_dir;
   }
   std::string base = cfg.checkpoint_path + "/" + cfg.resolved_run_name();
   std::string dir = base;
-  for (int i = 2; saelab::path_exists(dir + "/config.toml"); ++i) dir = base + "_" + std::to_string(i);
+  for (int i = 2; saelab::path_exists(dir + "/config.toml"); ++i)
+    dir = base + "_" + std::to_string(i);
   return dir;
 }
 
@@ -66,7 +68,8 @@ void print_summary(const saelab::TrainSummary& s, std::FILE* out) {
     return fmt::format("{:.4f}", e[key].get<double>());
   };
   std::fprintf(out, "\n%s SAE, %lld steps, %lld tokens, %.1f s\n", s.architecture.c_str(),
-               static_cast<long long>(s.steps), static_cast<long long>(s.n_training_tokens), s.seconds);
+               static_cast<long long>(s.steps), static_cast<long long>(s.n_training_tokens),
+               s.seconds);
   std::fprintf(out, "  explained variance  %s\n", num("metrics/explained_variance").c_str());
   std::fprintf(out, "  L0                  %s\n", num("metrics/l0").c_str());
   std::fprintf(out, "  dead latents        %s\n", num("sparsity/dead_features").c_str());
@@ -88,10 +91,13 @@ void print_summary(const saelab::TrainSummary& s, std::FILE* out) {
   }
   if (e.contains("n_eval_tokens"))
     std::fprintf(out, "  (measured on %s held-out tokens)\n", num("n_eval_tokens").c_str());
-  std::fprintf(out, "files:\n  final SAE    %s/\n  config       %s/config.toml\n  metrics      %s/metrics.jsonl\n"
-               "  TensorBoard  %s/events.out.tfevents.*\n",
-               s.final_dir.c_str(), s.run_dir.c_str(), s.run_dir.c_str(), s.run_dir.c_str());
-  if (!s.last_checkpoint.empty()) std::fprintf(out, "  checkpoint   %s/\n", s.last_checkpoint.c_str());
+  std::fprintf(
+      out,
+      "files:\n  final SAE    %s/\n  config       %s/config.toml\n  metrics      %s/metrics.jsonl\n"
+      "  TensorBoard  %s/events.out.tfevents.*\n",
+      s.final_dir.c_str(), s.run_dir.c_str(), s.run_dir.c_str(), s.run_dir.c_str());
+  if (!s.last_checkpoint.empty())
+    std::fprintf(out, "  checkpoint   %s/\n", s.last_checkpoint.c_str());
 }
 
 int train_in(const saelab::RunnerConfig& cfg, const std::string& run_dir, const Args& a) {
@@ -126,15 +132,19 @@ int train_in(const saelab::RunnerConfig& cfg, const std::string& run_dir, const 
   std::fflush(msg);
   saelab::TrainSummary s = trainer.run();
   if (cfg.log_to_wandb)
-    std::fprintf(msg, "wandb sync %s/ uploads the TensorBoard files to Weights & Biases\n", run_dir.c_str());
+    std::fprintf(msg, "wandb sync %s/ uploads the TensorBoard files to Weights & Biases\n",
+                 run_dir.c_str());
   if (a.json_out) {
     std::cout << s.to_json().dump() << std::endl;
   } else if (s.completed) {
     print_summary(s, stdout);
   }
   if (!s.completed) {
-    std::fprintf(msg, "stopped by signal %d at step %lld; checkpoint %s; continue with: saelab train --resume %s\n",
-                 s.stop_signal, static_cast<long long>(s.steps), s.last_checkpoint.c_str(), run_dir.c_str());
+    std::fprintf(msg,
+                 "stopped by signal %d at step %lld; checkpoint %s; continue with: saelab train "
+                 "--resume %s\n",
+                 s.stop_signal, static_cast<long long>(s.steps), s.last_checkpoint.c_str(),
+                 run_dir.c_str());
     return 128 + s.stop_signal;
   }
   return 0;
@@ -172,21 +182,27 @@ int run_train(const Args& a) {
 
 auto setup = [](CLI::App* sub) -> std::function<int()> {
   auto a = std::make_shared<Args>();
-  sub->add_option("config", a->config, "Run config (.toml or .json, SAELens field names); default: the embedded toy run (configs/toy.toml)");
+  sub->add_option("config", a->config,
+                  "Run config (.toml or .json, SAELens field names); default: the embedded toy run "
+                  "(configs/toy.toml)");
   sub->add_option("--set", a->sets, "Override a config key: --set architecture=topk --set lr=1e-3")
       ->take_all()
       ->allow_extra_args(false);
-  sub->add_option("--run-dir", a->run_dir, "Write the run here instead of <checkpoint_path>/<run_name>");
+  sub->add_option("--run-dir", a->run_dir,
+                  "Write the run here instead of <checkpoint_path>/<run_name>");
   sub->add_option("--resume", a->resume, "Continue the run in RUN_DIR from its latest checkpoint");
-  sub->add_flag("--json", a->json_out, "Print the end-of-run summary as one JSON object (progress goes to stderr)");
+  sub->add_flag("--json", a->json_out,
+                "Print the end-of-run summary as one JSON object (progress goes to stderr)");
   sub->footer(
       "Examples:\n"
       "  saelab train                                   # the embedded toy run (configs/toy.toml)\n"
       "  saelab train --set architecture=topk --json    # the toy run with a TopK SAE\n"
       "  saelab train my_run.toml --set lr=1e-4 --run-dir runs/a\n"
       "  saelab train --resume runs/a                   # continue after Ctrl-C / SIGTERM\n"
-      "  saelab train --set l1_coefficient=[0.5,1,2,4]  # a sweep: 4 SAEs on one activation stream\n"
-      "Exit codes: 0 done; 130 / 143 stopped by SIGINT / SIGTERM after writing a checkpoint; 1 error.");
+      "  saelab train --set l1_coefficient=[0.5,1,2,4]  # a sweep: 4 SAEs on one activation "
+      "stream\n"
+      "Exit codes: 0 done; 130 / 143 stopped by SIGINT / SIGTERM after writing a checkpoint; 1 "
+      "error.");
   return [a] { return run_train(*a); };
 };
 

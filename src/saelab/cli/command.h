@@ -24,6 +24,6 @@ bool register_command(std::string name, std::string summary, Setup setup);
 
 #define SAELAB_CONCAT_(a, b) a##b
 #define SAELAB_CONCAT(a, b) SAELAB_CONCAT_(a, b)
-#define SAELAB_COMMAND(name, summary, setup_fn)                          \
-  static const bool SAELAB_CONCAT(saelab_registered_, __LINE__) =        \
+#define SAELAB_COMMAND(name, summary, setup_fn)                   \
+  static const bool SAELAB_CONCAT(saelab_registered_, __LINE__) = \
       ::saelab::cli::register_command(name, summary, setup_fn)

@@ -1,12 +1,12 @@
 // `saelab <verb>`: parses the command line, runs the verb, and turns errors into one-line messages
 // with a non-zero exit (1 for bad input, 2 for usage, 3 for an internal error).
+#include <ATen/Parallel.h>
+
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
 #include <thread>
-
-#include <ATen/Parallel.h>
 
 #include "saelab/cli/command.h"
 #include "saelab/core/error.h"
@@ -28,8 +28,10 @@ bool register_command(std::string name, std::string summary, Setup setup) {
 int main(int argc, char** argv) {
   using namespace saelab::cli;
   // Debian's LibTorch starts with one intra-op thread; use every core unless the user chose.
-  if (!std::getenv("OMP_NUM_THREADS")) at::set_num_threads(std::max(1u, std::thread::hardware_concurrency()));
-  CLI::App app{"saelab: train, evaluate and inspect sparse autoencoders on transformer activations"};
+  if (!std::getenv("OMP_NUM_THREADS"))
+    at::set_num_threads(std::max(1u, std::thread::hardware_concurrency()));
+  CLI::App app{
+      "saelab: train, evaluate and inspect sparse autoencoders on transformer activations"};
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "Help for every verb");
   std::vector<std::pair<CLI::App*, std::function<int()>>> runs;

@@ -17,8 +17,10 @@ std::string choose_sweep_dir(const SweepSpec& spec, const std::string& run_dir) 
   };
   if (!run_dir.empty()) {
     if (taken(run_dir))
-      fail("{}: already holds a run or a sweep; continue it with --resume {} or pick another --run-dir",
-           run_dir, run_dir);
+      fail(
+          "{}: already holds a run or a sweep; continue it with --resume {} or pick another "
+          "--run-dir",
+          run_dir, run_dir);
     return run_dir;
   }
   std::string base = spec.members.at(0).cfg.checkpoint_path + "/" + spec.sweep_name;
@@ -43,12 +45,12 @@ void print_table(const SweepSpec& spec, const SweepResult& r, std::FILE* out) {
     ce |= r.members[i].eval.contains("model_performance_preservation/ce_loss_score");
     w = std::max(w, spec.members[i].name.size());
   }
-  std::string head = fmt::format("{:<{}}  {:>9}  {:>8}  {:>6}  {:>6}", "member", w, "expl.var", "L0",
-                                 "dead", "dense");
+  std::string head = fmt::format("{:<{}}  {:>9}  {:>8}  {:>6}  {:>6}", "member", w, "expl.var",
+                                 "L0", "dead", "dense");
   if (toy) head += fmt::format("  {:>7}  {:>9}", "MMCS", "recovered");
   if (ce) head += fmt::format("  {:>8}", "CE score");
-  std::fprintf(out, "\nsweep of %zu SAEs, %.1f s (measured on held-out tokens)\n%s\n", r.members.size(),
-               r.seconds, head.c_str());
+  std::fprintf(out, "\nsweep of %zu SAEs, %.1f s (measured on held-out tokens)\n%s\n",
+               r.members.size(), r.seconds, head.c_str());
   for (size_t i = 0; i < r.members.size(); ++i) {
     const json& e = r.members[i].eval;
     std::string line;
@@ -58,13 +60,18 @@ void print_table(const SweepSpec& spec, const SweepResult& r, std::FILE* out) {
       line = fmt::format("{:<{}}  {:>9}  {:>8}  {:>6}  {:>6}", spec.members[i].name, w,
                          num(e, "metrics/explained_variance"), num(e, "metrics/l0"),
                          num(e, "sparsity/dead_features"), num(e, "sparsity/dense_features"));
-      if (toy) line += fmt::format("  {:>7}  {:>9}", num(e, "metrics/mmcs"), num(e, "metrics/features_recovered"));
-      if (ce) line += fmt::format("  {:>8}", num(e, "model_performance_preservation/ce_loss_score"));
+      if (toy)
+        line += fmt::format("  {:>7}  {:>9}", num(e, "metrics/mmcs"),
+                            num(e, "metrics/features_recovered"));
+      if (ce)
+        line += fmt::format("  {:>8}", num(e, "model_performance_preservation/ce_loss_score"));
     }
     std::fprintf(out, "%s\n", line.c_str());
   }
-  std::fprintf(out, "files:\n  sweep        %s/sweep.json\n  members      %s/<member>/ (config.toml, "
-               "metrics.jsonl, final/)\n", r.run_dir.c_str(), r.run_dir.c_str());
+  std::fprintf(out,
+               "files:\n  sweep        %s/sweep.json\n  members      %s/<member>/ (config.toml, "
+               "metrics.jsonl, final/)\n",
+               r.run_dir.c_str(), r.run_dir.c_str());
 }
 
 }  // namespace
@@ -91,17 +98,19 @@ int train_sweep(const SweepSpec& spec, const std::string& dir, bool resume, bool
           write_file_atomic(dir + "/" + m.name + "/config.toml", to_toml(m.cfg));
       so.resume_checkpoints = sweep_resume_checkpoints(spec, dir);
       if (so.resume_checkpoints.at(0).empty())
-        std::fprintf(msg, "no checkpoints in the members of %s; starting the sweep from the beginning\n",
+        std::fprintf(msg,
+                     "no checkpoints in the members of %s; starting the sweep from the beginning\n",
                      dir.c_str());
       else
-        std::fprintf(msg, "resuming every member from checkpoints/%s\n",
-                     so.resume_checkpoints[0].substr(so.resume_checkpoints[0].rfind('/') + 1).c_str());
+        std::fprintf(
+            msg, "resuming every member from checkpoints/%s\n",
+            so.resume_checkpoints[0].substr(so.resume_checkpoints[0].rfind('/') + 1).c_str());
     }
     std::string keys;
     for (const auto& k : spec.keys) keys += (keys.empty() ? "" : ", ") + k;
-    std::fprintf(msg, "sweeping %s: %zu SAEs (d_in=%lld) on %s for %lld steps -> %s/\n", keys.c_str(),
-                 spec.members.size(), static_cast<long long>(c0.d_in), source->describe().c_str(),
-                 static_cast<long long>(c0.steps()), dir.c_str());
+    std::fprintf(msg, "sweeping %s: %zu SAEs (d_in=%lld) on %s for %lld steps -> %s/\n",
+                 keys.c_str(), spec.members.size(), static_cast<long long>(c0.d_in),
+                 source->describe().c_str(), static_cast<long long>(c0.steps()), dir.c_str());
     for (const auto& m : spec.members)
       std::fprintf(msg, "  %s  (%s, d_sae=%lld)\n", m.name.c_str(), m.cfg.architecture.c_str(),
                    static_cast<long long>(m.cfg.resolved_d_sae()));
@@ -110,7 +119,8 @@ int train_sweep(const SweepSpec& spec, const std::string& dir, bool resume, bool
     bool wandb = false;
     for (const auto& m : spec.members) wandb |= m.cfg.log_to_wandb;
     if (wandb)
-      std::fprintf(msg, "wandb sync %s/*/ uploads the members' TensorBoard files to Weights & Biases\n",
+      std::fprintf(msg,
+                   "wandb sync %s/*/ uploads the members' TensorBoard files to Weights & Biases\n",
                    dir.c_str());
     if (json_out) {
       json j = r.to_json(spec);
@@ -124,8 +134,10 @@ int train_sweep(const SweepSpec& spec, const std::string& dir, bool resume, bool
         std::fprintf(stderr, "saelab: error: sweep member %s: %s\n", spec.members[i].name.c_str(),
                      r.errors[i].c_str());
     if (r.stop_signal != 0) {
-      std::fprintf(msg, "stopped by signal %d; every member wrote a checkpoint; continue with: "
-                   "saelab train --resume %s\n", r.stop_signal, dir.c_str());
+      std::fprintf(msg,
+                   "stopped by signal %d; every member wrote a checkpoint; continue with: "
+                   "saelab train --resume %s\n",
+                   r.stop_signal, dir.c_str());
       return 128 + r.stop_signal;
     }
     return r.completed ? 0 : 1;

@@ -12,7 +12,8 @@ namespace saelab::cli {
 std::string choose_sweep_dir(const SweepSpec& spec, const std::string& run_dir);
 
 // Trains the sweep into `dir` (resume: continue its members from their common checkpoint, with
-// `sets` already applied to spec). Returns the exit code: 0, 128 + signal, or 1 when a member failed.
+// `sets` already applied to spec). Returns the exit code: 0, 128 + signal, or 1 when a member
+// failed.
 int train_sweep(const SweepSpec& spec, const std::string& dir, bool resume, bool sets_given,
                 bool json_out);
 

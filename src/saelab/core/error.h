@@ -1,9 +1,11 @@
 // The one error type for user-facing errors: bad config, file, model or dataset.
-// Its message is one line that names the thing and what was expected; the CLI prints it and exits 1.
+// Its message is one line that names the thing and what was expected; the CLI prints it and
+// exits 1.
 #pragma once
+#include <fmt/format.h>
+
 #include <stdexcept>
 #include <string>
-#include <fmt/format.h>
 
 namespace saelab {
 

@@ -3,11 +3,12 @@
 // 'shape': tuple of ints}.
 #include "saelab/core/npy.h"
 
+#include <fmt/ranges.h>  // fmt::join (in format.h before fmt 11)
+#include <torch/torch.h>
+
 #include <algorithm>
 #include <cstring>
-#include <fmt/ranges.h>  // fmt::join (in format.h before fmt 11)
 #include <limits>
-#include <torch/torch.h>
 
 #include "saelab/core/error.h"
 #include "saelab/core/io.h"
@@ -84,7 +85,8 @@ class HeaderParser {
     size_t start = i_;
     uint64_t v = 0;
     while (i_ < s_.size() && s_[i_] >= '0' && s_[i_] <= '9') {
-      if (v > static_cast<uint64_t>(std::numeric_limits<int64_t>::max() - 9) / 10) bad("a smaller integer");
+      if (v > static_cast<uint64_t>(std::numeric_limits<int64_t>::max() - 9) / 10)
+        bad("a smaller integer");
       v = v * 10 + (s_[i_++] - '0');
     }
     if (i_ == start) bad("a non-negative integer");
@@ -214,19 +216,32 @@ at::Tensor parse_npy(const std::string& b, const std::string& what) {
   size_t item = 0;
   at::ScalarType st = at::kFloat;
   bool widened = false;
-  if (size_str == "1" || size_str == "2" || size_str == "4" || size_str == "8") item = size_str[0] - '0';
-  if (kind == 'b' && item == 1) st = at::kBool;
-  else if (kind == 'i' && item == 1) st = at::kChar;
-  else if (kind == 'i' && item == 2) st = at::kShort;
-  else if (kind == 'i' && item == 4) st = at::kInt;
-  else if (kind == 'i' && item == 8) st = at::kLong;
-  else if (kind == 'u' && item == 1) st = at::kByte;
-  else if (kind == 'u' && item == 2) st = at::kInt, widened = true;   // no uint16 in LibTorch 1.13
-  else if (kind == 'u' && item == 4) st = at::kLong, widened = true;
-  else if (kind == 'u' && item == 8) st = at::kLong, widened = true;  // values > 2^63-1 refused
-  else if (kind == 'f' && item == 2) st = at::kHalf;
-  else if (kind == 'f' && item == 4) st = at::kFloat;
-  else if (kind == 'f' && item == 8) st = at::kDouble;
+  if (size_str == "1" || size_str == "2" || size_str == "4" || size_str == "8")
+    item = size_str[0] - '0';
+  if (kind == 'b' && item == 1)
+    st = at::kBool;
+  else if (kind == 'i' && item == 1)
+    st = at::kChar;
+  else if (kind == 'i' && item == 2)
+    st = at::kShort;
+  else if (kind == 'i' && item == 4)
+    st = at::kInt;
+  else if (kind == 'i' && item == 8)
+    st = at::kLong;
+  else if (kind == 'u' && item == 1)
+    st = at::kByte;
+  else if (kind == 'u' && item == 2)
+    st = at::kInt, widened = true;  // no uint16 in LibTorch 1.13
+  else if (kind == 'u' && item == 4)
+    st = at::kLong, widened = true;
+  else if (kind == 'u' && item == 8)
+    st = at::kLong, widened = true;  // values > 2^63-1 refused
+  else if (kind == 'f' && item == 2)
+    st = at::kHalf;
+  else if (kind == 'f' && item == 4)
+    st = at::kFloat;
+  else if (kind == 'f' && item == 8)
+    st = at::kDouble;
   else
     fail("{}: .npy dtype '{}' is not supported (expected b1, i1-i8, u1-u8, f2-f8)", what, descr);
 

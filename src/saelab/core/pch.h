@@ -1,10 +1,11 @@
 // Precompiled header: the heavy, stable headers every module includes.
 #pragma once
-#include <torch/torch.h>
-#include <nlohmann/json.hpp>
 #include <fmt/format.h>
-#include <string>
-#include <vector>
+#include <torch/torch.h>
+
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
+#include <string>
+#include <vector>

@@ -5,20 +5,21 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <torch/torch.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <set>
-#include <torch/torch.h>
 
 #include "saelab/core/error.h"
 #include "saelab/core/io.h"
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "safetensors data is little-endian");
 
-#if defined(TORCH_VERSION_MAJOR) && (TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1))
+#if defined(TORCH_VERSION_MAJOR) && \
+    (TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1))
 #define SAELAB_HAVE_FLOAT8 1
 #else
 #define SAELAB_HAVE_FLOAT8 0
@@ -28,22 +29,37 @@ namespace saelab {
 
 at::ScalarType scalar_type_of(StDtype dtype) {
   switch (dtype) {
-    case StDtype::BOOL: return at::kBool;
-    case StDtype::U8: return at::kByte;
-    case StDtype::I8: return at::kChar;
-    case StDtype::I16: return at::kShort;
-    case StDtype::U16: return at::kInt;  // widened: LibTorch 1.13 has no uint16
-    case StDtype::F16: return at::kHalf;
-    case StDtype::BF16: return at::kBFloat16;
-    case StDtype::I32: return at::kInt;
-    case StDtype::U32: return at::kLong;  // widened
-    case StDtype::F32: return at::kFloat;
-    case StDtype::F64: return at::kDouble;
-    case StDtype::I64: return at::kLong;
-    case StDtype::U64: return at::kLong;  // values above 2^63-1 are refused when read
+    case StDtype::BOOL:
+      return at::kBool;
+    case StDtype::U8:
+      return at::kByte;
+    case StDtype::I8:
+      return at::kChar;
+    case StDtype::I16:
+      return at::kShort;
+    case StDtype::U16:
+      return at::kInt;  // widened: LibTorch 1.13 has no uint16
+    case StDtype::F16:
+      return at::kHalf;
+    case StDtype::BF16:
+      return at::kBFloat16;
+    case StDtype::I32:
+      return at::kInt;
+    case StDtype::U32:
+      return at::kLong;  // widened
+    case StDtype::F32:
+      return at::kFloat;
+    case StDtype::F64:
+      return at::kDouble;
+    case StDtype::I64:
+      return at::kLong;
+    case StDtype::U64:
+      return at::kLong;  // values above 2^63-1 are refused when read
 #if SAELAB_HAVE_FLOAT8
-    case StDtype::F8_E4M3: return at::kFloat8_e4m3fn;
-    case StDtype::F8_E5M2: return at::kFloat8_e5m2;
+    case StDtype::F8_E4M3:
+      return at::kFloat8_e4m3fn;
+    case StDtype::F8_E5M2:
+      return at::kFloat8_e5m2;
 #else
     case StDtype::F8_E4M3:
     case StDtype::F8_E5M2:
@@ -56,21 +72,34 @@ at::ScalarType scalar_type_of(StDtype dtype) {
 
 StDtype st_dtype_of(at::ScalarType t) {
   switch (t) {
-    case at::kBool: return StDtype::BOOL;
-    case at::kByte: return StDtype::U8;
-    case at::kChar: return StDtype::I8;
-    case at::kShort: return StDtype::I16;
-    case at::kHalf: return StDtype::F16;
-    case at::kBFloat16: return StDtype::BF16;
-    case at::kInt: return StDtype::I32;
-    case at::kFloat: return StDtype::F32;
-    case at::kDouble: return StDtype::F64;
-    case at::kLong: return StDtype::I64;
+    case at::kBool:
+      return StDtype::BOOL;
+    case at::kByte:
+      return StDtype::U8;
+    case at::kChar:
+      return StDtype::I8;
+    case at::kShort:
+      return StDtype::I16;
+    case at::kHalf:
+      return StDtype::F16;
+    case at::kBFloat16:
+      return StDtype::BF16;
+    case at::kInt:
+      return StDtype::I32;
+    case at::kFloat:
+      return StDtype::F32;
+    case at::kDouble:
+      return StDtype::F64;
+    case at::kLong:
+      return StDtype::I64;
 #if SAELAB_HAVE_FLOAT8
-    case at::kFloat8_e4m3fn: return StDtype::F8_E4M3;
-    case at::kFloat8_e5m2: return StDtype::F8_E5M2;
+    case at::kFloat8_e4m3fn:
+      return StDtype::F8_E4M3;
+    case at::kFloat8_e5m2:
+      return StDtype::F8_E5M2;
 #endif
-    default: fail("safetensors cannot store torch dtype {}", c10::toString(t));
+    default:
+      fail("safetensors cannot store torch dtype {}", c10::toString(t));
   }
 }
 
@@ -160,10 +189,14 @@ at::Tensor SafetensorsFile::read(const std::string& name, bool owning) const {
     fail("{}: tensor '{}': {}", path_, name, err.what());
   }
   switch (e.dtype) {
-    case StDtype::U16: return widen<uint16_t, int32_t>(p, e.shape, st, path_, name);
-    case StDtype::U32: return widen<uint32_t, int64_t>(p, e.shape, st, path_, name);
-    case StDtype::U64: return widen<uint64_t, int64_t>(p, e.shape, st, path_, name);
-    default: break;
+    case StDtype::U16:
+      return widen<uint16_t, int32_t>(p, e.shape, st, path_, name);
+    case StDtype::U32:
+      return widen<uint32_t, int64_t>(p, e.shape, st, path_, name);
+    case StDtype::U64:
+      return widen<uint64_t, int64_t>(p, e.shape, st, path_, name);
+    default:
+      break;
   }
   auto opts = at::TensorOptions().dtype(st);
   if (nbytes == 0) return at::empty(e.shape, opts);
@@ -181,7 +214,8 @@ at::Tensor SafetensorsFile::read(const std::string& name, bool owning) const {
     return t;
   }
   std::shared_ptr<void> keep = mapping_;
-  return at::from_blob(const_cast<uint8_t*>(p), e.shape, [keep](void*) {}, opts);
+  return at::from_blob(
+      const_cast<uint8_t*>(p), e.shape, [keep](void*) {}, opts);
 }
 
 at::Tensor SafetensorsFile::view(const std::string& name) const { return read(name, false); }

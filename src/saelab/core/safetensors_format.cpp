@@ -23,12 +23,11 @@ struct DtypeInfo {
 };
 
 constexpr DtypeInfo kDtypes[] = {
-    {StDtype::BOOL, "BOOL", 1},       {StDtype::U8, "U8", 1},   {StDtype::I8, "I8", 1},
-    {StDtype::I16, "I16", 2},         {StDtype::U16, "U16", 2}, {StDtype::F16, "F16", 2},
-    {StDtype::BF16, "BF16", 2},       {StDtype::I32, "I32", 4}, {StDtype::U32, "U32", 4},
-    {StDtype::F32, "F32", 4},         {StDtype::F64, "F64", 8}, {StDtype::I64, "I64", 8},
-    {StDtype::U64, "U64", 8},         {StDtype::F8_E4M3, "F8_E4M3", 1},
-    {StDtype::F8_E5M2, "F8_E5M2", 1},
+    {StDtype::BOOL, "BOOL", 1}, {StDtype::U8, "U8", 1},           {StDtype::I8, "I8", 1},
+    {StDtype::I16, "I16", 2},   {StDtype::U16, "U16", 2},         {StDtype::F16, "F16", 2},
+    {StDtype::BF16, "BF16", 2}, {StDtype::I32, "I32", 4},         {StDtype::U32, "U32", 4},
+    {StDtype::F32, "F32", 4},   {StDtype::F64, "F64", 8},         {StDtype::I64, "I64", 8},
+    {StDtype::U64, "U64", 8},   {StDtype::F8_E4M3, "F8_E4M3", 1}, {StDtype::F8_E5M2, "F8_E5M2", 1},
 };
 
 const DtypeInfo& info(StDtype d) {
@@ -52,7 +51,8 @@ std::string short_dump(const nlohmann::json& j) {
 
 TensorEntry parse_entry(const std::string& name, const nlohmann::json& j, const std::string& what) {
   if (!j.is_object())
-    fail("{}: safetensors header: tensor '{}' must be an object, got {}", what, name, short_dump(j));
+    fail("{}: safetensors header: tensor '{}' must be an object, got {}", what, name,
+         short_dump(j));
   TensorEntry e;
   e.name = name;
   for (const auto& [k, v] : j.items()) {
@@ -94,10 +94,11 @@ TensorEntry parse_entry(const std::string& name, const nlohmann::json& j, const 
     fail("{}: safetensors header: tensor '{}' data_offsets [{}, {}] end before begin", what, name,
          e.begin, e.end);
   if (e.end - e.begin != nbytes)
-    fail("{}: safetensors header: tensor '{}' has {} bytes in data_offsets [{}, {}] but dtype {} "
-         "x shape {} needs {}",
-         what, name, e.end - e.begin, e.begin, e.end, st_dtype_name(e.dtype), short_dump(*sh),
-         nbytes);
+    fail(
+        "{}: safetensors header: tensor '{}' has {} bytes in data_offsets [{}, {}] but dtype {} "
+        "x shape {} needs {}",
+        what, name, e.end - e.begin, e.begin, e.end, st_dtype_name(e.dtype), short_dump(*sh),
+        nbytes);
   return e;
 }
 
@@ -122,8 +123,7 @@ SafetensorsHeader parse_safetensors(const uint8_t* data, size_t size, const std:
   uint64_t n = 0;
   for (int i = 7; i >= 0; --i) n = (n << 8) | data[i];
   // Checked before anything is allocated, so a hostile length cannot exhaust memory.
-  if (n > kMaxHeader)
-    fail("{}: safetensors header length {} exceeds the 100 MB limit", what, n);
+  if (n > kMaxHeader) fail("{}: safetensors header length {} exceeds the 100 MB limit", what, n);
   if (n > size - 8)
     fail("{}: safetensors header length {} runs beyond the end of the file ({} bytes)", what, n,
          size);
@@ -136,8 +136,7 @@ SafetensorsHeader parse_safetensors(const uint8_t* data, size_t size, const std:
     if (depth > kMaxDepth) fail("{}: safetensors header nests deeper than {}", what, kMaxDepth);
     if (ev == nlohmann::json::parse_event_t::key && depth == 1) {
       const auto& k = parsed.get_ref<const std::string&>();
-      if (!seen.insert(k).second)
-        fail("{}: safetensors header names '{}' twice", what, k);
+      if (!seen.insert(k).second) fail("{}: safetensors header names '{}' twice", what, k);
     }
     return true;
   };
@@ -169,29 +168,33 @@ SafetensorsHeader parse_safetensors(const uint8_t* data, size_t size, const std:
   }
 
   // Tensors must tile the data buffer exactly: no gap, no overlap, nothing after the last one.
-  std::stable_sort(h.tensors.begin(), h.tensors.end(), [](const TensorEntry& a, const TensorEntry& b) {
-    return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
-  });
+  std::stable_sort(h.tensors.begin(), h.tensors.end(),
+                   [](const TensorEntry& a, const TensorEntry& b) {
+                     return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
+                   });
   const uint64_t data_size = size - h.data_start;
   uint64_t cursor = 0;
   for (const auto& e : h.tensors) {
     if (e.end > data_size)
-      fail("{}: safetensors tensor '{}' data_offsets [{}, {}] out of range: the data buffer has {} "
-           "bytes",
-           what, e.name, e.begin, e.end, data_size);
+      fail(
+          "{}: safetensors tensor '{}' data_offsets [{}, {}] out of range: the data buffer has {} "
+          "bytes",
+          what, e.name, e.begin, e.end, data_size);
     if (e.begin < cursor)
-      fail("{}: safetensors tensor '{}' data_offsets [{}, {}] overlap the previous tensor (ends at "
-           "{})",
-           what, e.name, e.begin, e.end, cursor);
+      fail(
+          "{}: safetensors tensor '{}' data_offsets [{}, {}] overlap the previous tensor (ends at "
+          "{})",
+          what, e.name, e.begin, e.end, cursor);
     if (e.begin > cursor)
       fail("{}: safetensors tensor '{}' data_offsets [{}, {}] leave a gap after offset {}", what,
            e.name, e.begin, e.end, cursor);
     cursor = e.end;
   }
   if (cursor != data_size)
-    fail("{}: safetensors file has {} trailing bytes after the last tensor (data ends at {}, "
-         "buffer is {} bytes)",
-         what, data_size - cursor, cursor, data_size);
+    fail(
+        "{}: safetensors file has {} trailing bytes after the last tensor (data ends at {}, "
+        "buffer is {} bytes)",
+        what, data_size - cursor, cursor, data_size);
   return h;
 }
 

@@ -1,6 +1,7 @@
 // The safetensors header format, parsed and validated without torch (fuzzed by fuzz/).
-// Layout: u64 LE header length N; N bytes of JSON {name: {dtype, shape, data_offsets}, "__metadata__"};
-// then the data buffer, offsets relative to its start, tensors contiguous, no gaps, no overlaps.
+// Layout: u64 LE header length N; N bytes of JSON {name: {dtype, shape, data_offsets},
+// "__metadata__"}; then the data buffer, offsets relative to its start, tensors contiguous, no
+// gaps, no overlaps.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -11,7 +12,23 @@
 
 namespace saelab {
 
-enum class StDtype { BOOL, U8, I8, I16, U16, F16, BF16, I32, U32, F32, F64, I64, U64, F8_E4M3, F8_E5M2 };
+enum class StDtype {
+  BOOL,
+  U8,
+  I8,
+  I16,
+  U16,
+  F16,
+  BF16,
+  I32,
+  U32,
+  F32,
+  F64,
+  I64,
+  U64,
+  F8_E4M3,
+  F8_E5M2
+};
 
 const char* st_dtype_name(StDtype d);
 size_t st_dtype_size(StDtype d);

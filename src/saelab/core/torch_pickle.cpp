@@ -4,11 +4,12 @@
 // the list can ever be called.
 #include "saelab/core/torch_pickle.h"
 
+#include <fmt/ranges.h>  // fmt::join (in format.h before fmt 11)
+#include <torch/torch.h>
+
 #include <algorithm>
 #include <cstring>
-#include <fmt/ranges.h>  // fmt::join (in format.h before fmt 11)
 #include <memory>
-#include <torch/torch.h>
 #include <unordered_map>
 
 #include "saelab/core/error.h"
@@ -25,12 +26,12 @@ struct Obj {
   bool b = false;
   int64_t i = 0;
   double f = 0;
-  std::string s;  // Str, Bytes; Global: "module.name"; Storage: key
-  std::vector<Val> items;                      // Tuple, List
-  std::vector<std::pair<Val, Val>> entries;    // Dict (insertion order)
+  std::string s;                                  // Str, Bytes; Global: "module.name"; Storage: key
+  std::vector<Val> items;                         // Tuple, List
+  std::vector<std::pair<Val, Val>> entries;       // Dict (insertion order)
   std::unordered_map<std::string, size_t> index;  // Dict: string key -> position in entries
-  at::ScalarType dtype = at::kFloat;           // Global storage types, Storage
-  at::Tensor tensor;                           // Storage (1-D, whole storage), Tensor
+  at::ScalarType dtype = at::kFloat;              // Global storage types, Storage
+  at::Tensor tensor;                              // Storage (1-D, whole storage), Tensor
 
   Obj() = default;
   Obj(const Obj&) = delete;
@@ -63,17 +64,18 @@ struct Obj {
 };
 
 const char* kind_name(Obj::Kind k) {
-  static const char* names[] = {"None", "bool",   "int",    "float",   "str",   "tuple",
-                                "list", "dict",   "global", "storage", "tensor"};
+  static const char* names[] = {"None", "bool", "int",    "float",   "str",   "tuple",
+                                "list", "dict", "global", "storage", "tensor"};
   return names[k];
 }
 
 bool storage_dtype(const std::string& name, at::ScalarType* out) {
   static const std::map<std::string, at::ScalarType> types = {
-      {"FloatStorage", at::kFloat},   {"DoubleStorage", at::kDouble}, {"HalfStorage", at::kHalf},
-      {"BFloat16Storage", at::kBFloat16}, {"LongStorage", at::kLong}, {"IntStorage", at::kInt},
-      {"ShortStorage", at::kShort},   {"CharStorage", at::kChar},     {"ByteStorage", at::kByte},
-      {"BoolStorage", at::kBool},
+      {"FloatStorage", at::kFloat}, {"DoubleStorage", at::kDouble},
+      {"HalfStorage", at::kHalf},   {"BFloat16Storage", at::kBFloat16},
+      {"LongStorage", at::kLong},   {"IntStorage", at::kInt},
+      {"ShortStorage", at::kShort}, {"CharStorage", at::kChar},
+      {"ByteStorage", at::kByte},   {"BoolStorage", at::kBool},
   };
   auto it = types.find(name);
   if (it == types.end()) return false;
@@ -83,7 +85,8 @@ bool storage_dtype(const std::string& name, at::ScalarType* out) {
 
 class Unpickler {
  public:
-  Unpickler(const std::string& data, const ZipReader& zip, const std::string& prefix, bool big_endian)
+  Unpickler(const std::string& data, const ZipReader& zip, const std::string& prefix,
+            bool big_endian)
       : d_(data), zip_(zip), prefix_(prefix), swap_(big_endian), what_(zip.path()) {}
 
   Val run() {
@@ -91,26 +94,45 @@ class Unpickler {
       if (pos_ >= d_.size()) bad("data.pkl ends without STOP");
       const uint8_t op = byte();
       switch (op) {
-        case 0x80: byte(); break;          // PROTO
-        case 0x95: take(8); break;         // FRAME: framing is irrelevant when all bytes are here
-        case '.': {                        // STOP
+        case 0x80:
+          byte();
+          break;  // PROTO
+        case 0x95:
+          take(8);
+          break;     // FRAME: framing is irrelevant when all bytes are here
+        case '.': {  // STOP
           Val v = pop();
           return v;
         }
-        case '(': marks_.push_back(stack_.size()); break;  // MARK
-        case 'N': push(Obj::make(Obj::None)); break;
-        case 0x88: case 0x89: {            // NEWTRUE / NEWFALSE
+        case '(':
+          marks_.push_back(stack_.size());
+          break;  // MARK
+        case 'N':
+          push(Obj::make(Obj::None));
+          break;
+        case 0x88:
+        case 0x89: {  // NEWTRUE / NEWFALSE
           Val v = Obj::make(Obj::Bool);
           v->b = op == 0x88;
           push(v);
           break;
         }
-        case 'J': push_int(static_cast<int32_t>(le(4))); break;  // BININT
-        case 'K': push_int(static_cast<int64_t>(le(1))); break;  // BININT1
-        case 'M': push_int(static_cast<int64_t>(le(2))); break;  // BININT2
-        case 0x8a: long_int(le(1)); break;                       // LONG1
-        case 0x8b: long_int(le(4)); break;                       // LONG4
-        case 'G': {                                              // BINFLOAT (big-endian)
+        case 'J':
+          push_int(static_cast<int32_t>(le(4)));
+          break;  // BININT
+        case 'K':
+          push_int(static_cast<int64_t>(le(1)));
+          break;  // BININT1
+        case 'M':
+          push_int(static_cast<int64_t>(le(2)));
+          break;  // BININT2
+        case 0x8a:
+          long_int(le(1));
+          break;  // LONG1
+        case 0x8b:
+          long_int(le(4));
+          break;     // LONG4
+        case 'G': {  // BINFLOAT (big-endian)
           const std::string b = take(8);
           uint64_t bits = 0;
           for (int k = 0; k < 8; ++k) bits = (bits << 8) | static_cast<uint8_t>(b[k]);
@@ -119,35 +141,57 @@ class Unpickler {
           push(v);
           break;
         }
-        case 'X': push_str(take(le(4))); break;     // BINUNICODE
-        case 0x8c: push_str(take(le(1))); break;    // SHORT_BINUNICODE
-        case 0x8d: push_str(take(le(8))); break;    // BINUNICODE8
-        case 'T': push_str(take(le(4))); break;     // BINSTRING
-        case 'U': push_str(take(le(1))); break;     // SHORT_BINSTRING
-        case 'B': push_str(take(le(4))); break;     // BINBYTES
-        case 'C': push_str(take(le(1))); break;     // SHORT_BINBYTES
-        case ')': push(Obj::make(Obj::Tuple)); break;  // EMPTY_TUPLE
-        case ']': push(Obj::make(Obj::List)); break;   // EMPTY_LIST
-        case '}': push(Obj::make(Obj::Dict)); break;   // EMPTY_DICT
-        case 't': {                                    // TUPLE
+        case 'X':
+          push_str(take(le(4)));
+          break;  // BINUNICODE
+        case 0x8c:
+          push_str(take(le(1)));
+          break;  // SHORT_BINUNICODE
+        case 0x8d:
+          push_str(take(le(8)));
+          break;  // BINUNICODE8
+        case 'T':
+          push_str(take(le(4)));
+          break;  // BINSTRING
+        case 'U':
+          push_str(take(le(1)));
+          break;  // SHORT_BINSTRING
+        case 'B':
+          push_str(take(le(4)));
+          break;  // BINBYTES
+        case 'C':
+          push_str(take(le(1)));
+          break;  // SHORT_BINBYTES
+        case ')':
+          push(Obj::make(Obj::Tuple));
+          break;  // EMPTY_TUPLE
+        case ']':
+          push(Obj::make(Obj::List));
+          break;  // EMPTY_LIST
+        case '}':
+          push(Obj::make(Obj::Dict));
+          break;     // EMPTY_DICT
+        case 't': {  // TUPLE
           Val v = Obj::make(Obj::Tuple);
           v->items = pop_mark();
           push(v);
           break;
         }
-        case 'l': {                                    // LIST
+        case 'l': {  // LIST
           Val v = Obj::make(Obj::List);
           v->items = pop_mark();
           push(v);
           break;
         }
-        case 'd': {                                    // DICT
+        case 'd': {  // DICT
           Val v = Obj::make(Obj::Dict);
           set_items(v, pop_mark());
           push(v);
           break;
         }
-        case 0x85: case 0x86: case 0x87: {             // TUPLE1..3
+        case 0x85:
+        case 0x86:
+        case 0x87: {  // TUPLE1..3
           size_t n = op - 0x84;
           if (stack_.size() < n + base()) bad("stack underflow in TUPLE{}", n);
           Val v = Obj::make(Obj::Tuple);
@@ -156,61 +200,80 @@ class Unpickler {
           push(v);
           break;
         }
-        case 'a': {                                    // APPEND
+        case 'a': {  // APPEND
           Val x = pop();
           expect(top(), Obj::List, "APPEND")->items.push_back(x);
           break;
         }
-        case 'e': {                                    // APPENDS
+        case 'e': {  // APPENDS
           auto xs = pop_mark();
           auto& l = expect(top(), Obj::List, "APPENDS")->items;
           l.insert(l.end(), xs.begin(), xs.end());
           break;
         }
-        case 's': {                                    // SETITEM
+        case 's': {  // SETITEM
           Val v = pop();
           Val k = pop();
           set_items(expect(top(), Obj::Dict, "SETITEM"), {k, v});
           break;
         }
-        case 'u': {                                    // SETITEMS
+        case 'u': {  // SETITEMS
           auto xs = pop_mark();
           set_items(expect(top(), Obj::Dict, "SETITEMS"), xs);
           break;
         }
-        case 'q': memo_put(le(1)); break;              // BINPUT
-        case 'r': memo_put(le(4)); break;              // LONG_BINPUT
-        case 0x94: memo_put(memo_.size()); break;      // MEMOIZE
-        case 'h': push(memo_get(le(1))); break;        // BINGET
-        case 'j': push(memo_get(le(4))); break;        // LONG_BINGET
-        case '0': pop(); break;                        // POP
-        case '1': pop_mark(); break;                   // POP_MARK
-        case '2': push(top()); break;                  // DUP
-        case 'c': {                                    // GLOBAL
+        case 'q':
+          memo_put(le(1));
+          break;  // BINPUT
+        case 'r':
+          memo_put(le(4));
+          break;  // LONG_BINPUT
+        case 0x94:
+          memo_put(memo_.size());
+          break;  // MEMOIZE
+        case 'h':
+          push(memo_get(le(1)));
+          break;  // BINGET
+        case 'j':
+          push(memo_get(le(4)));
+          break;  // LONG_BINGET
+        case '0':
+          pop();
+          break;  // POP
+        case '1':
+          pop_mark();
+          break;  // POP_MARK
+        case '2':
+          push(top());
+          break;     // DUP
+        case 'c': {  // GLOBAL
           std::string module = line();
           std::string name = line();
           push(global(module, name));
           break;
         }
-        case 0x93: {                                   // STACK_GLOBAL
+        case 0x93: {  // STACK_GLOBAL
           Val name = pop();
           Val module = pop();
-          if (module->kind != Obj::Str || name->kind != Obj::Str) bad("STACK_GLOBAL needs two strings");
+          if (module->kind != Obj::Str || name->kind != Obj::Str)
+            bad("STACK_GLOBAL needs two strings");
           push(global(module->s, name->s));
           break;
         }
-        case 'R': {                                    // REDUCE
+        case 'R': {  // REDUCE
           Val args = pop();
           Val fn = pop();
           push(reduce(fn, args));
           break;
         }
-        case 'b': {                                    // BUILD: state of OrderedDict/_metadata etc.
+        case 'b': {  // BUILD: state of OrderedDict/_metadata etc.
           pop();
           if (stack_.size() <= base()) bad("stack underflow in BUILD");
           break;
         }
-        case 'Q': push(persistent_load(pop())); break;  // BINPERSID
+        case 'Q':
+          push(persistent_load(pop()));
+          break;  // BINPERSID
         default:
           bad("unsupported pickle opcode 0x{:02x} at byte {}", op, pos_ - 1);
       }
@@ -372,13 +435,15 @@ class Unpickler {
       if (stride[k] > 0 && (size[k] - 1) > (n - last) / stride[k])
         bad("tensor of size {} stride {} offset {} overruns storage '{}' of {} elements",
             fmt::join(size, "x"), fmt::join(stride, ","), offset, a[0]->s, n);
-      else last += (size[k] - 1) * stride[k];
+      else
+        last += (size[k] - 1) * stride[k];
     }
     Val v = Obj::make(Obj::Tensor);
     if (empty) {
       v->tensor = at::empty(size, storage.options());
     } else {
-      if (last >= n) bad("tensor at offset {} overruns storage '{}' of {} elements", offset, a[0]->s, n);
+      if (last >= n)
+        bad("tensor at offset {} overruns storage '{}' of {} elements", offset, a[0]->s, n);
       v->tensor = storage.as_strided(size, stride, offset);
     }
     return v;
@@ -401,7 +466,8 @@ class Unpickler {
       const uint64_t bytes = zip_.size(entry);
       const size_t item = c10::elementSize(dt);
       if (bytes % item) bad("storage '{}' has {} bytes, not a multiple of {}", entry, bytes, item);
-      if (pid->items[4]->kind == Obj::Int && static_cast<uint64_t>(pid->items[4]->i) * item != bytes)
+      if (pid->items[4]->kind == Obj::Int &&
+          static_cast<uint64_t>(pid->items[4]->i) * item != bytes)
         bad("storage '{}' has {} bytes but the pickle says {} elements of {}", entry, bytes,
             pid->items[4]->i, c10::toString(dt));
       at::Tensor t = at::empty({static_cast<int64_t>(bytes / item)}, at::TensorOptions().dtype(dt));
@@ -463,9 +529,10 @@ std::map<std::string, at::Tensor> load_torch_state_dict(const std::string& path)
   std::fclose(f);
   if (!looks_like_zip(path)) {
     if (got >= 1 && head[0] == 0x80)
-      fail("{}: legacy (pre-1.6, non-zip) torch.save format is not supported; re-save it with "
-           "torch.save from torch >= 1.6",
-           path);
+      fail(
+          "{}: legacy (pre-1.6, non-zip) torch.save format is not supported; re-save it with "
+          "torch.save from torch >= 1.6",
+          path);
     fail("{}: not a torch.save zip archive", path);
   }
   ZipReader zip(path);
@@ -481,8 +548,10 @@ std::map<std::string, at::Tensor> load_torch_state_dict(const std::string& path)
   bool big_endian = false;
   if (zip.contains(prefix + "byteorder")) {
     std::string order = zip.read(prefix + "byteorder");
-    if (order == "big") big_endian = true;
-    else if (order != "little") fail("{}: unknown byteorder '{}'", path, order.substr(0, 20));
+    if (order == "big")
+      big_endian = true;
+    else if (order != "little")
+      fail("{}: unknown byteorder '{}'", path, order.substr(0, 20));
   }
   const std::string pkl = zip.read(prefix + "data.pkl");
   Val root = Unpickler(pkl, zip, prefix, big_endian).run();

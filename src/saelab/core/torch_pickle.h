@@ -1,8 +1,9 @@
-// torch.save checkpoints (REFERENCE.md §5): a zip of <name>/data.pkl plus one raw storage per tensor
-// under <name>/data/<key>, read with a restricted unpickler of our own. Only the globals a state dict
-// needs are accepted (collections.OrderedDict, torch._utils._rebuild_tensor_v2 / _rebuild_parameter,
-// the torch.*Storage types); any other global is refused before anything runs, so a malicious
-// pickle cannot execute code. The legacy (pre-1.6, non-zip) format is refused with a clear error.
+// torch.save checkpoints (REFERENCE.md §5): a zip of <name>/data.pkl plus one raw storage per
+// tensor under <name>/data/<key>, read with a restricted unpickler of our own. Only the globals a
+// state dict needs are accepted (collections.OrderedDict, torch._utils._rebuild_tensor_v2 /
+// _rebuild_parameter, the torch.*Storage types); any other global is refused before anything runs,
+// so a malicious pickle cannot execute code. The legacy (pre-1.6, non-zip) format is refused with a
+// clear error.
 #pragma once
 #include <ATen/core/Tensor.h>
 

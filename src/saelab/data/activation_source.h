@@ -1,7 +1,7 @@
 // ActivationSource: where a trainer gets its activation batches when it needs no model of its own
 // (the toy model of superposition, cached activation files) and, later, the model pipeline.
-// A source is deterministic for its seed and resumable: load_state(state()) on a fresh source of the
-// same configuration yields the same batches as the original from that point.
+// A source is deterministic for its seed and resumable: load_state(state()) on a fresh source of
+// the same configuration yields the same batches as the original from that point.
 #pragma once
 #include <ATen/core/Tensor.h>
 

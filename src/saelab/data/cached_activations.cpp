@@ -59,7 +59,8 @@ CachedActivations::CachedActivations(const std::string& path, uint64_t seed, int
       if (e.is_regular_file() && e.path().extension() == ".safetensors")
         shards_.push_back(e.path().string());
     std::sort(shards_.begin(), shards_.end());
-    if (shards_.empty()) fail("{}: folder holds no *.safetensors shards of cached activations", path);
+    if (shards_.empty())
+      fail("{}: folder holds no *.safetensors shards of cached activations", path);
   } else {
     shards_.push_back(path);
   }
@@ -151,15 +152,19 @@ at::Tensor CachedActivations::next_batch(int64_t n) {
 }
 
 json CachedActivations::state() const {
-  return {{"type", "cached"}, {"epoch", epoch_}, {"order_pos", order_pos_}, {"row_pos", row_pos_},
+  return {{"type", "cached"},
+          {"epoch", epoch_},
+          {"order_pos", order_pos_},
+          {"row_pos", row_pos_},
           {"total_rows", total_rows_}};
 }
 
 void CachedActivations::load_state(const json& s) {
   auto bad = [&] {
-    fail("cached activations: cannot resume from state {}: expected {{\"type\": \"cached\", "
-         "\"epoch\", \"order_pos\", \"row_pos\"}} for the same shards",
-         s.dump());
+    fail(
+        "cached activations: cannot resume from state {}: expected {{\"type\": \"cached\", "
+        "\"epoch\", \"order_pos\", \"row_pos\"}} for the same shards",
+        s.dump());
   };
   if (!s.is_object() || s.value("type", "") != "cached") bad();
   for (const char* k : {"epoch", "order_pos", "row_pos"})
@@ -179,7 +184,8 @@ void CachedActivations::load_state(const json& s) {
 
 std::string CachedActivations::describe() const {
   return fmt::format("cached activations: {} rows of d_in = {} in {} shard{} (first {})",
-                     total_rows_, d_in_, shards_.size(), shards_.size() == 1 ? "" : "s", shards_[0]);
+                     total_rows_, d_in_, shards_.size(), shards_.size() == 1 ? "" : "s",
+                     shards_[0]);
 }
 
 }  // namespace saelab

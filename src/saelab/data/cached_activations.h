@@ -1,9 +1,9 @@
-// Cached activations (use_cached_activations): a safetensors file holding `activations` [N, d_in], or
-// a folder of such shards (*.safetensors, sorted by name). Each epoch visits the shards in a seeded
-// shuffled order and each shard's rows in a seeded shuffled order, so every row is seen exactly
-// once per epoch; at most one shard is memory-mapped at any time (a batch that straddles a
-// boundary copies its rows out of one shard before the next is mapped). Any float dtype is converted to float32. When the data
-// runs out a new epoch starts, with a warning on stderr.
+// Cached activations (use_cached_activations): a safetensors file holding `activations` [N, d_in],
+// or a folder of such shards (*.safetensors, sorted by name). Each epoch visits the shards in a
+// seeded shuffled order and each shard's rows in a seeded shuffled order, so every row is seen
+// exactly once per epoch; at most one shard is memory-mapped at any time (a batch that straddles a
+// boundary copies its rows out of one shard before the next is mapped). Any float dtype is
+// converted to float32. When the data runs out a new epoch starts, with a warning on stderr.
 #pragma once
 #include <ATen/core/Tensor.h>
 

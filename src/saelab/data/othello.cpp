@@ -32,7 +32,8 @@ struct Board {
           r += dr;
           c += dc;
         }
-        if (!line.empty() && r >= 0 && r < 8 && c >= 0 && c < 8 && cell[size_t(r * 8 + c)] == player)
+        if (!line.empty() && r >= 0 && r < 8 && c >= 0 && c < 8 &&
+            cell[size_t(r * 8 + c)] == player)
           out.insert(out.end(), line.begin(), line.end());
       }
     return out;
@@ -53,13 +54,16 @@ class OthelloTokenSource : public TokenSource {
       const auto game = generate_othello_game(rng_);
       if (int64_t(game.size()) < ctx_) continue;
       window.resize(size_t(ctx_));
-      for (int64_t i = 0; i < ctx_; ++i) window[size_t(i)] = othello_square_to_token(game[size_t(i)]);
+      for (int64_t i = 0; i < ctx_; ++i)
+        window[size_t(i)] = othello_square_to_token(game[size_t(i)]);
       return true;
     }
   }
   void restart() override { rng_.seed(seed_); }
   bool infinite() const override { return true; }
-  std::string describe() const override { return "othello (random legal games, seed " + std::to_string(seed_) + ")"; }
+  std::string describe() const override {
+    return "othello (random legal games, seed " + std::to_string(seed_) + ")";
+  }
 
  private:
   int64_t ctx_;
@@ -108,7 +112,8 @@ std::vector<int> generate_othello_game(std::mt19937_64& rng) {
 
 std::unique_ptr<TokenSource> make_othello_token_source(int64_t context_size, uint64_t seed) {
   if (context_size < 1 || context_size > 60)
-    fail("dataset_path = \"othello\": context_size must be in 1..60 (OthelloGPT uses 59), got {}", context_size);
+    fail("dataset_path = \"othello\": context_size must be in 1..60 (OthelloGPT uses 59), got {}",
+         context_size);
   return std::make_unique<OthelloTokenSource>(context_size, seed);
 }
 

@@ -2,7 +2,8 @@
 // from the standard start (black d5/e4 = [3,4],[4,3], white d4/e5 = [3,3],[4,4]), each move uniform
 // over the legal moves; a player without a move passes implicitly (no pass token); the game ends
 // when neither can move. Token ids follow TransformerLens/ARENA's othello utils: 0 = pass (unused),
-// 1..60 = the squares 0..63 (row-major, square = 8*row + col) in order, skipping the 4 centre squares.
+// 1..60 = the squares 0..63 (row-major, square = 8*row + col) in order, skipping the 4 centre
+// squares.
 #pragma once
 #include <cstdint>
 #include <memory>

@@ -19,7 +19,8 @@ namespace saelab {
 namespace fs = std::filesystem;
 
 std::optional<int64_t> resolve_separator_token(const json& t, std::optional<int64_t> bos,
-                                               std::optional<int64_t> eos, std::optional<int64_t> sep) {
+                                               std::optional<int64_t> eos,
+                                               std::optional<int64_t> sep) {
   if (t.is_null()) return std::nullopt;
   if (t.is_number_integer()) return t.get<int64_t>();
   if (t.is_string()) {
@@ -32,7 +33,8 @@ std::optional<int64_t> resolve_separator_token(const json& t, std::optional<int6
     if (s == "eos") return need(eos);
     if (s == "sep") return need(sep);
   }
-  fail("sequence_separator_token: expected \"bos\", \"eos\", \"sep\", an integer or null, got {}", t.dump());
+  fail("sequence_separator_token: expected \"bos\", \"eos\", \"sep\", an integer or null, got {}",
+       t.dump());
 }
 
 SequencePacker::SequencePacker(int64_t context_size, std::optional<int64_t> begin_batch_id,
@@ -157,7 +159,8 @@ class TextReader : public FileReader {  // .txt: one document per non-empty line
 // Rows of a 2-D tensor, or windows of a flat 1-D stream.
 class TensorReader : public FileReader {
  public:
-  TensorReader(at::Tensor t, int64_t row_len) : t_(t.to(at::kLong).contiguous()), row_len_(row_len) {}
+  TensorReader(at::Tensor t, int64_t row_len)
+      : t_(t.to(at::kLong).contiguous()), row_len_(row_len) {}
   bool next(Item& it) override {
     const int64_t n = t_.numel();
     if (pos_ + row_len_ > n) return false;
@@ -181,17 +184,25 @@ class BinReader : public FileReader {
     if (!in_) fail("{}: cannot open", path_);
     const std::string side = path_ + ".json";
     if (!fs::exists(side))
-      fail("{}: a .bin token file needs a sidecar {} like {{\"dtype\": \"uint16\", \"row_length\": 1024}}", path_,
-           side);
+      fail(
+          "{}: a .bin token file needs a sidecar {} like {{\"dtype\": \"uint16\", \"row_length\": "
+          "1024}}",
+          path_, side);
     const json j = read_json_file(side);
     const std::string dt = j.value("dtype", std::string());
-    if (dt == "uint16") width_ = 2;
-    else if (dt == "uint32") width_ = 4;
-    else fail("{}: dtype: expected \"uint16\" or \"uint32\", got '{}'", side, dt);
-    row_len_ = j.contains("row_length") && !j["row_length"].is_null() ? j["row_length"].get<int64_t>() : ctx;
+    if (dt == "uint16")
+      width_ = 2;
+    else if (dt == "uint32")
+      width_ = 4;
+    else
+      fail("{}: dtype: expected \"uint16\" or \"uint32\", got '{}'", side, dt);
+    row_len_ = j.contains("row_length") && !j["row_length"].is_null()
+                   ? j["row_length"].get<int64_t>()
+                   : ctx;
     if (row_len_ <= 0) fail("{}: row_length: expected a positive integer", side);
     const auto bytes = int64_t(fs::file_size(path_));
-    if (bytes % width_ != 0) fail("{}: size {} bytes is not a multiple of {} ({})", path_, bytes, width_, dt);
+    if (bytes % width_ != 0)
+      fail("{}: size {} bytes is not a multiple of {} ({})", path_, bytes, width_, dt);
   }
   bool next(Item& it) override {
     std::vector<char> buf(size_t(row_len_ * width_));
@@ -221,7 +232,9 @@ std::string ext_of(const std::string& p) {
   return e;
 }
 
-bool readable_ext(const std::string& e) { return e == ".jsonl" || e == ".txt" || e == ".npy" || e == ".bin"; }
+bool readable_ext(const std::string& e) {
+  return e == ".jsonl" || e == ".txt" || e == ".npy" || e == ".bin";
+}
 bool unreadable_ext(const std::string& e) { return e == ".parquet" || e == ".arrow"; }
 
 std::unique_ptr<FileReader> open_reader(const std::string& path, int64_t ctx) {
@@ -233,31 +246,41 @@ std::unique_ptr<FileReader> open_reader(const std::string& path, int64_t ctx) {
     at::Tensor t = read_npy(path);
     const auto st = t.scalar_type();
     if (st == at::kFloat || st == at::kDouble || st == at::kHalf || st == at::kBool)
-      fail("{}: expected integer token ids (int32, int64 or uint16), got a {} array", path, std::string(c10::toString(st)));
+      fail("{}: expected integer token ids (int32, int64 or uint16), got a {} array", path,
+           std::string(c10::toString(st)));
     if (t.dim() == 1) return std::make_unique<TensorReader>(t, ctx);
     if (t.dim() == 2) return std::make_unique<TensorReader>(t, t.size(1));
     fail("{}: expected a 1-D or 2-D array of token ids, got {} dimensions", path, t.dim());
   }
   if (unreadable_ext(e))
-    fail("{}: {} files are not readable by saelab; convert the dataset to jsonl (input_ids / tokens / text), "
-         ".npy or .bin first", path, e);
+    fail(
+        "{}: {} files are not readable by saelab; convert the dataset to jsonl (input_ids / tokens "
+        "/ text), "
+        ".npy or .bin first",
+        path, e);
   fail("{}: unsupported token file (expected .jsonl, .txt, .npy or .bin)", path);
 }
 
 // Every data file under a folder, sorted by path; an error when none is readable.
 std::vector<std::string> list_files(const std::string& dir, const std::string& what) {
   std::vector<std::string> files, unreadable;
-  for (auto& e : fs::recursive_directory_iterator(dir, fs::directory_options::follow_directory_symlink)) {
+  for (auto& e :
+       fs::recursive_directory_iterator(dir, fs::directory_options::follow_directory_symlink)) {
     if (!e.is_regular_file()) continue;
     const std::string p = e.path().string(), x = ext_of(p);
-    if (readable_ext(x)) files.push_back(p);
-    else if (unreadable_ext(x)) unreadable.push_back(p);
+    if (readable_ext(x))
+      files.push_back(p);
+    else if (unreadable_ext(x))
+      unreadable.push_back(p);
   }
   std::sort(files.begin(), files.end());
   if (files.empty()) {
     if (!unreadable.empty())
-      fail("{}: holds only parquet/arrow files ({}), which saelab cannot read; convert them to jsonl, .npy or "
-           ".bin", what, unreadable.front());
+      fail(
+          "{}: holds only parquet/arrow files ({}), which saelab cannot read; convert them to "
+          "jsonl, .npy or "
+          ".bin",
+          what, unreadable.front());
     fail("{}: no token files (.jsonl, .txt, .npy, .bin) found", what);
   }
   return files;
@@ -282,7 +305,8 @@ std::optional<std::string> find_dataset_snapshot(const std::string& id, const st
     return (repo / "snapshots" / rev).string();
   std::optional<fs::path> best;
   for (auto& e : fs::directory_iterator(repo / "snapshots"))
-    if (e.is_directory() && (!best || fs::last_write_time(e.path()) > fs::last_write_time(*best))) best = e.path();
+    if (e.is_directory() && (!best || fs::last_write_time(e.path()) > fs::last_write_time(*best)))
+      best = e.path();
   if (!best) return std::nullopt;
   return best->string();
 }
@@ -290,7 +314,9 @@ std::optional<std::string> find_dataset_snapshot(const std::string& id, const st
 class FileTokenSource : public TokenSource {
  public:
   FileTokenSource(TokenSourceOptions o, std::vector<std::string> files, std::string what)
-      : o_(std::move(o)), files_(std::move(files)), what_(std::move(what)),
+      : o_(std::move(o)),
+        files_(std::move(files)),
+        what_(std::move(what)),
         packer_(o_.context_size, o_.prepend_bos ? o_.bos_id : std::nullopt, o_.separator_id,
                 o_.disable_concat_sequences) {
     if (o_.prepend_bos && !o_.bos_id) bos_missing_ = true;
@@ -330,14 +356,15 @@ class FileTokenSource : public TokenSource {
         continue;
       }
       if (it.is_text) {
-        if (!o_.tokenizer) fail("{}: raw text needs the model's tokenizer, and none was loaded", files_[file_]);
+        if (!o_.tokenizer)
+          fail("{}: raw text needs the model's tokenizer, and none was loaded", files_[file_]);
         if (bos_missing_) fail("{}: prepend_bos = true but the tokenizer has no BOS token", what_);
         packer_.add(o_.tokenizer->encode(it.text), ready_);
       } else {
         // Pretokenized rows are used as they are: the first context_size ids of each row.
         if (int64_t(it.ids.size()) < o_.context_size)
-          fail("{}: a pretokenized row has {} tokens, fewer than context_size = {}", files_[file_], it.ids.size(),
-               o_.context_size);
+          fail("{}: a pretokenized row has {} tokens, fewer than context_size = {}", files_[file_],
+               it.ids.size(), o_.context_size);
         it.ids.resize(size_t(o_.context_size));
         ready_.push_back(std::move(it.ids));
       }
@@ -359,9 +386,13 @@ class FileTokenSource : public TokenSource {
 }  // namespace
 
 std::unique_ptr<TokenSource> open_token_source(const TokenSourceOptions& o) {
-  if (o.context_size <= 0) fail("context_size: expected a positive integer, got {}", o.context_size);
+  if (o.context_size <= 0)
+    fail("context_size: expected a positive integer, got {}", o.context_size);
   const std::string& p = o.dataset_path;
-  if (p.empty()) fail("dataset_path: empty; expected a token file, a folder, a Hugging Face dataset id or \"othello\"");
+  if (p.empty())
+    fail(
+        "dataset_path: empty; expected a token file, a folder, a Hugging Face dataset id or "
+        "\"othello\"");
   if (p == "othello") return make_othello_token_source(o.context_size, o.seed);
   if (fs::is_regular_file(p)) {
     const std::string e = ext_of(p);
@@ -372,11 +403,13 @@ std::unique_ptr<TokenSource> open_token_source(const TokenSourceOptions& o) {
   const std::string cache = hub_cache_dir();
   if (p.find('/') != std::string::npos && p.front() != '/' && p.front() != '.') {
     if (auto snap = find_dataset_snapshot(p, cache))
-      return std::make_unique<FileTokenSource>(o, list_files(*snap, "dataset " + p + " (" + *snap + ")"), p);
+      return std::make_unique<FileTokenSource>(
+          o, list_files(*snap, "dataset " + p + " (" + *snap + ")"), p);
   }
-  fail("dataset_path = '{}': not a file or folder, and not a dataset in the Hugging Face cache {} "
-       "(fetch it with `huggingface-cli download --repo-type dataset {}`, in jsonl/npy/bin form)",
-       p, cache, p);
+  fail(
+      "dataset_path = '{}': not a file or folder, and not a dataset in the Hugging Face cache {} "
+      "(fetch it with `huggingface-cli download --repo-type dataset {}`, in jsonl/npy/bin form)",
+      p, cache, p);
 }
 
 }  // namespace saelab

@@ -1,8 +1,8 @@
 // Token sources: where the ActivationsStore gets its context_size windows of token ids (int64).
-// REFERENCE.md §6. A source reads pretokenized rows (jsonl `input_ids`/`tokens`, .npy, nanoGPT-style
-// flat .bin with a `<file>.json` sidecar), raw text (jsonl `text`, .txt: one document per line)
-// tokenized and packed as SAELens's concat_and_batch_sequences does, a folder of such files, a
-// Hugging Face dataset id found in the local hub cache, or the Othello game generator
+// REFERENCE.md §6. A source reads pretokenized rows (jsonl `input_ids`/`tokens`, .npy,
+// nanoGPT-style flat .bin with a `<file>.json` sidecar), raw text (jsonl `text`, .txt: one document
+// per line) tokenized and packed as SAELens's concat_and_batch_sequences does, a folder of such
+// files, a Hugging Face dataset id found in the local hub cache, or the Othello game generator
 // (dataset_path = "othello", othello.h).
 #pragma once
 #include <cstdint>
@@ -27,7 +27,7 @@ struct TokenSourceOptions {
   std::optional<int64_t> bos_id;  // needed when prepend_bos and the data is raw text
   bool disable_concat_sequences = false;
   std::shared_ptr<const Tokenizer> tokenizer;  // raw text only
-  uint64_t seed = 42;                    // the Othello generator
+  uint64_t seed = 42;                          // the Othello generator
 };
 
 class TokenSource {
@@ -49,7 +49,8 @@ std::unique_ptr<TokenSource> open_token_source(const TokenSourceOptions& opts);
 // SAELens's sequence_separator_token resolved against the tokenizer's special ids: "bos", "eos",
 // "sep", an int, or null (none). Naming a special token the tokenizer lacks is an error.
 std::optional<int64_t> resolve_separator_token(const json& sequence_separator_token,
-                                               std::optional<int64_t> bos, std::optional<int64_t> eos,
+                                               std::optional<int64_t> bos,
+                                               std::optional<int64_t> eos,
                                                std::optional<int64_t> sep);
 
 // SAELens's concat_and_batch_sequences for one stream of documents, kept as a small state

@@ -94,7 +94,8 @@ void apply_specials(Tokenizer& tok, const Configs& c, SpecialTokens s, const std
   resolve("unk_token", s.unk);
   tok.set_special_tokens(s);
   auto add_bos = c.tokenizer_config.find("add_bos_token");
-  if (add_bos != c.tokenizer_config.end() && add_bos->is_boolean()) tok.set_adds_bos_by_default(add_bos->get<bool>());
+  if (add_bos != c.tokenizer_config.end() && add_bos->is_boolean())
+    tok.set_adds_bos_by_default(add_bos->get<bool>());
 }
 
 // GPT-2 / NeoX defaults when no config names them: <|endoftext|> is BOS, EOS and UNK.
@@ -115,8 +116,10 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& model_dir) {
     return fs::is_regular_file(model_dir) ? fs::path(model_dir).filename() == name : has(name);
   };
   if (!fs::is_directory(dir))
-    fail("{}: not a folder (expected a Hugging Face model folder with tokenizer.json, vocab.json + "
-         "merges.txt, encoder.json + vocab.bpe or tokenizer.model)", model_dir);
+    fail(
+        "{}: not a folder (expected a Hugging Face model folder with tokenizer.json, vocab.json + "
+        "merges.txt, encoder.json + vocab.bpe or tokenizer.model)",
+        model_dir);
   Configs cfg = read_configs(dir);
   std::unique_ptr<Tokenizer> tok;
   if (file_named("tokenizer.json")) {
@@ -128,23 +131,28 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& model_dir) {
       s.bos = bos;
       tok->set_adds_bos_by_default(true);
     }
-    if (auto unk = j["model"].value("unk_token", json()); unk.is_string()) s.unk = tok->token_to_id(unk.get<std::string>());
+    if (auto unk = j["model"].value("unk_token", json()); unk.is_string())
+      s.unk = tok->token_to_id(unk.get<std::string>());
     apply_specials(*tok, cfg, s, path);
   } else if (!fs::is_regular_file(model_dir) && ((has("vocab.json") && has("merges.txt")) ||
                                                  (has("encoder.json") && has("vocab.bpe")))) {
     bool hf = has("vocab.json") && has("merges.txt");
     auto vocab = dir + (hf ? "/vocab.json" : "/encoder.json");
     auto merges = dir + (hf ? "/merges.txt" : "/vocab.bpe");
-    tok = std::make_unique<tok::BpeTokenizer>(tok::bpe_spec_from_vocab_merges(vocab, merges, special_strings(cfg)));
+    tok = std::make_unique<tok::BpeTokenizer>(
+        tok::bpe_spec_from_vocab_merges(vocab, merges, special_strings(cfg)));
     apply_specials(*tok, cfg, endoftext_defaults(*tok), vocab);
   } else if (file_named("tokenizer.model")) {
     auto path = dir + "/tokenizer.model";
     tok = tok::load_sentencepiece_file(path);
-    SpecialTokens s{tok->bos_token_id(), tok->eos_token_id(), tok->pad_token_id(), tok->unk_token_id()};
+    SpecialTokens s{tok->bos_token_id(), tok->eos_token_id(), tok->pad_token_id(),
+                    tok->unk_token_id()};
     apply_specials(*tok, cfg, s, path);
   } else {
-    fail("{}: no tokenizer found: looked for tokenizer.json, vocab.json + merges.txt, encoder.json "
-         "+ vocab.bpe, tokenizer.model", model_dir);
+    fail(
+        "{}: no tokenizer found: looked for tokenizer.json, vocab.json + merges.txt, encoder.json "
+        "+ vocab.bpe, tokenizer.model",
+        model_dir);
   }
   return tok;
 }
@@ -153,7 +161,8 @@ std::vector<int64_t> to_tokens(const Tokenizer& tok, const std::string& text, bo
   std::vector<int64_t> ids;
   if (prepend_bos) {
     auto bos = tok.bos_token_id();
-    if (!bos) fail("prepend_bos: this {} tokenizer has no BOS token (set prepend_bos = false)", tok.kind());
+    if (!bos)
+      fail("prepend_bos: this {} tokenizer has no BOS token (set prepend_bos = false)", tok.kind());
     ids.push_back(*bos);
   }
   auto body = tok.encode(text);

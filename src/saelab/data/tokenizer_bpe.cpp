@@ -13,7 +13,9 @@ static constexpr char kSep = '\xff';  // never in UTF-8, so a + kSep + b is an u
 static constexpr size_t kCacheMaxWord = 256;
 static constexpr size_t kCacheMaxEntries = 1 << 18;
 
-static bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+static bool is_space(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
 
 static void replace_all(std::string& s, const std::string& from, const std::string& to) {
   if (from.empty()) return;
@@ -45,7 +47,8 @@ BpeTokenizer::BpeTokenizer(BpeSpec spec) : spec_(std::move(spec)) {
   added_ = AddedTokenMatcher(spec_.added);
   if (!spec_.unk_token.empty()) {
     auto it = ids_.find(spec_.unk_token);
-    if (it == ids_.end()) fail("{}: unk_token '{}' is not in the vocabulary", spec_.where, spec_.unk_token);
+    if (it == ids_.end())
+      fail("{}: unk_token '{}' is not in the vocabulary", spec_.where, spec_.unk_token);
     unk_id_ = it->second;
   }
   if (spec_.byte_fallback) {
@@ -58,11 +61,13 @@ BpeTokenizer::BpeTokenizer(BpeSpec spec) : spec_(std::move(spec)) {
 }
 
 AddedTokenMatcher::AddedTokenMatcher(std::vector<AddedToken> tokens) : tokens_(std::move(tokens)) {
-  std::stable_sort(tokens_.begin(), tokens_.end(),
-                   [](const AddedToken& x, const AddedToken& y) { return x.content.size() > y.content.size(); });
+  std::stable_sort(tokens_.begin(), tokens_.end(), [](const AddedToken& x, const AddedToken& y) {
+    return x.content.size() > y.content.size();
+  });
   for (size_t k = 0; k < tokens_.size(); ++k)
     if (!tokens_[k].content.empty())
-      by_first_[static_cast<unsigned char>(tokens_[k].content[0])].push_back(static_cast<uint32_t>(k));
+      by_first_[static_cast<unsigned char>(tokens_[k].content[0])].push_back(
+          static_cast<uint32_t>(k));
 }
 
 std::vector<Segment> AddedTokenMatcher::split(std::string_view text) const {
@@ -97,15 +102,18 @@ std::vector<int64_t> BpeTokenizer::encode(const std::string& text) const {
   require_utf8(text, spec_.where + ": encode");
   std::vector<int64_t> out;
   for (const auto& seg : added_.split(text)) {
-    if (seg.id >= 0) out.push_back(seg.id);
-    else encode_segment(seg.text, seg.offset == 0, out);
+    if (seg.id >= 0)
+      out.push_back(seg.id);
+    else
+      encode_segment(seg.text, seg.offset == 0, out);
   }
   return out;
 }
 
 // Splits each piece at the regex matches; with `metaspace_split`, splits before each replacement
 // character instead (HF Metaspace split: the "▁" starts the next piece).
-static std::vector<std::string> split_pieces(const std::vector<std::string>& pieces, const TextStep& st) {
+static std::vector<std::string> split_pieces(const std::vector<std::string>& pieces,
+                                             const TextStep& st) {
   std::vector<std::string> out;
   for (const auto& p : pieces) {
     if (st.kind == TextStep::kMetaspace) {
@@ -123,7 +131,8 @@ static std::vector<std::string> split_pieces(const std::vector<std::string>& pie
   return out;
 }
 
-void BpeTokenizer::encode_segment(std::string_view text, bool at_start, std::vector<int64_t>& out) const {
+void BpeTokenizer::encode_segment(std::string_view text, bool at_start,
+                                  std::vector<int64_t>& out) const {
   std::vector<std::string> pieces{std::string(text)};
   for (const auto& st : spec_.steps) {
     switch (st.kind) {
@@ -153,13 +162,16 @@ void BpeTokenizer::encode_segment(std::string_view text, bool at_start, std::vec
       case TextStep::kRequireNfc:
         for (const auto& p : pieces)
           if (st.regex->contains_match(p))
-            fail("{}: the text needs Unicode NFC normalization (it has combining marks or "
-                 "compatibility characters), which saelab does not implement", spec_.where);
+            fail(
+                "{}: the text needs Unicode NFC normalization (it has combining marks or "
+                "compatibility characters), which saelab does not implement",
+                spec_.where);
         break;
       case TextStep::kMetaspace: {
         for (auto& p : pieces) replace_all(p, " ", st.a);
         for (size_t i = 0; i < pieces.size(); ++i) {
-          bool prepend = st.prepend_scheme == "always" || (st.prepend_scheme == "first" && at_start && i == 0);
+          bool prepend =
+              st.prepend_scheme == "always" || (st.prepend_scheme == "first" && at_start && i == 0);
           if (prepend && !pieces[i].empty() && pieces[i].compare(0, st.a.size(), st.a) != 0)
             pieces[i] = st.a + pieces[i];
         }
@@ -188,13 +200,14 @@ void BpeTokenizer::encode_word(const std::string& word, std::vector<int64_t>& ou
     ids.push_back(whole->second);
   } else {
     std::string key;
-    auto syms = merge_symbols(utf8_chars(word), [&](const std::string& a, const std::string& b) -> std::optional<double> {
-      key.assign(a).push_back(kSep);
-      key.append(b);
-      auto it = ranks_.find(key);
-      if (it == ranks_.end()) return std::nullopt;
-      return it->second;
-    });
+    auto syms = merge_symbols(
+        utf8_chars(word), [&](const std::string& a, const std::string& b) -> std::optional<double> {
+          key.assign(a).push_back(kSep);
+          key.append(b);
+          auto it = ranks_.find(key);
+          if (it == ranks_.end()) return std::nullopt;
+          return it->second;
+        });
     bool last_unk = false;
     for (const auto& s : syms) {
       auto it = ids_.find(s);
@@ -250,8 +263,10 @@ static void append_byte_level(const std::string& t, std::string& bytes) {
   for (size_t i = 0; i < t.size();) {
     size_t len = 1;
     uint32_t cp = utf8_decode(t, i, &len);
-    if (auto b = unicode_to_byte(cp)) bytes += static_cast<char>(*b);
-    else bytes.append(t, i, len);
+    if (auto b = unicode_to_byte(cp))
+      bytes += static_cast<char>(*b);
+    else
+      bytes.append(t, i, len);
     i += len;
   }
 }
@@ -319,7 +334,8 @@ std::string run_decoder(std::vector<std::string> tokens, const std::vector<Decod
       case DecodeStep::kMetaspace:
         for (size_t i = 0; i < tokens.size(); ++i) {
           replace_all(tokens[i], st.a, " ");
-          if (i == 0 && st.prepend && !tokens[i].empty() && tokens[i][0] == ' ') tokens[i].erase(0, 1);
+          if (i == 0 && st.prepend && !tokens[i].empty() && tokens[i][0] == ' ')
+            tokens[i].erase(0, 1);
         }
         break;
     }

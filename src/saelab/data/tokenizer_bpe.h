@@ -36,9 +36,9 @@ struct TextStep {
     kMetaspace,   // pre_tokenizer Metaspace: ' ' -> replacement, prepend_scheme, [split]
     kRequireNfc,  // normalizer NFC: text it would change (regex a) is refused, not mis-tokenized
   } kind;
-  std::string a, b;          // Prepend text / Replace from,to / regex / Metaspace replacement
-  bool flag = false;         // ByteLevel add_prefix_space / Metaspace split
-  bool use_regex = true;     // ByteLevel use_regex
+  std::string a, b;       // Prepend text / Replace from,to / regex / Metaspace replacement
+  bool flag = false;      // ByteLevel add_prefix_space / Metaspace split
+  bool use_regex = true;  // ByteLevel use_regex
   std::string prepend_scheme = "always";  // Metaspace: always | first | never
   std::shared_ptr<RegexSplitter> regex;
 };
@@ -46,7 +46,7 @@ struct TextStep {
 // Decoder steps (HF names), applied in order to the list of token strings.
 struct DecodeStep {
   enum Kind { kByteLevel, kReplace, kByteFallback, kFuse, kStrip, kMetaspace } kind;
-  std::string a, b;  // Replace from,to / Strip content / Metaspace replacement
+  std::string a, b;         // Replace from,to / Strip content / Metaspace replacement
   int start = 0, stop = 0;  // Strip
   bool prepend = false;     // Metaspace: the first token's leading space was added by encoding
 };
@@ -79,7 +79,7 @@ class AddedTokenMatcher {
   std::vector<Segment> split(std::string_view text) const;
 
  private:
-  std::vector<AddedToken> tokens_;                      // longest first
+  std::vector<AddedToken> tokens_;                     // longest first
   std::array<std::vector<uint32_t>, 256> by_first_{};  // candidates by their first byte
 };
 

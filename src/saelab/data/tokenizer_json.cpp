@@ -36,8 +36,8 @@ static std::string pattern_of(const json& p, const std::string& where) {
 
 static std::string literal_of(const json& p, const std::string& where) {
   if (p.contains("String")) return get_field<std::string>(p, "String", where);
-  fail("{}: Replace pattern {} is not a {{\"String\": ...}} (regex Replace is not supported)", where,
-       p.dump());
+  fail("{}: Replace pattern {} is not a {{\"String\": ...}} (regex Replace is not supported)",
+       where, p.dump());
 }
 
 static std::string prepend_scheme(const json& j, const std::string& where) {
@@ -70,11 +70,13 @@ static void add_normalizer(const json& n, const std::string& where, std::vector<
   }
 }
 
-static void add_pre_tokenizer(const json& p, const std::string& where, std::vector<TextStep>& steps) {
+static void add_pre_tokenizer(const json& p, const std::string& where,
+                              std::vector<TextStep>& steps) {
   if (p.is_null()) return;
   auto type = get_field<std::string>(p, "type", where + " pre_tokenizer");
   if (type == "Sequence") {
-    for (const auto& q : get_field<json>(p, "pretokenizers", where)) add_pre_tokenizer(q, where, steps);
+    for (const auto& q : get_field<json>(p, "pretokenizers", where))
+      add_pre_tokenizer(q, where, steps);
   } else if (type == "ByteLevel") {
     TextStep st{TextStep::kByteLevel, kGpt2Pattern, ""};
     st.flag = get_field_or<bool>(p, "add_prefix_space", false, where);
@@ -90,13 +92,16 @@ static void add_pre_tokenizer(const json& p, const std::string& where, std::vect
     st.regex = std::make_shared<RegexSplitter>(st.a);
     steps.push_back(st);
   } else if (type == "Metaspace") {
-    TextStep st{TextStep::kMetaspace, get_field_or<std::string>(p, "replacement", "\u2581", where), ""};
+    TextStep st{TextStep::kMetaspace, get_field_or<std::string>(p, "replacement", "\u2581", where),
+                ""};
     st.prepend_scheme = prepend_scheme(p, where);
     st.flag = get_field_or<bool>(p, "split", true, where);
     steps.push_back(st);
   } else {
-    fail("{}: pre_tokenizer type '{}' is not supported (supported: Sequence, ByteLevel, Split, "
-         "Metaspace)", where, type);
+    fail(
+        "{}: pre_tokenizer type '{}' is not supported (supported: Sequence, ByteLevel, Split, "
+        "Metaspace)",
+        where, type);
   }
 }
 
@@ -128,8 +133,10 @@ static void add_decoder(const json& d, const std::string& where, std::vector<Dec
     st.prepend = prepend_scheme(d, where) != "never";
     steps.push_back(st);
   } else {
-    fail("{}: decoder type '{}' is not supported (supported: Sequence, ByteLevel, Replace, "
-         "ByteFallback, Fuse, Strip, Metaspace)", where, type);
+    fail(
+        "{}: decoder type '{}' is not supported (supported: Sequence, ByteLevel, Replace, "
+        "ByteFallback, Fuse, Strip, Metaspace)",
+        where, type);
   }
 }
 
@@ -140,8 +147,10 @@ BpeSpec bpe_spec_from_tokenizer_json(const std::string& path) {
   const json model = get_field<json>(j, "model", path);
   auto type = get_field_or<std::string>(model, "type", "BPE", path + " model");
   if (type != "BPE")
-    fail("{}: model.type '{}' is not supported (supported: BPE; for a SentencePiece Unigram "
-         "model use its tokenizer.model)", path, type);
+    fail(
+        "{}: model.type '{}' is not supported (supported: BPE; for a SentencePiece Unigram "
+        "model use its tokenizer.model)",
+        path, type);
   for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"})
     if (!get_field_or<std::string>(model, key, "", path + " model").empty())
       fail("{}: model.{} is not supported", path, key);
@@ -202,7 +211,8 @@ BpeSpec bpe_spec_from_vocab_merges(const std::string& vocab_path, const std::str
   if (!vocab.is_object()) fail("{}: expected an object token -> id", vocab_path);
   for (auto it = vocab.begin(); it != vocab.end(); ++it) {
     if (!it.value().is_number_integer() || it.value().get<int64_t>() < 0)
-      fail("{}: '{}': expected a non-negative integer id, got {}", vocab_path, it.key(), it.value().dump());
+      fail("{}: '{}': expected a non-negative integer id, got {}", vocab_path, it.key(),
+           it.value().dump());
     auto id = it.value().get<int64_t>();
     if (static_cast<size_t>(id) >= spec.vocab.size()) spec.vocab.resize(id + 1);
     spec.vocab[id] = it.key();
@@ -216,7 +226,8 @@ BpeSpec bpe_spec_from_vocab_merges(const std::string& vocab_path, const std::str
     if (line.empty() || (lineno == 1 && line.rfind("#version", 0) == 0)) continue;
     auto sp = line.find(' ');
     if (sp == std::string::npos || line.find(' ', sp + 1) != std::string::npos)
-      fail("{}:{}: expected two tokens separated by one space, got '{}'", merges_path, lineno, line);
+      fail("{}:{}: expected two tokens separated by one space, got '{}'", merges_path, lineno,
+           line);
     spec.merges.emplace_back(line.substr(0, sp), line.substr(sp + 1));
   }
   for (const auto& s : special) {

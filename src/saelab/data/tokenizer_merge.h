@@ -28,7 +28,8 @@ std::vector<std::string> merge_symbols(std::vector<std::string> syms, Priority p
   std::priority_queue<Cand, std::vector<Cand>, std::greater<Cand>> queue;
   auto push = [&](int l, int r) {
     if (l < 0 || r < 0) return;
-    if (auto p = priority(syms[l], syms[r])) queue.emplace(*p, l, r, syms[l].size(), syms[r].size());
+    if (auto p = priority(syms[l], syms[r]))
+      queue.emplace(*p, l, r, syms[l].size(), syms[r].size());
   };
   for (int i = 0; i + 1 < n; ++i) push(i, i + 1);
   while (!queue.empty()) {

@@ -21,9 +21,16 @@
 namespace saelab::tok {
 namespace {
 
-enum PieceType { kNormal = 1, kUnknown = 2, kControl = 3, kUserDefined = 4, kUnused = 5, kByte = 6 };
+enum PieceType {
+  kNormal = 1,
+  kUnknown = 2,
+  kControl = 3,
+  kUserDefined = 4,
+  kUnused = 5,
+  kByte = 6
+};
 enum ModelType { kUnigram = 1, kBpe = 2 };
-const char* const kSpace = "\u2581";  // "▁"
+const char* const kSpace = "\u2581";         // "▁"
 const char* const kUnkSurface = " \u2047 ";  // SentencePiece's default unk_surface " ⁇ "
 
 // Protocol-buffer wire format: a key varint (field << 3 | wire type), then the value.
@@ -48,7 +55,9 @@ class ProtoReader {
   }
   std::string_view bytes() {
     uint64_t n = varint();
-    if (n > d_.size() - pos_) fail("{}: truncated protobuf: a field of {} bytes runs past the end at byte {}", where_, n, pos_);
+    if (n > d_.size() - pos_)
+      fail("{}: truncated protobuf: a field of {} bytes runs past the end at byte {}", where_, n,
+           pos_);
     auto v = d_.substr(pos_, n);
     pos_ += n;
     return v;
@@ -56,7 +65,8 @@ class ProtoReader {
   float fixed32_float() {
     if (d_.size() - pos_ < 4) fail("{}: truncated protobuf fixed32 at byte {}", where_, pos_);
     uint32_t u = 0;
-    for (int k = 0; k < 4; ++k) u |= static_cast<uint32_t>(static_cast<uint8_t>(d_[pos_ + k])) << (8 * k);
+    for (int k = 0; k < 4; ++k)
+      u |= static_cast<uint32_t>(static_cast<uint8_t>(d_[pos_ + k])) << (8 * k);
     pos_ += 4;
     float f;
     std::memcpy(&f, &u, 4);
@@ -64,15 +74,27 @@ class ProtoReader {
   }
   void skip(uint32_t wire) {
     switch (wire) {
-      case 0: varint(); break;
-      case 1: advance(8); break;
-      case 2: bytes(); break;
-      case 5: advance(4); break;
-      default: fail("{}: unsupported protobuf wire type {} at byte {} (not a tokenizer.model?)", where_, wire, pos_);
+      case 0:
+        varint();
+        break;
+      case 1:
+        advance(8);
+        break;
+      case 2:
+        bytes();
+        break;
+      case 5:
+        advance(4);
+        break;
+      default:
+        fail("{}: unsupported protobuf wire type {} at byte {} (not a tokenizer.model?)", where_,
+             wire, pos_);
     }
   }
   void expect(uint32_t wire, uint32_t want, const char* what) {
-    if (wire != want) fail("{}: protobuf field {} has wire type {}, expected {} (not a tokenizer.model?)", where_, what, wire, want);
+    if (wire != want)
+      fail("{}: protobuf field {} has wire type {}, expected {} (not a tokenizer.model?)", where_,
+           what, wire, want);
   }
 
  private:
@@ -113,10 +135,17 @@ SpModel parse_model(std::string_view bytes, const std::string& where) {
       Piece piece;
       while (!p.done()) {
         p.key(&f, &w);
-        if (f == 1) { p.expect(w, 2, "piece"); piece.text = std::string(p.bytes()); }
-        else if (f == 2) { p.expect(w, 5, "score"); piece.score = p.fixed32_float(); }
-        else if (f == 3) { p.expect(w, 0, "type"); piece.type = static_cast<int>(p.varint()); }
-        else p.skip(w);
+        if (f == 1) {
+          p.expect(w, 2, "piece");
+          piece.text = std::string(p.bytes());
+        } else if (f == 2) {
+          p.expect(w, 5, "score");
+          piece.score = p.fixed32_float();
+        } else if (f == 3) {
+          p.expect(w, 0, "type");
+          piece.type = static_cast<int>(p.varint());
+        } else
+          p.skip(w);
       }
       m.pieces.push_back(std::move(piece));
     } else if (f == 2) {
@@ -125,48 +154,76 @@ SpModel parse_model(std::string_view bytes, const std::string& where) {
       while (!t.done()) {
         t.key(&f, &w);
         // int32 fields: negative values are 10-byte varints; the low 32 bits are the value.
-        auto i32 = [&] { t.expect(w, 0, "trainer_spec int"); return static_cast<int64_t>(static_cast<int32_t>(t.varint())); };
-        if (f == 3) m.model_type = static_cast<int>(i32());
-        else if (f == 24) m.treat_ws_as_suffix = i32() != 0;
-        else if (f == 35) m.byte_fallback = i32() != 0;
-        else if (f == 40) m.unk_id = i32();
-        else if (f == 41) m.bos_id = i32();
-        else if (f == 42) m.eos_id = i32();
-        else if (f == 43) m.pad_id = i32();
-        else t.skip(w);
+        auto i32 = [&] {
+          t.expect(w, 0, "trainer_spec int");
+          return static_cast<int64_t>(static_cast<int32_t>(t.varint()));
+        };
+        if (f == 3)
+          m.model_type = static_cast<int>(i32());
+        else if (f == 24)
+          m.treat_ws_as_suffix = i32() != 0;
+        else if (f == 35)
+          m.byte_fallback = i32() != 0;
+        else if (f == 40)
+          m.unk_id = i32();
+        else if (f == 41)
+          m.bos_id = i32();
+        else if (f == 42)
+          m.eos_id = i32();
+        else if (f == 43)
+          m.pad_id = i32();
+        else
+          t.skip(w);
       }
     } else if (f == 3) {
       r.expect(w, 2, "normalizer_spec");
       ProtoReader n(r.bytes(), where);
       while (!n.done()) {
         n.key(&f, &w);
-        if (f == 1) { n.expect(w, 2, "name"); m.norm_name = std::string(n.bytes()); }
-        else if (f == 2) { n.expect(w, 2, "precompiled_charsmap"); m.has_charsmap = !n.bytes().empty(); }
-        else if (f == 3) { n.expect(w, 0, "add_dummy_prefix"); m.add_dummy_prefix = n.varint() != 0; }
-        else if (f == 4) { n.expect(w, 0, "remove_extra_whitespaces"); m.remove_extra_whitespaces = n.varint() != 0; }
-        else if (f == 5) { n.expect(w, 0, "escape_whitespaces"); m.escape_whitespaces = n.varint() != 0; }
-        else n.skip(w);
+        if (f == 1) {
+          n.expect(w, 2, "name");
+          m.norm_name = std::string(n.bytes());
+        } else if (f == 2) {
+          n.expect(w, 2, "precompiled_charsmap");
+          m.has_charsmap = !n.bytes().empty();
+        } else if (f == 3) {
+          n.expect(w, 0, "add_dummy_prefix");
+          m.add_dummy_prefix = n.varint() != 0;
+        } else if (f == 4) {
+          n.expect(w, 0, "remove_extra_whitespaces");
+          m.remove_extra_whitespaces = n.varint() != 0;
+        } else if (f == 5) {
+          n.expect(w, 0, "escape_whitespaces");
+          m.escape_whitespaces = n.varint() != 0;
+        } else
+          n.skip(w);
       }
     } else {
       r.skip(w);
     }
   }
-  if (m.pieces.empty()) fail("{}: no pieces in this SentencePiece model (not a tokenizer.model?)", where);
+  if (m.pieces.empty())
+    fail("{}: no pieces in this SentencePiece model (not a tokenizer.model?)", where);
   if (m.model_type != kUnigram && m.model_type != kBpe)
-    fail("{}: SentencePiece model_type {} is not supported (supported: 1 UNIGRAM, 2 BPE)", where, m.model_type);
+    fail("{}: SentencePiece model_type {} is not supported (supported: 1 UNIGRAM, 2 BPE)", where,
+         m.model_type);
   if (m.has_charsmap || (!m.norm_name.empty() && m.norm_name != "identity"))
-    fail("{}: normalizer '{}' with a precompiled charsmap is not supported (only 'identity', as "
-         "Gemma and Llama use)", where, m.norm_name);
+    fail(
+        "{}: normalizer '{}' with a precompiled charsmap is not supported (only 'identity', as "
+        "Gemma and Llama use)",
+        where, m.norm_name);
   if (m.treat_ws_as_suffix) fail("{}: treat_whitespace_as_suffix is not supported", where);
   auto n = static_cast<int64_t>(m.pieces.size());
   for (int64_t id : {m.unk_id, m.bos_id, m.eos_id, m.pad_id})
-    if (id >= n) fail("{}: special token id {} is outside the vocabulary of {} pieces", where, id, n);
+    if (id >= n)
+      fail("{}: special token id {} is outside the vocabulary of {} pieces", where, id, n);
   return m;
 }
 
 class SentencePieceTokenizer : public Tokenizer {
  public:
-  SentencePieceTokenizer(SpModel m, std::string where) : m_(std::move(m)), where_(std::move(where)) {
+  SentencePieceTokenizer(SpModel m, std::string where)
+      : m_(std::move(m)), where_(std::move(where)) {
     float min_s = FLT_MAX, max_s = -FLT_MAX;
     for (size_t i = 0; i < m_.pieces.size(); ++i) {
       const auto& p = m_.pieces[i];
@@ -186,8 +243,9 @@ class SentencePieceTokenizer : public Tokenizer {
     min_score_ = min_s == FLT_MAX ? 0 : min_s;
     max_score_ = max_s == -FLT_MAX ? 0 : max_s;
     special_matcher_ = AddedTokenMatcher(specials_);
-    std::stable_sort(user_defined_.begin(), user_defined_.end(),
-                     [](const std::string& a, const std::string& b) { return a.size() > b.size(); });
+    std::stable_sort(
+        user_defined_.begin(), user_defined_.end(),
+        [](const std::string& a, const std::string& b) { return a.size() > b.size(); });
     byte_ids_.assign(256, -1);
     for (int b = 0; b < 256; ++b) {
       auto it = all_.find(byte_token(static_cast<uint8_t>(b)));
@@ -207,8 +265,10 @@ class SentencePieceTokenizer : public Tokenizer {
     require_utf8(text, where_ + ": encode");
     std::vector<int64_t> out;
     for (const auto& seg : special_matcher_.split(text)) {
-      if (seg.id >= 0) out.push_back(seg.id);
-      else encode_segment(seg.text, out);
+      if (seg.id >= 0)
+        out.push_back(seg.id);
+      else
+        encode_segment(seg.text, out);
     }
     return out;
   }
@@ -284,8 +344,10 @@ class SentencePieceTokenizer : public Tokenizer {
     if (m_.escape_whitespaces) {
       std::string t;
       for (char c : s) {
-        if (c == ' ') t += kSpace;
-        else t += c;
+        if (c == ' ')
+          t += kSpace;
+        else
+          t += c;
       }
       s = std::move(t);
     }
@@ -337,17 +399,23 @@ class SentencePieceTokenizer : public Tokenizer {
       // Merge the adjacent pair whose concatenation is the highest-scoring piece (leftmost on
       // ties); a merge into an UNUSED piece is allowed and undone afterwards (resegment).
       std::unordered_map<std::string, std::pair<std::string, std::string>> unused_merges;
-      auto syms = merge_symbols(initial_symbols(s), [&](const std::string& a, const std::string& b) -> std::optional<double> {
-        if (is_user_defined(a) || is_user_defined(b)) return std::nullopt;  // frozen symbols
-        auto it = pieces_.find(a + b);
-        if (it == pieces_.end() || m_.pieces[it->second].type == kUserDefined) return std::nullopt;
-        if (m_.pieces[it->second].type == kUnused) unused_merges.emplace(a + b, std::make_pair(a, b));
-        return -static_cast<double>(m_.pieces[it->second].score);
-      });
+      auto syms =
+          merge_symbols(initial_symbols(s),
+                        [&](const std::string& a, const std::string& b) -> std::optional<double> {
+                          if (is_user_defined(a) || is_user_defined(b))
+                            return std::nullopt;  // frozen symbols
+                          auto it = pieces_.find(a + b);
+                          if (it == pieces_.end() || m_.pieces[it->second].type == kUserDefined)
+                            return std::nullopt;
+                          if (m_.pieces[it->second].type == kUnused)
+                            unused_merges.emplace(a + b, std::make_pair(a, b));
+                          return -static_cast<double>(m_.pieces[it->second].score);
+                        });
       std::function<void(const std::string&)> resegment = [&](const std::string& p) {
         auto it = unused_merges.find(p);
         auto id = pieces_.find(p);
-        if (it != unused_merges.end() && id != pieces_.end() && m_.pieces[id->second].type == kUnused) {
+        if (it != unused_merges.end() && id != pieces_.end() &&
+            m_.pieces[id->second].type == kUnused) {
           resegment(it->second.first);
           resegment(it->second.second);
         } else {

@@ -52,7 +52,8 @@ std::vector<double> power_law_probabilities(int64_t n, double p, double alpha) {
 
 ToyModel::ToyModel(const ToyModelConfig& cfg) : cfg_(cfg) {
   if (cfg.d_in <= 0) fail("toy model: d_in must be positive, got {}", cfg.d_in);
-  if (cfg.n_features <= 0) fail("toy model: toy_n_features must be positive, got {}", cfg.n_features);
+  if (cfg.n_features <= 0)
+    fail("toy model: toy_n_features must be positive, got {}", cfg.n_features);
   if (!(cfg.feature_probability > 0 && cfg.feature_probability <= 1))
     fail("toy model: toy_feature_probability must be in (0, 1], got {}", cfg.feature_probability);
   if (!(cfg.probability_power_law >= 0))
@@ -61,15 +62,17 @@ ToyModel::ToyModel(const ToyModelConfig& cfg) : cfg_(cfg) {
     fail("toy model: toy_magnitude_std must be >= 0, got {}", cfg.magnitude_std);
   if (cfg.correlated_groups < 0 || cfg.group_size <= 0 ||
       cfg.correlated_groups * cfg.group_size > cfg.n_features)
-    fail("toy model: toy_correlated_groups * toy_group_size = {} * {} must fit in toy_n_features = {}",
-         cfg.correlated_groups, cfg.group_size, cfg.n_features);
+    fail(
+        "toy model: toy_correlated_groups * toy_group_size = {} * {} must fit in toy_n_features = "
+        "{}",
+        cfg.correlated_groups, cfg.group_size, cfg.n_features);
 
   auto gen = at::make_generator<at::CPUGeneratorImpl>(cfg.feature_seed);
   at::Tensor d = at::randn({cfg.n_features, cfg.d_in}, gen, at::TensorOptions().dtype(at::kDouble));
   directions_ = (d / d.norm(2, {1}, true)).to(at::kFloat).contiguous();
 
-  std::vector<double> p = power_law_probabilities(cfg.n_features, cfg.feature_probability,
-                                                  cfg.probability_power_law);
+  std::vector<double> p =
+      power_law_probabilities(cfg.n_features, cfg.feature_probability, cfg.probability_power_law);
   for (int64_t g = 0; g < cfg.correlated_groups; ++g) {
     double mean = 0;
     for (int64_t j = 0; j < cfg.group_size; ++j) mean += p[g * cfg.group_size + j];
@@ -92,8 +95,8 @@ at::Tensor ToyModel::next_batch_with_coefficients(int64_t n, at::Tensor* coeffic
   at::Tensor fire = at::rand({n, F}, gen) < p;  // [n, F] bool
   if (grouped > 0) {
     // One shared Bernoulli per group: the members of a group fire together.
-    at::Tensor group_p = p.slice(0, 0, grouped).view({cfg_.correlated_groups, cfg_.group_size})
-                             .select(1, 0);
+    at::Tensor group_p =
+        p.slice(0, 0, grouped).view({cfg_.correlated_groups, cfg_.group_size}).select(1, 0);
     at::Tensor group_fire = at::rand({n, cfg_.correlated_groups}, gen) < group_p;
     fire.slice(1, 0, grouped).copy_(group_fire.repeat_interleave(cfg_.group_size, 1));
   }
@@ -116,8 +119,10 @@ json ToyModel::state() const {
 void ToyModel::load_state(const json& s) {
   if (!s.is_object() || s.value("type", "") != "toy" || !s.contains("batches_drawn") ||
       !s["batches_drawn"].is_number_integer())
-    fail("toy model: cannot resume from state {}: expected {{\"type\": \"toy\", \"batches_drawn\": N}}",
-         s.dump());
+    fail(
+        "toy model: cannot resume from state {}: expected {{\"type\": \"toy\", \"batches_drawn\": "
+        "N}}",
+        s.dump());
   if (s.contains("stream_seed") && s["stream_seed"].get<uint64_t>() != cfg_.stream_seed)
     fail("toy model: state was saved with seed {} but this run has seed {}",
          s["stream_seed"].get<uint64_t>(), cfg_.stream_seed);

@@ -20,8 +20,9 @@ namespace saelab {
 struct ToyModelConfig {
   int64_t d_in = 64;
   int64_t n_features = 512;
-  double feature_probability = 0.01;   // mean p over features
-  double probability_power_law = 0.0;  // alpha: p_i ∝ (i+1)^-alpha, rescaled to mean p (0 = uniform)
+  double feature_probability = 0.01;  // mean p over features
+  double probability_power_law =
+      0.0;  // alpha: p_i ∝ (i+1)^-alpha, rescaled to mean p (0 = uniform)
   double magnitude_mean = 1.0;
   double magnitude_std = 0.0;
   int64_t correlated_groups = 0;

@@ -36,7 +36,8 @@ DensitySummary summarize(const at::Tensor& density, const at::Tensor& is_dead) {
 
 DensitySummary summarize_fire_counts(const at::Tensor& fire_counts, int64_t n_tokens) {
   if (n_tokens <= 0) fail("feature density: needs at least one token, got {}", n_tokens);
-  if (fire_counts.dim() != 1) fail("feature density: fire counts must be 1-D, got {}-D", fire_counts.dim());
+  if (fire_counts.dim() != 1)
+    fail("feature density: fire counts must be 1-D, got {}-D", fire_counts.dim());
   auto counts = fire_counts.detach().to(at::kCPU, at::kDouble);
   return summarize(counts / static_cast<double>(n_tokens), counts == 0);
 }
@@ -45,7 +46,8 @@ DensitySummary summarize_log10_density(const at::Tensor& log10_density) {
   if (log10_density.dim() != 1)
     fail("feature density: log10 density must be 1-D, got {}-D", log10_density.dim());
   auto v = log10_density.detach().to(at::kCPU, at::kDouble);
-  if (!at::isfinite(v).all().item<bool>()) fail("feature density: log10 density has non-finite values");
+  if (!at::isfinite(v).all().item<bool>())
+    fail("feature density: log10 density has non-finite values");
   auto density = at::clamp_min(at::pow(10.0, v) - kDensityLogEps, 0.0);
   auto s = summarize(density, density < kDeadFromLogDensity);
   s.mean_log10 = v.mean().item<double>();  // the stored values themselves
@@ -59,7 +61,8 @@ at::Tensor log10_density(const at::Tensor& fire_counts, int64_t n_tokens) {
 }
 
 Histogram histogram(const at::Tensor& values, double lo, double hi, int64_t bins) {
-  if (bins <= 0 || !(hi > lo)) fail("histogram: need bins > 0 and hi > lo, got {} bins over [{}, {}]", bins, lo, hi);
+  if (bins <= 0 || !(hi > lo))
+    fail("histogram: need bins > 0 and hi > lo, got {} bins over [{}, {}]", bins, lo, hi);
   Histogram h;
   h.edges.resize(bins + 1);
   for (int64_t i = 0; i <= bins; ++i) h.edges[i] = lo + (hi - lo) * static_cast<double>(i) / bins;
@@ -69,7 +72,9 @@ Histogram histogram(const at::Tensor& values, double lo, double hi, int64_t bins
   for (int64_t i = 0; i < v.numel(); ++i) {
     if (std::isnan(p[i])) continue;  // not countable in any bin
     double pos = (p[i] - lo) / (hi - lo) * static_cast<double>(bins);
-    int64_t b = pos <= 0 ? 0 : pos >= static_cast<double>(bins) ? bins - 1 : static_cast<int64_t>(pos);
+    int64_t b = pos <= 0                           ? 0
+                : pos >= static_cast<double>(bins) ? bins - 1
+                                                   : static_cast<int64_t>(pos);
     ++h.counts[b];
   }
   return h;
@@ -81,13 +86,15 @@ Histogram density_histogram(const at::Tensor& log10_density, int64_t bins) {
 
 json density_histogram_json(const at::Tensor& log10_density, int64_t bins) {
   Histogram h = density_histogram(log10_density, bins);
-  return {{"value", "log10(feature density + 1e-10)"}, {"bin_edges", h.edges}, {"counts", h.counts}};
+  return {
+      {"value", "log10(feature density + 1e-10)"}, {"bin_edges", h.edges}, {"counts", h.counts}};
 }
 
 std::string density_histogram_text(const json& histogram) {
   const auto edges = histogram.at("bin_edges").get<std::vector<double>>();
   const auto counts = histogram.at("counts").get<std::vector<int64_t>>();
-  if (edges.size() != counts.size() + 1) fail("feature density histogram: expected one more edge than counts");
+  if (edges.size() != counts.size() + 1)
+    fail("feature density histogram: expected one more edge than counts");
   std::vector<int64_t> decades(10, 0);  // decade d holds [d - 10, d - 9)
   for (size_t i = 0; i < counts.size(); ++i) {
     int64_t d = static_cast<int64_t>(std::floor(edges[i] + 1e-9)) + 10;
@@ -101,8 +108,9 @@ std::string density_histogram_text(const json& histogram) {
     labels += std::string(w + 1 - l.size(), ' ') + l;
     row += std::string(w + 1 - c.size(), ' ') + c;
   }
-  return "feature density histogram: latents per decade of log10(density + 1e-10), from -10 (dead) to 0\n" + labels +
-         "\n" + row + "\n";
+  return "feature density histogram: latents per decade of log10(density + 1e-10), from -10 (dead) "
+         "to 0\n" +
+         labels + "\n" + row + "\n";
 }
 
 }  // namespace saelab

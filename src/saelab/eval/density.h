@@ -31,9 +31,10 @@ struct DensitySummary {
 
 // From per-latent fire counts (any integer or float dtype, [d_sae]) over n_tokens > 0 tokens.
 DensitySummary summarize_fire_counts(const at::Tensor& fire_counts, int64_t n_tokens);
-// From per-latent log10(density + 1e-10) values, as stored in sparsity.safetensors. A latent is dead
-// when its value is at most log10(1e-10) (up to float32 rounding of the stored value); a density
-// within ~2e-6 (relative) of a threshold may land on either side, as float32 cannot say which.
+// From per-latent log10(density + 1e-10) values, as stored in sparsity.safetensors. A latent is
+// dead when its value is at most log10(1e-10) (up to float32 rounding of the stored value); a
+// density within ~2e-6 (relative) of a threshold may land on either side, as float32 cannot say
+// which.
 DensitySummary summarize_log10_density(const at::Tensor& log10_density);
 
 // log10(fires / n_tokens + 1e-10) in float32 ([d_sae], CPU), computed in float64.

@@ -3,10 +3,10 @@
 // fires only when every part of its pattern is present; docs/doctor.md states each in words.
 #include "saelab/eval/doctor.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cmath>
-
-#include <fmt/format.h>
 
 namespace saelab {
 namespace {
@@ -19,11 +19,12 @@ const std::vector<std::string> kEvNames = {"metrics/explained_variance",
                                            "reconstruction_quality/explained_variance"};
 const std::vector<std::string> kDeadNames = {"sparsity/dead_features"};
 const std::vector<std::string> kDenseNames = {"sparsity/dense_features"};
-const std::vector<std::string> kCeCleanNames = {"model_performance_preservation/ce_loss_without_sae",
-                                                "metrics/ce_loss_without_sae"};
+const std::vector<std::string> kCeCleanNames = {
+    "model_performance_preservation/ce_loss_without_sae", "metrics/ce_loss_without_sae"};
 const std::vector<std::string> kLossNames = {"losses/mse_loss", "losses/overall_loss"};
 
-const std::vector<MetricPoint>* find_series(const MetricSeries& m, const std::vector<std::string>& names) {
+const std::vector<MetricPoint>* find_series(const MetricSeries& m,
+                                            const std::vector<std::string>& names) {
   for (const auto& n : names) {
     auto it = m.find(n);
     if (it != m.end() && !it->second.empty()) return &it->second;
@@ -159,7 +160,8 @@ Figures compute_figures(const DoctorInputs& in) {
 json opt_json(const std::optional<double>& v) { return v ? json(round_sig(*v, 6)) : json(nullptr); }
 
 // A smaller d_sae to try: room for the live latents (rounded up to a multiple of d_in, at least
-// 2 x d_in), and at most half the current width, as the seed's run #2 (32x) against its baseline (16x).
+// 2 x d_in), and at most half the current width, as the seed's run #2 (32x) against its baseline
+// (16x).
 int64_t suggested_d_sae(int64_t live, int64_t d_sae, int64_t d_in) {
   auto round_up = [d_in](int64_t v) { return ((v + d_in - 1) / d_in) * d_in; };
   const int64_t half = std::max<int64_t>(d_in, (d_sae / 2 / d_in) * d_in);
@@ -175,10 +177,12 @@ std::string sparsity_knob(const DoctorConfig& c, const std::string& how) {
 }  // namespace
 
 double DoctorConfig::dense_density_threshold() const {
-  if (dataset_path != "toy" || toy_n_features <= 0 || !(toy_feature_probability > 0)) return kDenseThreshold;
+  if (dataset_path != "toy" || toy_n_features <= 0 || !(toy_feature_probability > 0))
+    return kDenseThreshold;
   // data/toy_model: p_i ∝ (i+1)^-alpha, rescaled to mean p; the largest is p_0.
   double norm = 0;
-  for (int64_t i = 0; i < toy_n_features; ++i) norm += std::pow(double(i + 1), -toy_probability_power_law);
+  for (int64_t i = 0; i < toy_n_features; ++i)
+    norm += std::pow(double(i + 1), -toy_probability_power_law);
   const double p_max = std::min(1.0, toy_feature_probability * double(toy_n_features) / norm);
   return std::max(kDenseThreshold, 2.0 * p_max);
 }
@@ -229,14 +233,16 @@ std::vector<Finding> diagnose(const DoctorInputs& in) {
     // ("... does not match model ...: token id ... is outside the model's vocabulary").
     const bool out_of_range = e.find("out of range") != std::string::npos ||
                               e.find("outside the model's vocabulary") != std::string::npos;
-    if (out_of_range && (e.find("token") != std::string::npos || e.find("vocab") != std::string::npos)) {
-      out.push_back({"dataset_mismatch",
-                     "The run stopped on a token id outside the model's vocabulary: the dataset was "
-                     "tokenized for another model.",
-                     {{"recorded_error", e}, {"dataset_path", c.dataset_path}, {"model_name", c.model_name}},
-                     fmt::format("Use a dataset tokenized with {}'s tokenizer (dataset_path), or an "
-                                 "untokenized one with is_dataset_tokenized = false.",
-                                 c.model_name.empty() ? "the model" : c.model_name)});
+    if (out_of_range &&
+        (e.find("token") != std::string::npos || e.find("vocab") != std::string::npos)) {
+      out.push_back(
+          {"dataset_mismatch",
+           "The run stopped on a token id outside the model's vocabulary: the dataset was "
+           "tokenized for another model.",
+           {{"recorded_error", e}, {"dataset_path", c.dataset_path}, {"model_name", c.model_name}},
+           fmt::format("Use a dataset tokenized with {}'s tokenizer (dataset_path), or an "
+                       "untokenized one with is_dataset_tokenized = false.",
+                       c.model_name.empty() ? "the model" : c.model_name)});
       break;
     }
   }
@@ -260,106 +266,113 @@ std::vector<Finding> diagnose(const DoctorInputs& in) {
     }
     const bool already = !out.empty();
     if (*f.ce_clean > *bound && !already) {
-      out.push_back({"dataset_mismatch",
-                     fmt::format("The model's own loss on this dataset (ce_loss_without_sae = {}, no "
-                                 "SAE involved) is far above what it gets on its own data (threshold {}): "
-                                 "the activations come from the wrong input distribution.",
-                                 fmt_num(*f.ce_clean), fmt_num(*bound)),
-                     ev,
-                     fmt::format("Set dataset_path to a dataset like the one {} was trained on, tokenized "
-                                 "with its tokenizer; the SAE itself may be fine, but it describes the "
-                                 "wrong activations.",
-                                 c.model_name.empty() ? "the model" : c.model_name)});
+      out.push_back(
+          {"dataset_mismatch",
+           fmt::format("The model's own loss on this dataset (ce_loss_without_sae = {}, no "
+                       "SAE involved) is far above what it gets on its own data (threshold {}): "
+                       "the activations come from the wrong input distribution.",
+                       fmt_num(*f.ce_clean), fmt_num(*bound)),
+           ev,
+           fmt::format("Set dataset_path to a dataset like the one {} was trained on, tokenized "
+                       "with its tokenizer; the SAE itself may be fine, but it describes the "
+                       "wrong activations.",
+                       c.model_name.empty() ? "the model" : c.model_name)});
     }
   }
 
   // too_narrow: no room for more features than dimensions.
   if (c.d_in > 0 && c.d_sae > 0 && c.d_sae <= c.d_in && (poor_ev || high_l0)) {
-    out.push_back({"too_narrow",
-                   fmt::format("The SAE has d_sae = {} latents for d_in = {} dimensions (expansion "
-                               "factor {}): it cannot be both sparse and accurate, so it gives up on "
-                               "one or both.",
-                               c.d_sae, c.d_in, fmt_num(c.expansion_factor())),
-                   {{"d_in", c.d_in},
-                    {"d_sae", c.d_sae},
-                    {"expansion_factor", round_sig(c.expansion_factor())},
-                    {"explained_variance", opt_json(f.ev)},
-                    {"l0", opt_json(f.l0)},
-                    {"l0_threshold", kHighL0PerDin * double(c.d_in)},
-                    {"explained_variance_threshold", kGoodExplainedVariance}},
-                   fmt::format("Raise expansion_factor (e.g. expansion_factor = 8, d_sae = {}); SAEs "
-                               "are overcomplete, typically 4-64x d_in.",
-                               8 * c.d_in)});
+    out.push_back(
+        {"too_narrow",
+         fmt::format("The SAE has d_sae = {} latents for d_in = {} dimensions (expansion "
+                     "factor {}): it cannot be both sparse and accurate, so it gives up on "
+                     "one or both.",
+                     c.d_sae, c.d_in, fmt_num(c.expansion_factor())),
+         {{"d_in", c.d_in},
+          {"d_sae", c.d_sae},
+          {"expansion_factor", round_sig(c.expansion_factor())},
+          {"explained_variance", opt_json(f.ev)},
+          {"l0", opt_json(f.l0)},
+          {"l0_threshold", kHighL0PerDin * double(c.d_in)},
+          {"explained_variance_threshold", kGoodExplainedVariance}},
+         fmt::format("Raise expansion_factor (e.g. expansion_factor = 8, d_sae = {}); SAEs "
+                     "are overcomplete, typically 4-64x d_in.",
+                     8 * c.d_in)});
   }
 
   // l1_too_small: dense codes that reconstruct well, i.e. the sparsity penalty is not biting.
   if (c.d_sae > c.d_in && high_l0 && good_ev) {
-    out.push_back({"l1_too_small",
-                   fmt::format("L0 = {} latents fire per token, more than {} of d_in = {}: the SAE "
-                               "reconstructs well (explained variance {}) but is not sparse.",
-                               fmt_num(*f.l0), kHighL0PerDin, c.d_in, fmt_num(*f.ev)),
-                   {{"l0", round_sig(*f.l0)},
-                    {"l0_threshold", kHighL0PerDin * double(c.d_in)},
-                    {"d_in", c.d_in},
-                    {"d_sae", c.d_sae},
-                    {"explained_variance", round_sig(*f.ev)},
-                    {"dense_features", opt_json(f.dense)},
-                    {"l1_coefficient", c.l1_coefficient}},
-                   c.k_sparse()
-                       ? fmt::format("Lower k (now {}) in activation_fn_kwargs.", c.k)
-                       : fmt::format("Raise {} about 10x and retrain; then tune until L0 is well below "
-                                     "{} (tens, not hundreds, for an LM).",
-                                     sparsity_knob(c, ""), fmt_num(kHighL0PerDin * double(c.d_in)))});
+    out.push_back(
+        {"l1_too_small",
+         fmt::format("L0 = {} latents fire per token, more than {} of d_in = {}: the SAE "
+                     "reconstructs well (explained variance {}) but is not sparse.",
+                     fmt_num(*f.l0), kHighL0PerDin, c.d_in, fmt_num(*f.ev)),
+         {{"l0", round_sig(*f.l0)},
+          {"l0_threshold", kHighL0PerDin * double(c.d_in)},
+          {"d_in", c.d_in},
+          {"d_sae", c.d_sae},
+          {"explained_variance", round_sig(*f.ev)},
+          {"dense_features", opt_json(f.dense)},
+          {"l1_coefficient", c.l1_coefficient}},
+         c.k_sparse()
+             ? fmt::format("Lower k (now {}) in activation_fn_kwargs.", c.k)
+             : fmt::format("Raise {} about 10x and retrain; then tune until L0 is well below "
+                           "{} (tens, not hundreds, for an LM).",
+                           sparsity_knob(c, ""), fmt_num(kHighL0PerDin * double(c.d_in)))});
   }
 
   // Dead latents: from a shock early in training (dead_from_lr) or from a dictionary larger than
   // the data needs (too_wide). Told apart by whether the live latents still reconstruct well.
   const bool dead_from_lr = many_dead && poor_ev && c.lr_warm_up_steps == 0 && !revives_dead;
   if (dead_from_lr) {
-    out.push_back({"dead_from_lr",
-                   fmt::format("{} of {} latents ({}%) are dead and reconstruction is poor (explained "
-                               "variance {}): with lr = {}, no warm-up and no resampling, latents "
-                               "died early and nothing brought them back.",
-                               fmt_num(*f.dead), c.d_sae, fmt_num(100 * dead_fraction), fmt_num(*f.ev),
-                               fmt_num(c.lr)),
-                   {{"dead_features", round_sig(*f.dead)},
-                    {"dead_fraction", round_sig(dead_fraction)},
-                    {"dead_fraction_threshold", kManyDeadFraction},
-                    {"dead_features_early", opt_json(f.dead_early)},
-                    {"explained_variance", round_sig(*f.ev)},
-                    {"explained_variance_threshold", kGoodExplainedVariance},
-                    {"lr", c.lr},
-                    {"lr_warm_up_steps", c.lr_warm_up_steps},
-                    {"resample_dead_latents", c.resample_dead_latents},
-                    {"use_ghost_grads", c.use_ghost_grads}},
-                   fmt::format("Lower lr (e.g. lr = {}), add a warm-up (lr_warm_up_steps = {}) and "
-                               "revive dead latents (resample_dead_latents = true).",
-                               fmt_num(c.lr / 3),
-                               std::max<int64_t>(1, c.training_tokens / std::max<int64_t>(1, c.train_batch_size_tokens) / 20))});
+    out.push_back(
+        {"dead_from_lr",
+         fmt::format("{} of {} latents ({}%) are dead and reconstruction is poor (explained "
+                     "variance {}): with lr = {}, no warm-up and no resampling, latents "
+                     "died early and nothing brought them back.",
+                     fmt_num(*f.dead), c.d_sae, fmt_num(100 * dead_fraction), fmt_num(*f.ev),
+                     fmt_num(c.lr)),
+         {{"dead_features", round_sig(*f.dead)},
+          {"dead_fraction", round_sig(dead_fraction)},
+          {"dead_fraction_threshold", kManyDeadFraction},
+          {"dead_features_early", opt_json(f.dead_early)},
+          {"explained_variance", round_sig(*f.ev)},
+          {"explained_variance_threshold", kGoodExplainedVariance},
+          {"lr", c.lr},
+          {"lr_warm_up_steps", c.lr_warm_up_steps},
+          {"resample_dead_latents", c.resample_dead_latents},
+          {"use_ghost_grads", c.use_ghost_grads}},
+         fmt::format(
+             "Lower lr (e.g. lr = {}), add a warm-up (lr_warm_up_steps = {}) and "
+             "revive dead latents (resample_dead_latents = true).",
+             fmt_num(c.lr / 3),
+             std::max<int64_t>(
+                 1, c.training_tokens / std::max<int64_t>(1, c.train_batch_size_tokens) / 20))});
   }
   const bool not_falling = f.dead && (!f.dead_mid || *f.dead >= kDeadNotFallingRatio * *f.dead_mid);
   if (many_dead && good_ev && c.d_sae > c.d_in && not_falling) {
     const int64_t live = std::max<int64_t>(0, c.d_sae - int64_t(std::llround(*f.dead)));
     const int64_t want = suggested_d_sae(live, c.d_sae, c.d_in);
-    out.push_back({"too_wide",
-                   fmt::format("{} of {} latents ({}%) are dead{} while the {} live ones reconstruct "
-                               "well (explained variance {}): the dictionary is wider than the data needs.",
-                               fmt_num(*f.dead), c.d_sae, fmt_num(100 * dead_fraction),
-                               revives_dead ? " and resampling is not reviving them" : "", live,
-                               fmt_num(*f.ev)),
-                   {{"dead_features", round_sig(*f.dead)},
-                    {"dead_features_mid_training", opt_json(f.dead_mid)},
-                    {"dead_fraction", round_sig(dead_fraction)},
-                    {"dead_fraction_threshold", kManyDeadFraction},
-                    {"live_features", live},
-                    {"explained_variance", round_sig(*f.ev)},
-                    {"expansion_factor", round_sig(c.expansion_factor())},
-                    {"resample_dead_latents", c.resample_dead_latents},
-                    {"lr_warm_up_steps", c.lr_warm_up_steps}},
-                   fmt::format("Lower expansion_factor (e.g. d_sae = {}, expansion_factor = {}): the "
-                               "dead latents are wasted capacity{}.",
-                               want, fmt_num(double(want) / double(c.d_in)),
-                               revives_dead ? "" : "; or turn on resample_dead_latents = true")});
+    out.push_back(
+        {"too_wide",
+         fmt::format("{} of {} latents ({}%) are dead{} while the {} live ones reconstruct "
+                     "well (explained variance {}): the dictionary is wider than the data needs.",
+                     fmt_num(*f.dead), c.d_sae, fmt_num(100 * dead_fraction),
+                     revives_dead ? " and resampling is not reviving them" : "", live,
+                     fmt_num(*f.ev)),
+         {{"dead_features", round_sig(*f.dead)},
+          {"dead_features_mid_training", opt_json(f.dead_mid)},
+          {"dead_fraction", round_sig(dead_fraction)},
+          {"dead_fraction_threshold", kManyDeadFraction},
+          {"live_features", live},
+          {"explained_variance", round_sig(*f.ev)},
+          {"expansion_factor", round_sig(c.expansion_factor())},
+          {"resample_dead_latents", c.resample_dead_latents},
+          {"lr_warm_up_steps", c.lr_warm_up_steps}},
+         fmt::format("Lower expansion_factor (e.g. d_sae = {}, expansion_factor = {}): the "
+                     "dead latents are wasted capacity{}.",
+                     want, fmt_num(double(want) / double(c.d_in)),
+                     revives_dead ? "" : "; or turn on resample_dead_latents = true")});
   }
 
   // lr_too_low: the loss is still falling at the end at a rate comparable to earlier.
@@ -391,21 +404,22 @@ std::vector<Finding> diagnose(const DoctorInputs& in) {
   // dense_latents: many latents firing on more than 1 token in 100.
   if (f.dense && *f.dense > kManyDenseFraction * d_sae) {
     const double density_bar = f.dense_from_file ? c.dense_density_threshold() : kDenseThreshold;
-    out.push_back({"dense_latents",
-                   fmt::format("{} of {} latents ({}%) fire on more than {}% of tokens: dense latents "
-                               "explain little and usually mean the sparsity penalty is too weak.",
-                               fmt_num(*f.dense), c.d_sae, fmt_num(100 * *f.dense / d_sae),
-                               fmt_num(100 * density_bar)),
-                   {{"dense_features", round_sig(*f.dense)},
-                    {"dense_fraction", round_sig(*f.dense / d_sae)},
-                    {"dense_fraction_threshold", kManyDenseFraction},
-                    {"density_threshold", density_bar},
-                    {"source", f.dense_from_file ? "final/sparsity.safetensors" : "sparsity/dense_features"},
-                    {"l0", opt_json(f.l0)}},
-                   fmt::format("Raise {} (e.g. 3x) and look at the density histogram "
-                               "(plots/feature_density_line_chart): healthy mass sits between log10 "
-                               "density -5 and -3.",
-                               sparsity_knob(c, ""))});
+    out.push_back(
+        {"dense_latents",
+         fmt::format("{} of {} latents ({}%) fire on more than {}% of tokens: dense latents "
+                     "explain little and usually mean the sparsity penalty is too weak.",
+                     fmt_num(*f.dense), c.d_sae, fmt_num(100 * *f.dense / d_sae),
+                     fmt_num(100 * density_bar)),
+         {{"dense_features", round_sig(*f.dense)},
+          {"dense_fraction", round_sig(*f.dense / d_sae)},
+          {"dense_fraction_threshold", kManyDenseFraction},
+          {"density_threshold", density_bar},
+          {"source", f.dense_from_file ? "final/sparsity.safetensors" : "sparsity/dense_features"},
+          {"l0", opt_json(f.l0)}},
+         fmt::format("Raise {} (e.g. 3x) and look at the density histogram "
+                     "(plots/feature_density_line_chart): healthy mass sits between log10 "
+                     "density -5 and -3.",
+                     sparsity_knob(c, ""))});
   }
   return out;
 }
@@ -413,7 +427,10 @@ std::vector<Finding> diagnose(const DoctorInputs& in) {
 json findings_json(const std::vector<Finding>& findings) {
   json arr = json::array();
   for (const auto& f : findings)
-    arr.push_back({{"code", f.code}, {"message", f.message}, {"evidence", f.evidence}, {"suggestion", f.suggestion}});
+    arr.push_back({{"code", f.code},
+                   {"message", f.message},
+                   {"evidence", f.evidence},
+                   {"suggestion", f.suggestion}});
   return json{{"findings", arr}};
 }
 

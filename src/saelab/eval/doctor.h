@@ -101,9 +101,9 @@ struct DoctorInputs {
   MetricSeries metrics;
   std::optional<DensitySummary> final_density;  // from final/sparsity.safetensors
   std::vector<float> final_log10_density;       // its values, to recount with another threshold
-  std::vector<std::string> recorded_errors;     // error.txt lines and "error" fields of metrics.jsonl
-  std::optional<double> reference_ce_loss;      // the model's loss on its own data, when known
-  std::optional<int64_t> d_vocab;               // for the absolute ce_loss_without_sae bound
+  std::vector<std::string> recorded_errors;  // error.txt lines and "error" fields of metrics.jsonl
+  std::optional<double> reference_ce_loss;   // the model's loss on its own data, when known
+  std::optional<int64_t> d_vocab;            // for the absolute ce_loss_without_sae bound
 };
 
 struct Finding {
@@ -124,7 +124,8 @@ std::vector<Finding> diagnose(const DoctorInputs& in);
 // Reading a run directory. Each throws saelab::Error with one line naming the file and the fault;
 // read_doctor_inputs names what is missing when RUN_DIR is not a run.
 DoctorConfig read_doctor_config(const std::string& config_toml_path);
-MetricSeries read_metrics_jsonl(const std::string& path, std::vector<std::string>* errors = nullptr);
+MetricSeries read_metrics_jsonl(const std::string& path,
+                                std::vector<std::string>* errors = nullptr);
 DoctorInputs read_doctor_inputs(const std::string& run_dir);
 
 // {"findings": [{"code", "message", "evidence", "suggestion"}, ...]}

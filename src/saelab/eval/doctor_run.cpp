@@ -44,7 +44,8 @@ std::optional<T> toml_get(const toml::table& t, const std::string& key, const st
       if (auto v = n->value_exact<bool>()) return *v;
     }
     fail("{}: key '{}' has the wrong type (expected {})", path, key,
-         std::is_same_v<T, bool> ? "a boolean" : (std::is_same_v<T, double> ? "a number" : "an integer"));
+         std::is_same_v<T, bool> ? "a boolean"
+                                 : (std::is_same_v<T, double> ? "a number" : "an integer"));
   }
 }
 
@@ -84,10 +85,12 @@ DoctorConfig read_doctor_config(const std::string& path) {
   if (auto v = toml_get<bool>(t, "resample_dead_latents", path)) c.resample_dead_latents = *v;
   if (auto v = toml_get<bool>(t, "use_ghost_grads", path)) c.use_ghost_grads = *v;
   if (auto v = toml_get<int64_t>(t, "training_tokens", path)) c.training_tokens = *v;
-  if (auto v = toml_get<int64_t>(t, "train_batch_size_tokens", path)) c.train_batch_size_tokens = *v;
+  if (auto v = toml_get<int64_t>(t, "train_batch_size_tokens", path))
+    c.train_batch_size_tokens = *v;
   if (auto v = toml_get<int64_t>(t, "toy_n_features", path)) c.toy_n_features = *v;
   if (auto v = toml_get<double>(t, "toy_feature_probability", path)) c.toy_feature_probability = *v;
-  if (auto v = toml_get<double>(t, "toy_probability_power_law", path)) c.toy_probability_power_law = *v;
+  if (auto v = toml_get<double>(t, "toy_probability_power_law", path))
+    c.toy_probability_power_law = *v;
   const bool k_arch = c.architecture == "topk" || c.architecture == "batchtopk" ||
                       c.architecture == "matryoshka_batchtopk";
   if (k_arch) {
@@ -124,19 +127,22 @@ MetricSeries read_metrics_jsonl(const std::string& path, std::vector<std::string
       if (v.is_number()) {
         const double d = v.get<double>();
         if (std::isfinite(d)) m[k].push_back({step, d});
-      } else if (v.is_string() && errors && (k == "error" || (k.size() > 6 && k.substr(k.size() - 6) == "/error"))) {
+      } else if (v.is_string() && errors &&
+                 (k == "error" || (k.size() > 6 && k.substr(k.size() - 6) == "/error"))) {
         errors->push_back(v.get<std::string>());
       }
     }
   }
   for (auto& [k, s] : m)
-    std::stable_sort(s.begin(), s.end(), [](const MetricPoint& a, const MetricPoint& b) { return a.step < b.step; });
+    std::stable_sort(s.begin(), s.end(),
+                     [](const MetricPoint& a, const MetricPoint& b) { return a.step < b.step; });
   return m;
 }
 
 DoctorInputs read_doctor_inputs(const std::string& run_dir) {
   std::error_code ec;
-  if (!fs::is_directory(run_dir, ec)) fail("{}: not a directory (expected a training run directory)", run_dir);
+  if (!fs::is_directory(run_dir, ec))
+    fail("{}: not a directory (expected a training run directory)", run_dir);
   const std::string config = run_dir + "/config.toml";
   const std::string metrics = run_dir + "/metrics.jsonl";
   const bool has_config = fs::is_regular_file(config, ec);
@@ -152,13 +158,15 @@ DoctorInputs read_doctor_inputs(const std::string& run_dir) {
   if (fs::is_regular_file(sparsity, ec)) {
     auto tensors = load_safetensors(sparsity);
     auto it = tensors.find("sparsity");
-    if (it == tensors.end()) fail("{}: no tensor 'sparsity' (expected log10 feature density [d_sae])", sparsity);
+    if (it == tensors.end())
+      fail("{}: no tensor 'sparsity' (expected log10 feature density [d_sae])", sparsity);
     if (it->second.dim() != 1 || it->second.size(0) != in.config.d_sae)
       fail("{}: 'sparsity' has shape {}, expected [{}] (d_sae of config.toml)", sparsity,
            shape_text(it->second), in.config.d_sae);
     in.final_density = summarize_log10_density(it->second);
     auto values = it->second.to(torch::kFloat32).contiguous();
-    in.final_log10_density.assign(values.data_ptr<float>(), values.data_ptr<float>() + values.numel());
+    in.final_log10_density.assign(values.data_ptr<float>(),
+                                  values.data_ptr<float>() + values.numel());
   }
   const std::string error_txt = run_dir + "/error.txt";
   if (fs::is_regular_file(error_txt, ec)) {

@@ -19,13 +19,14 @@ namespace {
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
 bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 // Hooks whose activation carries a head axis [batch, pos, head, d] (SAELens: hook_q/k/v/z).
 bool has_head_axis(const std::string& hook) {
-  for (const char* s : {"attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_z", "attn.hook_rot_q",
-                        "attn.hook_rot_k", "attn.hook_result"})
+  for (const char* s : {"attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_z",
+                        "attn.hook_rot_q", "attn.hook_rot_k", "attn.hook_result"})
     if (ends_with(hook, s)) return true;
   return false;
 }
@@ -52,18 +53,25 @@ std::vector<int64_t> special_token_ids(const ModelConfig& cfg, std::optional<int
 
 ModelEvaluator::ModelEvaluator(const Transformer& model, const Sae& sae, std::string hook_name,
                                std::optional<int64_t> hook_head_index, EvalOptions opts)
-    : model_(model), sae_(sae), hook_(std::move(hook_name)), head_(hook_head_index), opts_(std::move(opts)) {
+    : model_(model),
+      sae_(sae),
+      hook_(std::move(hook_name)),
+      head_(hook_head_index),
+      opts_(std::move(opts)) {
   model_.check_hook_name(hook_);
   head_dims_ = has_head_axis(hook_);
   if (head_ && !head_dims_)
-    fail("hook_head_index: {} given for hook '{}', which has no head axis (expected attn.hook_q/k/v/z)", *head_,
-         hook_);
+    fail(
+        "hook_head_index: {} given for hook '{}', which has no head axis (expected "
+        "attn.hook_q/k/v/z)",
+        *head_, hook_);
   if (head_ && *head_ < 0) fail("hook_head_index: expected a head index >= 0, got {}", *head_);
 }
 
 void ModelEvaluator::add_batch(const at::Tensor& tokens_in) {
   if (tokens_in.dim() != 2 || tokens_in.size(0) == 0 || tokens_in.size(1) == 0)
-    fail("eval tokens: expected a non-empty [batch, ctx] tensor of ids, got shape {}", shape_str(tokens_in.sizes()));
+    fail("eval tokens: expected a non-empty [batch, ctx] tensor of ids, got shape {}",
+         shape_str(tokens_in.sizes()));
   at::NoGradGuard no_grad;
   const at::Tensor tokens = tokens_in.to(at::kLong);
   const int64_t B = tokens.size(0), T = tokens.size(1);
@@ -77,21 +85,28 @@ void ModelEvaluator::add_batch(const at::Tensor& tokens_in) {
   // The SAE's input x [B, T, d_in] as a view of the hook activation.
   at::Tensor x;
   if (head_dims_) {
-    if (act.dim() != 4) fail("hook '{}': expected a [batch, pos, head, d_head] activation, got {}", hook_, shape_str(act.sizes()));
+    if (act.dim() != 4)
+      fail("hook '{}': expected a [batch, pos, head, d_head] activation, got {}", hook_,
+           shape_str(act.sizes()));
     if (head_) {
       if (*head_ >= act.size(2))
-        fail("hook_head_index: {} is out of range for hook '{}' with {} heads", *head_, hook_, act.size(2));
+        fail("hook_head_index: {} is out of range for hook '{}' with {} heads", *head_, hook_,
+             act.size(2));
       x = act.select(2, *head_);
     } else {
       x = act.flatten(2);
     }
   } else {
-    if (act.dim() != 3) fail("hook '{}': expected a [batch, pos, d] activation, got {}", hook_, shape_str(act.sizes()));
+    if (act.dim() != 3)
+      fail("hook '{}': expected a [batch, pos, d] activation, got {}", hook_,
+           shape_str(act.sizes()));
     x = act;
   }
   if (x.size(-1) != sae_.cfg().d_in)
-    fail("SAE d_in {} does not match the width {} of hook '{}'{}", sae_.cfg().d_in, x.size(-1), hook_,
-         head_ ? fmt::format(" (head {})", *head_) : (head_dims_ ? std::string(" (heads flattened)") : std::string()));
+    fail("SAE d_in {} does not match the width {} of hook '{}'{}", sae_.cfg().d_in, x.size(-1),
+         hook_,
+         head_ ? fmt::format(" (head {})", *head_)
+               : (head_dims_ ? std::string(" (heads flattened)") : std::string()));
 
   // The model may run on a GPU (device = "cuda") while the inference SAE is on CPU.
   const at::Device sae_device = sae_.param("W_dec").device();
@@ -101,14 +116,17 @@ void ModelEvaluator::add_batch(const at::Tensor& tokens_in) {
     out.acts_post = out.acts_post.to(x.device());
   }
   const at::Tensor& acts = out.acts_post;
-  if (mask.any().item<bool>()) stats_.add(x.index({mask}), out.reconstruction.index({mask}), acts.index({mask}));
-  at::Tensor fired_in_prompt = acts.gt(0).logical_and(mask.unsqueeze(-1)).sum(1).gt(0).sum(0).to(at::kLong).cpu();
+  if (mask.any().item<bool>())
+    stats_.add(x.index({mask}), out.reconstruction.index({mask}), acts.index({mask}));
+  at::Tensor fired_in_prompt =
+      acts.gt(0).logical_and(mask.unsqueeze(-1)).sum(1).gt(0).sum(0).to(at::kLong).cpu();
   fire_prompts_ = fire_prompts_.defined() ? fire_prompts_ + fired_in_prompt : fired_in_prompt;
   n_prompts_ += B;
   if (!opts_.compute_ce_kl) return;
 
   // The splice: the reconstruction where the token counts, the original activation elsewhere.
-  const at::Tensor x_new = at::where(mask.unsqueeze(-1), out.reconstruction.to(act.scalar_type()), x);
+  const at::Tensor x_new =
+      at::where(mask.unsqueeze(-1), out.reconstruction.to(act.scalar_type()), x);
   at::Tensor spliced;
   if (head_) {
     spliced = act.clone();
@@ -136,7 +154,9 @@ void ModelEvaluator::add_batch(const at::Tensor& tokens_in) {
     if (T >= 2) {
       const at::Tensor target = tokens[b].slice(0, 1).unsqueeze(1);
       const at::Tensor m_ce = m.slice(0, 0, T - 1);
-      auto ce = [&](const at::Tensor& lp) { return -lp.slice(0, 0, T - 1).gather(1, target).squeeze(1); };
+      auto ce = [&](const at::Tensor& lp) {
+        return -lp.slice(0, 0, T - 1).gather(1, target).squeeze(1);
+      };
       ce_clean_ += masked_sum(ce(lp_clean), m_ce);
       ce_sae_ += masked_sum(ce(lp_sae), m_ce);
       ce_abl_ += masked_sum(ce(lp_abl), m_ce);
@@ -150,8 +170,10 @@ void ModelEvaluator::add_batch(const at::Tensor& tokens_in) {
 }
 
 at::Tensor ModelEvaluator::consistent_activation_heuristic() const {
-  if (!fire_prompts_.defined()) fail("consistent_activation_heuristic: no token batch was evaluated");
-  return stats_.fire_counts().to(at::kDouble) / fire_prompts_.to(at::kDouble);  // 0/0 = NaN: never fired
+  if (!fire_prompts_.defined())
+    fail("consistent_activation_heuristic: no token batch was evaluated");
+  return stats_.fire_counts().to(at::kDouble) /
+         fire_prompts_.to(at::kDouble);  // 0/0 = NaN: never fired
 }
 
 json ModelEvaluator::metrics() const {
@@ -162,7 +184,8 @@ json ModelEvaluator::metrics() const {
   json notes = json::array();
 
   const at::Tensor fires = stats_.fire_counts();
-  m["sparsity/mean_log10_feature_density"] = summarize_fire_counts(fires, stats_.n_tokens()).mean_log10;
+  m["sparsity/mean_log10_feature_density"] =
+      summarize_fire_counts(fires, stats_.n_tokens()).mean_log10;
   const at::Tensor cah = consistent_activation_heuristic();
   const at::Tensor fired = fires.gt(0);
   if (fired.any().item<bool>()) {
@@ -181,16 +204,19 @@ json ModelEvaluator::metrics() const {
       cs = ce_sae_ / n_ce_;
       ca = ce_abl_ / n_ce_;
     } else {
-      notes.push_back("CE losses are undefined: no predicted position (contexts of 1 token, or all excluded)");
+      notes.push_back(
+          "CE losses are undefined: no predicted position (contexts of 1 token, or all excluded)");
     }
     m[ce + "ce_loss_without_sae"] = c0;
     m[ce + "ce_loss_with_sae"] = cs;
     m[ce + "ce_loss_with_ablation"] = ca;
     double score = kNaN;
-    if (n_ce_ > 0 && ca != c0) score = (ca - cs) / (ca - c0);
+    if (n_ce_ > 0 && ca != c0)
+      score = (ca - cs) / (ca - c0);
     else if (n_ce_ > 0)
-      notes.push_back("ce_loss_score is undefined: ce_loss_with_ablation equals ce_loss_without_sae "
-                      "(zeroing the hook does not change the loss)");
+      notes.push_back(
+          "ce_loss_score is undefined: ce_loss_with_ablation equals ce_loss_without_sae "
+          "(zeroing the hook does not change the loss)");
     m[ce + "ce_loss_score"] = score;
     m[ce + "n_ce_tokens"] = n_ce_;
 
@@ -198,10 +224,12 @@ json ModelEvaluator::metrics() const {
     m[kl + "kl_div_with_sae"] = ks;
     m[kl + "kl_div_with_ablation"] = ka;
     double kscore = kNaN;
-    if (n_kl_ > 0 && ka != 0) kscore = (ka - ks) / ka;
+    if (n_kl_ > 0 && ka != 0)
+      kscore = (ka - ks) / ka;
     else if (n_kl_ > 0)
-      notes.push_back("kl_div_score is undefined: kl_div_with_ablation is 0 (zeroing the hook does not change "
-                      "the output distribution)");
+      notes.push_back(
+          "kl_div_score is undefined: kl_div_with_ablation is 0 (zeroing the hook does not change "
+          "the output distribution)");
     m[kl + "kl_div_score"] = kscore;
   }
   if (!notes.empty()) m["notes"] = notes;
@@ -209,8 +237,8 @@ json ModelEvaluator::metrics() const {
 }
 
 json evaluate_sae_on_model(const Transformer& model, const Sae& sae, const std::string& hook_name,
-                           std::optional<int64_t> hook_head_index, const std::vector<at::Tensor>& token_batches,
-                           const EvalOptions& opts) {
+                           std::optional<int64_t> hook_head_index,
+                           const std::vector<at::Tensor>& token_batches, const EvalOptions& opts) {
   ModelEvaluator ev(model, sae, hook_name, hook_head_index, opts);
   for (const auto& batch : token_batches) ev.add_batch(batch);
   return ev.metrics();

@@ -1,7 +1,8 @@
 // Model-based SAE evaluation (REFERENCE.md §4, SAELens's run_evals): CE and KL loss recovered with
-// the SAE's reconstruction spliced in at its hook, against the clean model and a zero ablation, plus
-// the model-free metrics (ReconstructionStats) and the consistent-activation heuristic on the hook
-// activations of the same tokens. docs/metrics.md ("Model-based evals") states every convention.
+// the SAE's reconstruction spliced in at its hook, against the clean model and a zero ablation,
+// plus the model-free metrics (ReconstructionStats) and the consistent-activation heuristic on the
+// hook activations of the same tokens. docs/metrics.md ("Model-based evals") states every
+// convention.
 //
 // Conventions, following SAELens's evals.py:
 // - CE is next-token cross-entropy per predicted position (position t predicts token t+1), averaged
@@ -47,7 +48,8 @@ struct EvalOptions {
 };
 
 // The model's BOS / EOS ids (deduplicated), the default exclusion set. `pad` is added when given.
-std::vector<int64_t> special_token_ids(const ModelConfig& cfg, std::optional<int64_t> pad = std::nullopt);
+std::vector<int64_t> special_token_ids(const ModelConfig& cfg,
+                                       std::optional<int64_t> pad = std::nullopt);
 
 // Streaming form: add token batches one at a time, read the metrics of everything seen so far.
 class ModelEvaluator {
@@ -62,9 +64,10 @@ class ModelEvaluator {
   void add_batch(const at::Tensor& tokens);
 
   int64_t n_prompts() const { return n_prompts_; }
-  // Every metric name of REFERENCE §4 (model_performance_preservation/*, model_behavior_preservation/*,
-  // reconstruction_quality/*, shrinkage/*, sparsity/*) plus n_tokens, and "notes" when a value is
-  // undefined. Throws saelab::Error when no batch (or no non-excluded token) was added.
+  // Every metric name of REFERENCE §4 (model_performance_preservation/*,
+  // model_behavior_preservation/*, reconstruction_quality/*, shrinkage/*, sparsity/*) plus
+  // n_tokens, and "notes" when a value is undefined. Throws saelab::Error when no batch (or no
+  // non-excluded token) was added.
   json metrics() const;
   // Per latent: tokens it fired on / prompts it fired on at least once (SAELens's
   // consistent_activation_heuristic; NaN for a latent that never fired). float64 [d_sae], CPU.
@@ -91,7 +94,7 @@ class ModelEvaluator {
 
 // One call over a list of token batches (each [B, ctx] int64).
 json evaluate_sae_on_model(const Transformer& model, const Sae& sae, const std::string& hook_name,
-                           std::optional<int64_t> hook_head_index, const std::vector<at::Tensor>& token_batches,
-                           const EvalOptions& opts);
+                           std::optional<int64_t> hook_head_index,
+                           const std::vector<at::Tensor>& token_batches, const EvalOptions& opts);
 
 }  // namespace saelab

@@ -34,15 +34,17 @@ void ReconstructionStats::init(int64_t d_in, int64_t d_sae, const at::Device& de
   d_sae_ = d_sae;
   mean_x_ = at::zeros({d_in}, opts);
   m2_x_ = at::zeros({d_in}, opts);
-  for (at::Tensor* t : {&sse_, &cos_sum_, &norm_in_, &norm_out_, &norm_out2_, &dot_, &ratio_sum_,
-                        &ratio_n_, &l1_})
+  for (at::Tensor* t :
+       {&sse_, &cos_sum_, &norm_in_, &norm_out_, &norm_out2_, &dot_, &ratio_sum_, &ratio_n_, &l1_})
     *t = zero_scalar(device);
   fires_ = at::zeros({d_sae}, at::TensorOptions().dtype(at::kLong).device(device));
 }
 
-void ReconstructionStats::add(const at::Tensor& x_in, const at::Tensor& x_hat_in, const at::Tensor& acts_in) {
+void ReconstructionStats::add(const at::Tensor& x_in, const at::Tensor& x_hat_in,
+                              const at::Tensor& acts_in) {
   if (x_in.dim() < 1 || acts_in.dim() < 1)
-    fail("metrics: x and acts need a feature dimension, got x {} and acts {}", shape(x_in), shape(acts_in));
+    fail("metrics: x and acts need a feature dimension, got x {} and acts {}", shape(x_in),
+         shape(acts_in));
   if (!x_in.sizes().equals(x_hat_in.sizes()))
     fail("metrics: x {} and reconstruction {} differ in shape", shape(x_in), shape(x_hat_in));
   if (!x_in.sizes().slice(0, x_in.dim() - 1).equals(acts_in.sizes().slice(0, acts_in.dim() - 1)))
@@ -51,7 +53,8 @@ void ReconstructionStats::add(const at::Tensor& x_in, const at::Tensor& x_hat_in
   if (n_ == 0 && d_in_ == 0) {
     init(d_in, d_sae, x_in.device());
   } else if (d_in != d_in_ || d_sae != d_sae_) {
-    fail("metrics: batch has d_in {} and d_sae {}, earlier batches had {} and {}", d_in, d_sae, d_in_, d_sae_);
+    fail("metrics: batch has d_in {} and d_sae {}, earlier batches had {} and {}", d_in, d_sae,
+         d_in_, d_sae_);
   }
   at::NoGradGuard no_grad;
   const auto dev = mean_x_.device();
@@ -76,13 +79,15 @@ void ReconstructionStats::add(const at::Tensor& x_in, const at::Tensor& x_hat_in
   auto norm_prod = nx * ny;
   auto nonzero = norm_prod > 0;
   cos_sum_ += at::where(nonzero, dot / at::where(nonzero, norm_prod, at::ones_like(norm_prod)),
-                        at::zeros_like(norm_prod)).sum();
+                        at::zeros_like(norm_prod))
+                  .sum();
   norm_in_ += nx.sum();
   norm_out_ += ny.sum();
   norm_out2_ += ny.pow(2).sum();
   dot_ += dot.sum();
   auto has_in = nx > 0;
-  ratio_sum_ += at::where(has_in, ny / at::where(has_in, nx, at::ones_like(nx)), at::zeros_like(nx)).sum();
+  ratio_sum_ +=
+      at::where(has_in, ny / at::where(has_in, nx, at::ones_like(nx)), at::zeros_like(nx)).sum();
   ratio_n_ += has_in.sum().to(at::kDouble);
 
   fires_ += (acts > 0).sum(0);
@@ -99,15 +104,22 @@ void ReconstructionStats::merge(const ReconstructionStats& o) {
     return;
   }
   if (o.d_in_ != d_in_ || o.d_sae_ != d_sae_)
-    fail("metrics: cannot merge d_in {}/d_sae {} into d_in {}/d_sae {}", o.d_in_, o.d_sae_, d_in_, d_sae_);
+    fail("metrics: cannot merge d_in {}/d_sae {} into d_in {}/d_sae {}", o.d_in_, o.d_sae_, d_in_,
+         d_sae_);
   const auto dev = mean_x_.device();
   const double na = static_cast<double>(n_), nb = static_cast<double>(o.n_), n = na + nb;
   auto delta = o.mean_x_.to(dev) - mean_x_;
   mean_x_ = mean_x_ + delta * (nb / n);
   m2_x_ = m2_x_ + o.m2_x_.to(dev) + delta.pow(2) * (na * nb / n);
-  for (auto [mine, theirs] : {std::pair{&sse_, &o.sse_}, {&cos_sum_, &o.cos_sum_}, {&norm_in_, &o.norm_in_},
-                              {&norm_out_, &o.norm_out_}, {&norm_out2_, &o.norm_out2_}, {&dot_, &o.dot_},
-                              {&ratio_sum_, &o.ratio_sum_}, {&ratio_n_, &o.ratio_n_}, {&l1_, &o.l1_},
+  for (auto [mine, theirs] : {std::pair{&sse_, &o.sse_},
+                              {&cos_sum_, &o.cos_sum_},
+                              {&norm_in_, &o.norm_in_},
+                              {&norm_out_, &o.norm_out_},
+                              {&norm_out2_, &o.norm_out2_},
+                              {&dot_, &o.dot_},
+                              {&ratio_sum_, &o.ratio_sum_},
+                              {&ratio_n_, &o.ratio_n_},
+                              {&l1_, &o.l1_},
                               {&fires_, &o.fires_}})
     *mine = *mine + theirs->to(dev);
   n_ += o.n_;
@@ -178,12 +190,16 @@ std::string metrics_table(const json& metrics) {
     if (grouped) out << groups[g] << "\n";
     for (auto& [name, value] : rows[g]) {
       std::string shown;
-      if (value->is_number_integer() || value->is_number_unsigned()) shown = value->dump();
-      else if (value->is_number()) shown = fmt::format("{:.6g}", value->get<double>());
-      else if (value->is_string()) shown = value->get<std::string>();
-      else shown = value->dump();
-      out << (grouped ? "  " : "") << name << std::string(width + 2 - name.size() + (grouped ? 0 : 2), ' ')
-          << shown << "\n";
+      if (value->is_number_integer() || value->is_number_unsigned())
+        shown = value->dump();
+      else if (value->is_number())
+        shown = fmt::format("{:.6g}", value->get<double>());
+      else if (value->is_string())
+        shown = value->get<std::string>();
+      else
+        shown = value->dump();
+      out << (grouped ? "  " : "") << name
+          << std::string(width + 2 - name.size() + (grouped ? 0 : 2), ' ') << shown << "\n";
     }
   }
   return out.str();

@@ -38,7 +38,8 @@ class ReconstructionStats {
 
   // Per latent: number of tokens with f_i > 0 (int64 [d_sae], CPU).
   at::Tensor fire_counts() const;
-  // Per latent: log10(fires / tokens + 1e-10) (float32 [d_sae], CPU): SAELens's sparsity.safetensors.
+  // Per latent: log10(fires / tokens + 1e-10) (float32 [d_sae], CPU): SAELens's
+  // sparsity.safetensors.
   at::Tensor log10_feature_density() const;
 
  private:
@@ -48,18 +49,18 @@ class ReconstructionStats {
   int64_t d_in_ = 0;
   int64_t d_sae_ = 0;
   // float64 accumulators (0-dim unless noted), on the device of the first batch.
-  at::Tensor mean_x_;      // [d_in] running mean of x
-  at::Tensor m2_x_;        // [d_in] running Σ (x_d − mean_d)²
-  at::Tensor sse_;         // Σ ‖x − x̂‖²
-  at::Tensor cos_sum_;     // Σ cos(x, x̂), 0 for a token where either norm is 0
-  at::Tensor norm_in_;     // Σ ‖x‖
-  at::Tensor norm_out_;    // Σ ‖x̂‖
-  at::Tensor norm_out2_;   // Σ ‖x̂‖²
-  at::Tensor dot_;         // Σ ⟨x, x̂⟩
-  at::Tensor ratio_sum_;   // Σ ‖x̂‖/‖x‖ over tokens with ‖x‖ > 0
-  at::Tensor ratio_n_;     // number of tokens with ‖x‖ > 0
-  at::Tensor l1_;          // Σ_tokens Σ_i |f_i|
-  at::Tensor fires_;       // [d_sae] int64 count of f_i > 0
+  at::Tensor mean_x_;     // [d_in] running mean of x
+  at::Tensor m2_x_;       // [d_in] running Σ (x_d − mean_d)²
+  at::Tensor sse_;        // Σ ‖x − x̂‖²
+  at::Tensor cos_sum_;    // Σ cos(x, x̂), 0 for a token where either norm is 0
+  at::Tensor norm_in_;    // Σ ‖x‖
+  at::Tensor norm_out_;   // Σ ‖x̂‖
+  at::Tensor norm_out2_;  // Σ ‖x̂‖²
+  at::Tensor dot_;        // Σ ⟨x, x̂⟩
+  at::Tensor ratio_sum_;  // Σ ‖x̂‖/‖x‖ over tokens with ‖x‖ > 0
+  at::Tensor ratio_n_;    // number of tokens with ‖x‖ > 0
+  at::Tensor l1_;         // Σ_tokens Σ_i |f_i|
+  at::Tensor fires_;      // [d_sae] int64 count of f_i > 0
 };
 
 // Formats a flat metrics object ("group/name" -> number) as an aligned table: ungrouped keys

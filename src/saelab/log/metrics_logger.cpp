@@ -10,7 +10,8 @@ namespace saelab {
 MetricsLogger::MetricsLogger(const std::string& run_dir, const MetricsLoggerOptions& opts)
     : run_dir_(run_dir) {
   make_dirs(run_dir);
-  if (opts.jsonl) jsonl_ = std::make_unique<MetricsJsonl>(run_dir + "/metrics.jsonl", opts.resume_step);
+  if (opts.jsonl)
+    jsonl_ = std::make_unique<MetricsJsonl>(run_dir + "/metrics.jsonl", opts.resume_step);
   if (opts.tensorboard) tb_ = std::make_unique<TensorBoardWriter>(run_dir);
 }
 

@@ -1,12 +1,11 @@
 // Console progress bar / periodic lines (see progress.h).
 #include "saelab/log/progress.h"
 
+#include <fmt/format.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
-
-#include <fmt/format.h>
 
 namespace saelab {
 
@@ -29,11 +28,13 @@ std::string format_duration(double seconds) {
 
 std::string format_progress_line(int64_t tokens_done, int64_t total_tokens, double tokens_per_s,
                                  const ProgressStats& st, int bar_width) {
-  double frac = total_tokens > 0 ? std::clamp(double(tokens_done) / double(total_tokens), 0.0, 1.0) : 0.0;
+  double frac =
+      total_tokens > 0 ? std::clamp(double(tokens_done) / double(total_tokens), 0.0, 1.0) : 0.0;
   std::string bar;
   if (bar_width > 0) {
     int filled = int(frac * bar_width);
-    bar = "[" + std::string(size_t(filled), '#') + std::string(size_t(bar_width - filled), '.') + "] ";
+    bar = "[" + std::string(size_t(filled), '#') + std::string(size_t(bar_width - filled), '.') +
+          "] ";
   }
   double eta = tokens_per_s > 0 ? double(total_tokens - tokens_done) / tokens_per_s : NAN;
   return fmt::format("{}{}/{} tok  {} tok/s  ETA {}  mse {:.4g}  L0 {:.1f}  dead {}", bar,

@@ -18,10 +18,10 @@ struct ProgressStats {
 
 struct ProgressOptions {
   int64_t total_tokens = 0;
-  bool quiet = false;            // write to stderr instead of stdout
-  double interval_s = 10.0;      // plain-line period when not a terminal
-  std::optional<bool> tty;       // force terminal / non-terminal (default: isatty of the stream)
-  std::FILE* stream = nullptr;   // override the stream (tests); default stdout, or stderr if quiet
+  bool quiet = false;           // write to stderr instead of stdout
+  double interval_s = 10.0;     // plain-line period when not a terminal
+  std::optional<bool> tty;      // force terminal / non-terminal (default: isatty of the stream)
+  std::FILE* stream = nullptr;  // override the stream (tests); default stdout, or stderr if quiet
   int bar_width = 24;
 };
 

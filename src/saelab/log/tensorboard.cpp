@@ -6,7 +6,8 @@
 //   Summary { repeated Value value = 1; }
 //   Value { string tag = 1; float simple_value = 2; HistogramProto histo = 5; }
 //   HistogramProto { double min = 1, max = 2, num = 3, sum = 4, sum_squares = 5;
-//                    repeated double bucket_limit = 6 [packed]; repeated double bucket = 7 [packed]; }
+//                    repeated double bucket_limit = 6 [packed]; repeated double bucket = 7
+//                    [packed]; }
 #include "saelab/log/tensorboard.h"
 
 #include <unistd.h>
@@ -33,7 +34,9 @@ void put_varint(std::string& out, uint64_t v) {
   }
   out.push_back(char(v));
 }
-void put_key(std::string& out, int field, int wire) { put_varint(out, uint64_t(field) << 3 | wire); }
+void put_key(std::string& out, int field, int wire) {
+  put_varint(out, uint64_t(field) << 3 | wire);
+}
 template <typename T>
 void put_le(std::string& out, T v) {
   char b[sizeof(T)];
@@ -92,7 +95,8 @@ std::string encode_file_version_event(double wall_time) {
   return ev;
 }
 
-std::string encode_scalar_event(double wall_time, int64_t step, const std::string& tag, float value) {
+std::string encode_scalar_event(double wall_time, int64_t step, const std::string& tag,
+                                float value) {
   std::string v;
   put_bytes(v, 1, tag);
   put_float(v, 2, value);

@@ -13,7 +13,8 @@ namespace saelab {
 
 // The protobuf bytes of one Event (exposed for tests and for writers of other files).
 std::string encode_file_version_event(double wall_time);
-std::string encode_scalar_event(double wall_time, int64_t step, const std::string& tag, float value);
+std::string encode_scalar_event(double wall_time, int64_t step, const std::string& tag,
+                                float value);
 // Histogram of `values`: `bins` equal-width buckets between min and max (bucket_limit = right
 // edges, the last one +max), with min, max, num, sum and sum_squares.
 std::string encode_histogram_event(double wall_time, int64_t step, const std::string& tag,

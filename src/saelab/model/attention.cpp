@@ -7,10 +7,10 @@
 //   z = pattern v                                     hook_z [b,p,h,e]
 //   out = sum_h z_h W_O[h] + b_O                      (hook_result [b,p,h,d_model] on request)
 // GQA: query head i reads key/value head i / (n_heads / n_key_value_heads), as HF's repeat_kv.
+#include <torch/torch.h>
+
 #include <cmath>
 #include <limits>
-
-#include <torch/torch.h>
 
 #include "saelab/core/error.h"
 #include "saelab/model/rotary.h"

@@ -1,8 +1,7 @@
 // Shared pieces of the Hugging Face -> TransformerLens weight conversion: prefixed lookup,
 // head reshapes, zero biases, and the dispatch by family.
-#include <torch/torch.h>
-
 #include <fmt/ranges.h>
+#include <torch/torch.h>
 
 #include "saelab/core/error.h"
 #include "saelab/model/loader_internal.h"
@@ -25,11 +24,15 @@ bool HfTensors::has(const std::string& name) const { return find(name) != nullpt
 
 at::Tensor HfTensors::get(const std::string& name, std::vector<int64_t> shape) const {
   const at::Tensor* t = find(name);
-  if (!t) fail("{}: missing tensor '{}{}'", where_, prefixes_.empty() ? "" : prefixes_.front(), name);
+  if (!t)
+    fail("{}: missing tensor '{}{}'", where_, prefixes_.empty() ? "" : prefixes_.front(), name);
   if (!shape.empty() && t->sizes().vec() != shape)
     fail("{}: tensor '{}' has shape {}, expected {} from config.json", where_, name,
-         fmt::format("[{}]", fmt::join(t->sizes().vec(), ", ")), fmt::format("[{}]", fmt::join(shape, ", ")));
-  if (!t->is_floating_point()) fail("{}: tensor '{}' is {}, expected floating point", where_, name, std::string(t->dtype().name()));
+         fmt::format("[{}]", fmt::join(t->sizes().vec(), ", ")),
+         fmt::format("[{}]", fmt::join(shape, ", ")));
+  if (!t->is_floating_point())
+    fail("{}: tensor '{}' is {}, expected floating point", where_, name,
+         std::string(t->dtype().name()));
   return t->to(at::kFloat).contiguous();
 }
 
@@ -59,14 +62,16 @@ void add_zero_biases(const ModelConfig& cfg, StateDict& sd) {
   put("unembed.b_U", {cfg.d_vocab});
 }
 
-at::Tensor unembed_from(const HfTensors& t, const std::string& lm_head, const at::Tensor& W_E, bool tied) {
+at::Tensor unembed_from(const HfTensors& t, const std::string& lm_head, const at::Tensor& W_E,
+                        bool tied) {
   if (tied) return W_E.t().contiguous();
   return t.get(lm_head, {W_E.size(0), W_E.size(1)}).t().contiguous();
 }
 
 }  // namespace detail
 
-StateDict convert_hf_weights(const ModelConfig& cfg, const StateDict& hf, const std::string& where) {
+StateDict convert_hf_weights(const ModelConfig& cfg, const StateDict& hf,
+                             const std::string& where) {
   using namespace detail;
   StateDict sd;
   if (cfg.family == "gpt2")

@@ -10,7 +10,8 @@
 namespace saelab::detail {
 
 StateDict convert_gemma2(const ModelConfig& cfg, const HfTensors& t) {
-  const int64_t D = cfg.d_model, H = cfg.n_heads, K = cfg.n_key_value_heads, Dh = cfg.d_head, M = cfg.d_mlp;
+  const int64_t D = cfg.d_model, H = cfg.n_heads, K = cfg.n_key_value_heads, Dh = cfg.d_head,
+                M = cfg.d_mlp;
   auto norm = [&](const std::string& name) { return (t.get(name, {D}) + 1.0f).contiguous(); };
   StateDict sd;
   sd["embed.W_E"] = t.get("embed_tokens.weight", {cfg.d_vocab, D});
@@ -21,10 +22,14 @@ StateDict convert_gemma2(const ModelConfig& cfg, const HfTensors& t) {
     sd[b + "ln1_post.w"] = norm(h + "post_attention_layernorm.weight");
     sd[b + "ln2.w"] = norm(h + "pre_feedforward_layernorm.weight");
     sd[b + "ln2_post.w"] = norm(h + "post_feedforward_layernorm.weight");
-    sd[b + "attn.W_Q"] = heads_in_from_linear(t.get(h + "self_attn.q_proj.weight", {H * Dh, D}), H, Dh);
-    sd[b + "attn.W_K"] = heads_in_from_linear(t.get(h + "self_attn.k_proj.weight", {K * Dh, D}), K, Dh);
-    sd[b + "attn.W_V"] = heads_in_from_linear(t.get(h + "self_attn.v_proj.weight", {K * Dh, D}), K, Dh);
-    sd[b + "attn.W_O"] = heads_out_from_linear(t.get(h + "self_attn.o_proj.weight", {D, H * Dh}), H, Dh);
+    sd[b + "attn.W_Q"] =
+        heads_in_from_linear(t.get(h + "self_attn.q_proj.weight", {H * Dh, D}), H, Dh);
+    sd[b + "attn.W_K"] =
+        heads_in_from_linear(t.get(h + "self_attn.k_proj.weight", {K * Dh, D}), K, Dh);
+    sd[b + "attn.W_V"] =
+        heads_in_from_linear(t.get(h + "self_attn.v_proj.weight", {K * Dh, D}), K, Dh);
+    sd[b + "attn.W_O"] =
+        heads_out_from_linear(t.get(h + "self_attn.o_proj.weight", {D, H * Dh}), H, Dh);
     sd[b + "mlp.W_in"] = t.get(h + "mlp.up_proj.weight", {M, D}).t().contiguous();
     sd[b + "mlp.W_gate"] = t.get(h + "mlp.gate_proj.weight", {M, D}).t().contiguous();
     sd[b + "mlp.W_out"] = t.get(h + "mlp.down_proj.weight", {D, M}).t().contiguous();

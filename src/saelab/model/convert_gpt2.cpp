@@ -25,7 +25,8 @@ StateDict convert_gpt2(const ModelConfig& cfg, const HfTensors& t) {
     const char* names[3] = {"Q", "K", "V"};
     for (int i = 0; i < 3; ++i) {
       // einops "m (i h) -> i m h"
-      sd[b + "attn.W_" + names[i]] = W.slice(1, i * HD, (i + 1) * HD).reshape({D, H, Dh}).permute({1, 0, 2}).contiguous();
+      sd[b + "attn.W_" + names[i]] =
+          W.slice(1, i * HD, (i + 1) * HD).reshape({D, H, Dh}).permute({1, 0, 2}).contiguous();
       sd[b + "attn.b_" + names[i]] = qkv_b[i].contiguous();
     }
     sd[b + "attn.W_O"] = t.get(h + "attn.c_proj.weight", {HD, D}).reshape({H, Dh, D}).contiguous();

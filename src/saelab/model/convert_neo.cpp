@@ -19,10 +19,14 @@ StateDict convert_gpt_neo(const ModelConfig& cfg, const HfTensors& t) {
     const std::string b = "blocks." + std::to_string(l) + ".";
     sd[b + "ln1.w"] = t.get(h + "ln_1.weight", {D});
     sd[b + "ln1.b"] = t.get(h + "ln_1.bias", {D});
-    sd[b + "attn.W_Q"] = heads_in_from_linear(t.get(h + "attn.attention.q_proj.weight", {HD, D}), H, Dh);
-    sd[b + "attn.W_K"] = heads_in_from_linear(t.get(h + "attn.attention.k_proj.weight", {HD, D}), H, Dh);
-    sd[b + "attn.W_V"] = heads_in_from_linear(t.get(h + "attn.attention.v_proj.weight", {HD, D}), H, Dh);
-    sd[b + "attn.W_O"] = heads_out_from_linear(t.get(h + "attn.attention.out_proj.weight", {D, HD}), H, Dh);
+    sd[b + "attn.W_Q"] =
+        heads_in_from_linear(t.get(h + "attn.attention.q_proj.weight", {HD, D}), H, Dh);
+    sd[b + "attn.W_K"] =
+        heads_in_from_linear(t.get(h + "attn.attention.k_proj.weight", {HD, D}), H, Dh);
+    sd[b + "attn.W_V"] =
+        heads_in_from_linear(t.get(h + "attn.attention.v_proj.weight", {HD, D}), H, Dh);
+    sd[b + "attn.W_O"] =
+        heads_out_from_linear(t.get(h + "attn.attention.out_proj.weight", {D, HD}), H, Dh);
     sd[b + "attn.b_O"] = t.get(h + "attn.attention.out_proj.bias", {D});
     sd[b + "ln2.w"] = t.get(h + "ln_2.weight", {D});
     sd[b + "ln2.b"] = t.get(h + "ln_2.bias", {D});

@@ -88,7 +88,8 @@ std::string cache_folder_name(const std::string& repo_id) {
   return f;
 }
 
-// A TL-native checkpoint in a folder: TL picks the file ending in final.pth; otherwise the only .pth.
+// A TL-native checkpoint in a folder: TL picks the file ending in final.pth; otherwise the only
+// .pth.
 std::string find_pth(const std::string& dir) {
   std::vector<std::string> pths;
   std::error_code ec;
@@ -140,7 +141,8 @@ std::vector<std::string> tl_aliases() {
   return out;
 }
 
-std::optional<std::string> find_hf_snapshot(const std::string& repo_id, const std::string& cache_dir) {
+std::optional<std::string> find_hf_snapshot(const std::string& repo_id,
+                                            const std::string& cache_dir) {
   const fs::path repo = fs::path(cache_dir) / cache_folder_name(repo_id);
   const fs::path snaps = repo / "snapshots";
   std::error_code ec;
@@ -164,16 +166,18 @@ std::optional<std::string> find_hf_snapshot(const std::string& repo_id, const st
 }
 
 ModelLocation resolve_model_location(const std::string& model_name) {
-  if (model_name.empty()) fail("--model: expected a model name, repo id or path, got an empty string");
+  if (model_name.empty())
+    fail("--model: expected a model name, repo id or path, got an empty string");
   std::error_code ec;
   if (fs::exists(model_name, ec)) {
     if (fs::is_directory(model_name, ec)) {
       ModelLocation loc = location_of_dir(model_name, "");
       if (loc.pth_file.empty() && !fs::exists(fs::path(model_name) / "config.json"))
-        fail("{}: expected a Hugging Face model folder (config.json with model.safetensors, "
-             "model.safetensors.index.json or pytorch_model.bin) or a folder with a TransformerLens "
-             ".pth state dict",
-             model_name);
+        fail(
+            "{}: expected a Hugging Face model folder (config.json with model.safetensors, "
+            "model.safetensors.index.json or pytorch_model.bin) or a folder with a TransformerLens "
+            ".pth state dict",
+            model_name);
       return loc;
     }
     if (fs::path(model_name).extension() == ".pth" || fs::path(model_name).extension() == ".pt")
@@ -187,10 +191,11 @@ ModelLocation resolve_model_location(const std::string& model_name) {
   const bool looks_like_repo = official || model_name.find('/') != std::string::npos ||
                                model_name.find_first_of(" \\") == std::string::npos;
   if (!looks_like_repo) fail("{}: no such file, alias or Hugging Face repo id", model_name);
-  fail("model '{}'{}: not found in the Hugging Face cache (looked in {}); download it with "
-       "`huggingface-cli download {}` (or set HF_HUB_CACHE / HF_HOME)",
-       model_name, official && *official != model_name ? " (= " + *official + ")" : std::string(),
-       (fs::path(cache) / cache_folder_name(repo_id)).string(), repo_id);
+  fail(
+      "model '{}'{}: not found in the Hugging Face cache (looked in {}); download it with "
+      "`huggingface-cli download {}` (or set HF_HUB_CACHE / HF_HOME)",
+      model_name, official && *official != model_name ? " (= " + *official + ")" : std::string(),
+      (fs::path(cache) / cache_folder_name(repo_id)).string(), repo_id);
 }
 
 }  // namespace saelab

@@ -2,9 +2,9 @@
 // HookState, the per-run dispatcher the forward pass calls at each hook point.
 #include "saelab/model/hooks.h"
 
-#include <cctype>
-
 #include <torch/torch.h>
+
+#include <cctype>
 
 #include "saelab/core/error.h"
 
@@ -59,7 +59,8 @@ std::vector<std::string> block_hook_suffixes(const ModelConfig& cfg) {
   if (norm) s.insert(s.end(), {"ln1.hook_scale", "ln1.hook_normalized"});
   s.insert(s.end(), {"attn.hook_q", "attn.hook_k", "attn.hook_v"});
   if (rotary) s.insert(s.end(), {"attn.hook_rot_q", "attn.hook_rot_k"});
-  s.insert(s.end(), {"attn.hook_attn_scores", "attn.hook_pattern", "attn.hook_z", "attn.hook_result"});
+  s.insert(s.end(),
+           {"attn.hook_attn_scores", "attn.hook_pattern", "attn.hook_z", "attn.hook_result"});
   if (post) s.insert(s.end(), {"ln1_post.hook_scale", "ln1_post.hook_normalized"});
   s.push_back("hook_attn_out");
   if (!attn_only) {
@@ -87,8 +88,8 @@ std::vector<std::string> model_hook_names(const ModelConfig& cfg) {
 void check_hook_name(const ModelConfig& cfg, const std::string& name) {
   if (auto layer = hook_block_index(name)) {
     if (*layer >= cfg.n_layers)
-      fail("unknown hook '{}': block {} out of range, the model has {} blocks (0..{})", name, *layer,
-           cfg.n_layers, cfg.n_layers - 1);
+      fail("unknown hook '{}': block {} out of range, the model has {} blocks (0..{})", name,
+           *layer, cfg.n_layers, cfg.n_layers - 1);
     const std::string prefix = fmt::format("blocks.{}.", *layer);
     const auto suffixes = block_hook_suffixes(cfg);
     const std::string rest = name.substr(prefix.size());
@@ -104,13 +105,14 @@ void check_hook_name(const ModelConfig& cfg, const std::string& name) {
   for (const auto& n : post)
     if (n == name) return;
   pre.insert(pre.end(), post.begin(), post.end());
-  fail("unknown hook '{}'; valid hooks outside the blocks: {}; block hooks are "
-       "blocks.<0..{}>.<name>, e.g. blocks.0.hook_resid_pre",
-       name, join(pre), cfg.n_layers - 1);
+  fail(
+      "unknown hook '{}'; valid hooks outside the blocks: {}; block hooks are "
+      "blocks.<0..{}>.<name>, e.g. blocks.0.hook_resid_pre",
+      name, join(pre), cfg.n_layers - 1);
 }
 
-std::vector<int64_t> model_hook_shape(const ModelConfig& cfg, const std::string& name, int64_t batch,
-                                      int64_t pos) {
+std::vector<int64_t> model_hook_shape(const ModelConfig& cfg, const std::string& name,
+                                      int64_t batch, int64_t pos) {
   check_hook_name(cfg, name);
   auto ends_with = [&](const char* suffix) {
     std::string s(suffix);
@@ -122,7 +124,8 @@ std::vector<int64_t> model_hook_shape(const ModelConfig& cfg, const std::string&
     return {batch, pos, h, e};
   if (ends_with("attn.hook_k") || ends_with("attn.hook_v") || ends_with("attn.hook_rot_k"))
     return {batch, pos, kv, e};
-  if (ends_with("attn.hook_attn_scores") || ends_with("attn.hook_pattern")) return {batch, h, pos, pos};
+  if (ends_with("attn.hook_attn_scores") || ends_with("attn.hook_pattern"))
+    return {batch, h, pos, pos};
   if (ends_with("attn.hook_result")) return {batch, pos, h, cfg.d_model};
   if (ends_with("mlp.hook_pre") || ends_with("mlp.hook_pre_linear") || ends_with("mlp.hook_post"))
     return {batch, pos, cfg.d_mlp};

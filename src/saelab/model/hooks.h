@@ -42,8 +42,8 @@ std::vector<std::string> block_hook_suffixes(const ModelConfig& cfg);  // "hook_
 // (or the global hooks and the block range).
 void check_hook_name(const ModelConfig& cfg, const std::string& name);
 // TransformerLens shapes with the leading batch axis, e.g. attn.hook_pattern [batch, head, q, k].
-std::vector<int64_t> model_hook_shape(const ModelConfig& cfg, const std::string& name, int64_t batch,
-                                      int64_t pos);
+std::vector<int64_t> model_hook_shape(const ModelConfig& cfg, const std::string& name,
+                                      int64_t batch, int64_t pos);
 // The block a hook belongs to, as SAELens's hook_layer: blocks.L.* -> L, hook_embed and
 // hook_pos_embed -> 0, ln_final.* -> n_layers - 1.
 int64_t model_hook_layer(const ModelConfig& cfg, const std::string& name);

@@ -1,12 +1,11 @@
 // load_model: name -> files -> ModelConfig + canonical float32 weights -> Transformer.
 #include "saelab/model/loader.h"
 
+#include <fmt/ranges.h>
 #include <torch/torch.h>
 
 #include <filesystem>
 #include <set>
-
-#include <fmt/ranges.h>
 
 #include "saelab/core/error.h"
 #include "saelab/core/safetensors.h"
@@ -38,7 +37,8 @@ StateDict read_sharded(const std::string& index_path, bool safetensors) {
     fail("{}: expected a 'weight_map' object (tensor name -> shard file)", index_path);
   std::set<std::string> shards;
   for (auto& [name, file] : idx["weight_map"].items()) {
-    if (!file.is_string()) fail("{}: weight_map['{}'] should be a file name, got {}", index_path, name, file.dump());
+    if (!file.is_string())
+      fail("{}: weight_map['{}'] should be a file name, got {}", index_path, name, file.dump());
     shards.insert(file.get<std::string>());
   }
   const fs::path dir = fs::path(index_path).parent_path();
@@ -49,16 +49,19 @@ StateDict read_sharded(const std::string& index_path, bool safetensors) {
     upcast_into(out, safetensors ? load_safetensors(p) : load_torch_state_dict(p));
   }
   for (auto& [name, file] : idx["weight_map"].items())
-    if (!out.count(name)) fail("{}: tensor '{}' is not in its shard '{}'", index_path, name, file.get<std::string>());
+    if (!out.count(name))
+      fail("{}: tensor '{}' is not in its shard '{}'", index_path, name, file.get<std::string>());
   return out;
 }
 
 void apply_kwargs(ModelConfig& cfg, const json& kw) {
   if (kw.is_null()) return;
-  if (!kw.is_object()) fail("model_from_pretrained_kwargs: expected a JSON object, got {}", kw.dump());
+  if (!kw.is_object())
+    fail("model_from_pretrained_kwargs: expected a JSON object, got {}", kw.dump());
   // Keys of TL's from_pretrained that change nothing on saelab's CPU float32 path.
-  static const std::set<std::string> inert = {"device", "n_devices", "dtype", "torch_dtype", "trust_remote_code",
-                                              "move_to_device", "default_prepend_bos", "revision"};
+  static const std::set<std::string> inert = {
+      "device",         "n_devices",           "dtype",   "torch_dtype", "trust_remote_code",
+      "move_to_device", "default_prepend_bos", "revision"};
   for (auto& [k, v] : kw.items()) {
     if (k == "n_ctx") {
       if (!v.is_number_integer() || v.get<int64_t>() <= 0)
@@ -66,20 +69,25 @@ void apply_kwargs(ModelConfig& cfg, const json& kw) {
       cfg.n_ctx = v.get<int64_t>();
     } else if (k == "first_n_layers") {
       if (!v.is_number_integer() || v.get<int64_t>() <= 0 || v.get<int64_t>() > cfg.n_layers)
-        fail("model_from_pretrained_kwargs: first_n_layers should be in 1..{}, got {}", cfg.n_layers, v.dump());
+        fail("model_from_pretrained_kwargs: first_n_layers should be in 1..{}, got {}",
+             cfg.n_layers, v.dump());
       cfg.n_layers = v.get<int64_t>();
       cfg.attn_types.resize(cfg.n_layers);
     } else if (k == "center_writing_weights" || k == "center_unembed" || k == "fold_ln" ||
                k == "fold_value_biases" || k == "refactor_factored_attn_matrices") {
-      if (!v.is_boolean()) fail("model_from_pretrained_kwargs: {} should be true or false, got {}", k, v.dump());
+      if (!v.is_boolean())
+        fail("model_from_pretrained_kwargs: {} should be true or false, got {}", k, v.dump());
       if (v.get<bool>())
-        fail("model_from_pretrained_kwargs: {} = true is not supported (saelab loads raw weights, as "
-             "SAELens's from_pretrained_no_processing)",
-             k);
+        fail(
+            "model_from_pretrained_kwargs: {} = true is not supported (saelab loads raw weights, "
+            "as "
+            "SAELens's from_pretrained_no_processing)",
+            k);
     } else if (!inert.count(k)) {
-      fail("model_from_pretrained_kwargs: unknown key '{}' (known: n_ctx, first_n_layers, "
-           "center_writing_weights, fold_ln, center_unembed, dtype, device)",
-           k);
+      fail(
+          "model_from_pretrained_kwargs: unknown key '{}' (known: n_ctx, first_n_layers, "
+          "center_writing_weights, fold_ln, center_unembed, dtype, device)",
+          k);
     }
   }
 }
@@ -96,7 +104,8 @@ void trim_to_config(const ModelConfig& cfg, StateDict& sd, const std::string& wh
   auto pos = sd.find("pos_embed.W_pos");
   if (pos != sd.end()) {
     if (pos->second.size(0) < cfg.n_ctx)
-      fail("{}: n_ctx {} is longer than the {} learned positions", where, cfg.n_ctx, pos->second.size(0));
+      fail("{}: n_ctx {} is longer than the {} learned positions", where, cfg.n_ctx,
+           pos->second.size(0));
     pos->second = pos->second.slice(0, 0, cfg.n_ctx).contiguous();
   }
 }
@@ -115,9 +124,10 @@ StateDict read_hf_weights(const std::string& dir) {
   } else if (fs::exists(d / "pytorch_model.bin.index.json")) {
     out = read_sharded((d / "pytorch_model.bin.index.json").string(), false);
   } else {
-    fail("{}: no weights found (expected model.safetensors, model.safetensors.index.json or "
-         "pytorch_model.bin)",
-         dir);
+    fail(
+        "{}: no weights found (expected model.safetensors, model.safetensors.index.json or "
+        "pytorch_model.bin)",
+        dir);
   }
   return out;
 }
@@ -133,12 +143,13 @@ StateDict complete_tl_weights(const ModelConfig& cfg, StateDict in, const std::s
       return false;
     }
     if (it->second.sizes().vec() != shape)
-      fail("{}: tensor '{}' has shape [{}], expected [{}]", where, name, fmt::join(it->second.sizes().vec(), ", "),
-           fmt::join(shape, ", "));
+      fail("{}: tensor '{}' has shape [{}], expected [{}]", where, name,
+           fmt::join(it->second.sizes().vec(), ", "), fmt::join(shape, ", "));
     sd[name] = it->second.to(at::kFloat).contiguous();
     return true;
   };
-  const int64_t D = cfg.d_model, H = cfg.n_heads, K = cfg.n_key_value_heads, Dh = cfg.d_head, M = cfg.d_mlp;
+  const int64_t D = cfg.d_model, H = cfg.n_heads, K = cfg.n_key_value_heads, Dh = cfg.d_head,
+                M = cfg.d_mlp;
   // TL models saved with LNPre (folded) normalisation carry no weights: w = 1, b = 0 is the same.
   auto norm = [&](const std::string& prefix) {
     if (cfg.normalization_type == "none") return;
@@ -199,24 +210,30 @@ LoadedWeights load_model_weights(const std::string& model_name, const json& kwar
         else if (!raw.count("blocks.0.mlp.W_in"))
           official = "attn-only-2l-demo";
         else
-          fail("{}: no config.json next to it and not a known TL-native model; write a config.json "
-               "in TransformerLens's format (d_model, n_layers, n_heads, d_head, d_mlp, n_ctx, d_vocab, "
-               "act_fn, normalization_type)",
-               loc.pth_file);
+          fail(
+              "{}: no config.json next to it and not a known TL-native model; write a config.json "
+              "in TransformerLens's format (d_model, n_layers, n_heads, d_head, d_mlp, n_ctx, "
+              "d_vocab, "
+              "act_fn, normalization_type)",
+              loc.pth_file);
       }
       out.cfg = tl_native_config(official);
       // The built-in config fixes the architecture; the vocabulary and context come from the file.
-      if (auto e = raw.find("embed.W_E"); e != raw.end() && e->second.dim() == 2) out.cfg.d_vocab = e->second.size(0);
-      if (auto p = raw.find("pos_embed.W_pos"); p != raw.end() && p->second.dim() == 2) out.cfg.n_ctx = p->second.size(0);
+      if (auto e = raw.find("embed.W_E"); e != raw.end() && e->second.dim() == 2)
+        out.cfg.d_vocab = e->second.size(0);
+      if (auto p = raw.find("pos_embed.W_pos"); p != raw.end() && p->second.dim() == 2)
+        out.cfg.n_ctx = p->second.size(0);
     }
     out.cfg.model_name = model_name;
     out.weights = complete_tl_weights(out.cfg, std::move(raw), loc.pth_file);
   } else {
-    if (!fs::exists(config_path)) fail("{}: missing config.json (expected a Hugging Face model folder)", loc.dir);
+    if (!fs::exists(config_path))
+      fail("{}: missing config.json (expected a Hugging Face model folder)", loc.dir);
     out.cfg = model_config_from_hf(read_json_file(config_path), config_path);
     out.cfg.model_name = model_name;
     // TL trims TinyStories' learned positions to the 512 it was trained on.
-    if (loc.repo_id.rfind("roneneldan/TinyStories", 0) == 0) out.cfg.n_ctx = std::min<int64_t>(out.cfg.n_ctx, 512);
+    if (loc.repo_id.rfind("roneneldan/TinyStories", 0) == 0)
+      out.cfg.n_ctx = std::min<int64_t>(out.cfg.n_ctx, 512);
     StateDict hf = read_hf_weights(loc.dir);
     out.weights = convert_hf_weights(out.cfg, hf, loc.dir);
   }
@@ -228,12 +245,16 @@ LoadedWeights load_model_weights(const std::string& model_name, const json& kwar
 ModelConfig load_model_config(const std::string& model_name, const json& kwargs) {
   const ModelLocation loc = resolve_model_location(model_name);
   const std::string config_path = (fs::path(loc.dir) / "config.json").string();
-  if (!loc.pth_file.empty() && !fs::exists(config_path)) return load_model_weights(model_name, kwargs).cfg;
-  if (!fs::exists(config_path)) fail("{}: missing config.json (expected a Hugging Face model folder)", loc.dir);
+  if (!loc.pth_file.empty() && !fs::exists(config_path))
+    return load_model_weights(model_name, kwargs).cfg;
+  if (!fs::exists(config_path))
+    fail("{}: missing config.json (expected a Hugging Face model folder)", loc.dir);
   const json c = read_json_file(config_path);
-  ModelConfig cfg = loc.pth_file.empty() ? model_config_from_hf(c, config_path) : model_config_from_tl(c, config_path);
+  ModelConfig cfg = loc.pth_file.empty() ? model_config_from_hf(c, config_path)
+                                         : model_config_from_tl(c, config_path);
   cfg.model_name = model_name;
-  if (loc.pth_file.empty() && loc.repo_id.rfind("roneneldan/TinyStories", 0) == 0) cfg.n_ctx = std::min<int64_t>(cfg.n_ctx, 512);
+  if (loc.pth_file.empty() && loc.repo_id.rfind("roneneldan/TinyStories", 0) == 0)
+    cfg.n_ctx = std::min<int64_t>(cfg.n_ctx, 512);
   apply_kwargs(cfg, kwargs);
   return cfg;
 }

@@ -34,7 +34,8 @@ struct LoadedModel {
 // from_pretrained_kwargs (SAELens's model_from_pretrained_kwargs) may set "n_ctx" (int) to
 // override the context length, and "first_n_layers" (int) to keep only the first layers.
 // Unknown keys are an error naming them.
-LoadedModel load_model(const std::string& model_name, const json& from_pretrained_kwargs = json::object());
+LoadedModel load_model(const std::string& model_name,
+                       const json& from_pretrained_kwargs = json::object());
 
 // The steps of load_model, exposed for tests and `saelab info`.
 struct LoadedWeights {
@@ -47,7 +48,8 @@ LoadedWeights load_model_weights(const std::string& model_name,
 
 // Only the architecture (no weights read, except for a TL-native .pth without config.json, whose
 // vocabulary and context come from the tensors): for `saelab info --model`.
-ModelConfig load_model_config(const std::string& model_name, const json& from_pretrained_kwargs = json::object());
+ModelConfig load_model_config(const std::string& model_name,
+                              const json& from_pretrained_kwargs = json::object());
 
 // config.json of a Hugging Face model -> ModelConfig (family from model_type / architectures).
 // `where` names the file in errors. Unsupported model types are an error naming the supported ones.

@@ -10,7 +10,8 @@ namespace saelab {
 namespace {
 
 const std::vector<std::string>& known_act_fns() {
-  static const std::vector<std::string> a = {"gelu_new", "gelu", "gelu_pytorch_tanh", "silu", "relu"};
+  static const std::vector<std::string> a = {"gelu_new", "gelu", "gelu_pytorch_tanh", "silu",
+                                             "relu"};
   return a;
 }
 
@@ -19,9 +20,10 @@ std::string check_act_fn(std::string act, const std::string& where) {
   if (act == "gelu_fast") act = "gelu_new";  // the same tanh approximation, written differently
   for (auto& a : known_act_fns())
     if (a == act) return act;
-  fail("{}: activation '{}' is not supported (expected one of gelu_new, gelu, gelu_pytorch_tanh, "
-       "silu, relu)",
-       where, act);
+  fail(
+      "{}: activation '{}' is not supported (expected one of gelu_new, gelu, gelu_pytorch_tanh, "
+      "silu, relu)",
+      where, act);
 }
 
 std::optional<int64_t> opt_int(const json& j, const char* key) {
@@ -31,7 +33,8 @@ std::optional<int64_t> opt_int(const json& j, const char* key) {
 }
 
 double rope_theta(const json& c, const std::string& where) {
-  if (c.contains("rope_theta") && !c["rope_theta"].is_null()) return get_field<double>(c, "rope_theta", where);
+  if (c.contains("rope_theta") && !c["rope_theta"].is_null())
+    return get_field<double>(c, "rope_theta", where);
   if (c.contains("rope_parameters") && c["rope_parameters"].is_object())
     return get_field_or<double>(c["rope_parameters"], "rope_theta", 10000.0, where);
   return 10000.0;
@@ -45,8 +48,8 @@ void refuse_rope_scaling(const json& c, const std::string& where) {
     if (it == c.end() || !it->is_object()) continue;
     std::string type = it->value("rope_type", it->value("type", std::string("default")));
     if (type != "default")
-      fail("{}: {} of type '{}' is not supported (saelab implements plain rotary embeddings)", where,
-           key, type);
+      fail("{}: {} of type '{}' is not supported (saelab implements plain rotary embeddings)",
+           where, key, type);
   }
 }
 
@@ -64,7 +67,8 @@ ModelConfig gpt2_config(const json& c, const std::string& w) {
   m.d_head = m.d_model / m.n_heads;
   m.d_mlp = get_field_or<int64_t>(c, "n_inner", 4 * m.d_model, w);
   m.n_layers = get_field<int64_t>(c, "n_layer", w);
-  m.n_ctx = c.contains("n_ctx") ? get_field<int64_t>(c, "n_ctx", w) : get_field<int64_t>(c, "n_positions", w);
+  m.n_ctx = c.contains("n_ctx") ? get_field<int64_t>(c, "n_ctx", w)
+                                : get_field<int64_t>(c, "n_positions", w);
   m.eps = get_field_or<double>(c, "layer_norm_epsilon", 1e-5, w);
   m.d_vocab = get_field<int64_t>(c, "vocab_size", w);
   m.act_fn = check_act_fn(get_field_or<std::string>(c, "activation_function", "gelu_new", w), w);
@@ -99,8 +103,10 @@ ModelConfig gpt_neo_config(const json& c, const std::string& w) {
     m.attn_types = get_field<std::vector<std::string>>(c, "attention_layers", w);
   } else if (c.contains("attention_types") && c["attention_types"].is_array()) {
     for (auto& item : c["attention_types"]) {
-      if (!item.is_array() || item.size() != 2 || !item[0].is_array() || !item[1].is_number_integer())
-        fail("{}: attention_types: expected [[[\"global\", \"local\"], n], ...], got {}", w, item.dump());
+      if (!item.is_array() || item.size() != 2 || !item[0].is_array() ||
+          !item[1].is_number_integer())
+        fail("{}: attention_types: expected [[[\"global\", \"local\"], n], ...], got {}", w,
+             item.dump());
       for (int64_t r = 0; r < item[1].get<int64_t>(); ++r)
         for (auto& t : item[0]) m.attn_types.push_back(t.get<std::string>());
     }
@@ -108,7 +114,8 @@ ModelConfig gpt_neo_config(const json& c, const std::string& w) {
     m.attn_types.assign(m.n_layers, "global");
   }
   if (static_cast<int64_t>(m.attn_types.size()) != m.n_layers)
-    fail("{}: attention_layers has {} entries, expected num_layers = {}", w, m.attn_types.size(), m.n_layers);
+    fail("{}: attention_layers has {} entries, expected num_layers = {}", w, m.attn_types.size(),
+         m.n_layers);
   for (auto& t : m.attn_types)
     if (t != "global" && t != "local")
       fail("{}: attention layer type '{}' (expected 'global' or 'local')", w, t);
@@ -167,8 +174,10 @@ ModelConfig llama_like_config(const json& c, const std::string& w, const std::st
     if (c.contains("layer_types") && c["layer_types"].is_array()) {
       auto lt = get_field<std::vector<std::string>>(c, "layer_types", w);
       if (static_cast<int64_t>(lt.size()) != m.n_layers)
-        fail("{}: layer_types has {} entries, expected num_hidden_layers = {}", w, lt.size(), m.n_layers);
-      for (int64_t l = 0; l < m.n_layers; ++l) m.attn_types[l] = lt[l] == "sliding_attention" ? "local" : "global";
+        fail("{}: layer_types has {} entries, expected num_hidden_layers = {}", w, lt.size(),
+             m.n_layers);
+      for (int64_t l = 0; l < m.n_layers; ++l)
+        m.attn_types[l] = lt[l] == "sliding_attention" ? "local" : "global";
     } else {
       for (int64_t l = 0; l < m.n_layers; ++l) m.attn_types[l] = l % 2 == 0 ? "local" : "global";
     }
@@ -185,11 +194,13 @@ std::vector<std::string> supported_model_types() {
 ModelConfig model_config_from_hf(const json& c, const std::string& where) {
   if (!c.is_object()) fail("{}: expected a JSON object", where);
   std::string mt = get_field_or<std::string>(c, "model_type", "", where);
-  if (mt.empty() && c.contains("architectures") && c["architectures"].is_array() && !c["architectures"].empty()) {
+  if (mt.empty() && c.contains("architectures") && c["architectures"].is_array() &&
+      !c["architectures"].empty()) {
     const std::string arch = c["architectures"][0].get<std::string>();
     static const std::vector<std::pair<std::string, std::string>> by_arch = {
-        {"GPT2LMHeadModel", "gpt2"},     {"GPTNeoForCausalLM", "gpt_neo"}, {"Gemma2ForCausalLM", "gemma2"},
-        {"LlamaForCausalLM", "llama"},   {"MistralForCausalLM", "mistral"}, {"Qwen2ForCausalLM", "qwen2"}};
+        {"GPT2LMHeadModel", "gpt2"},       {"GPTNeoForCausalLM", "gpt_neo"},
+        {"Gemma2ForCausalLM", "gemma2"},   {"LlamaForCausalLM", "llama"},
+        {"MistralForCausalLM", "mistral"}, {"Qwen2ForCausalLM", "qwen2"}};
     for (auto& [a, t] : by_arch)
       if (a == arch) mt = t;
     if (mt.empty()) mt = arch;
@@ -203,11 +214,17 @@ ModelConfig model_config_from_hf(const json& c, const std::string& where) {
   else if (mt == "llama" || mt == "mistral" || mt == "qwen2" || mt == "gemma2")
     m = llama_like_config(c, where, mt);
   else
-    fail("{}: model_type '{}' is not supported (supported: gpt2, gpt_neo, gemma2, llama, mistral, qwen2)",
-         where, mt);
+    fail(
+        "{}: model_type '{}' is not supported (supported: gpt2, gpt_neo, gemma2, llama, mistral, "
+        "qwen2)",
+        where, mt);
   fill_bos_eos(m, c);
-  for (auto [v, name] : {std::pair{m.d_model, "d_model"}, {m.n_layers, "n_layers"}, {m.n_heads, "n_heads"},
-                         {m.d_head, "d_head"}, {m.d_vocab, "d_vocab"}, {m.n_ctx, "n_ctx"}})
+  for (auto [v, name] : {std::pair{m.d_model, "d_model"},
+                         {m.n_layers, "n_layers"},
+                         {m.n_heads, "n_heads"},
+                         {m.d_head, "d_head"},
+                         {m.d_vocab, "d_vocab"},
+                         {m.n_ctx, "n_ctx"}})
     if (v <= 0) fail("{}: {} must be positive, got {}", where, name, v);
   return m;
 }
@@ -223,7 +240,8 @@ ModelConfig model_config_from_tl(const json& c, const std::string& w) {
   m.d_vocab = get_field<int64_t>(c, "d_vocab", w);
   const bool attn_only = get_field_or<bool>(c, "attn_only", false, w);
   m.d_mlp = attn_only ? 0 : get_field_or<int64_t>(c, "d_mlp", 4 * m.d_model, w);
-  m.act_fn = attn_only ? "gelu" : check_act_fn(get_field_or<std::string>(c, "act_fn", "gelu", w), w);
+  m.act_fn =
+      attn_only ? "gelu" : check_act_fn(get_field_or<std::string>(c, "act_fn", "gelu", w), w);
   std::string norm = get_field_or<std::string>(c, "normalization", "", w);
   if (norm.empty()) norm = get_field_or<std::string>(c, "normalization_type", "", w);
   if (norm == "LN" || norm == "LNPre")
@@ -233,10 +251,12 @@ ModelConfig model_config_from_tl(const json& c, const std::string& w) {
   else if (norm.empty() || norm == "none" || norm == "None")
     m.normalization_type = "none";
   else
-    fail("{}: normalization '{}' is not supported (expected LN, LNPre, RMS, RMSPre or null)", w, norm);
+    fail("{}: normalization '{}' is not supported (expected LN, LNPre, RMS, RMSPre or null)", w,
+         norm);
   m.eps = get_field_or<double>(c, "eps", 1e-5, w);
   bool shortformer = get_field_or<bool>(c, "shortformer_pos", false, w);
-  std::string pos = get_field_or<std::string>(c, "positional_embedding_type", shortformer ? "shortformer" : "standard", w);
+  std::string pos = get_field_or<std::string>(c, "positional_embedding_type",
+                                              shortformer ? "shortformer" : "standard", w);
   if (pos != "standard" && pos != "shortformer")
     fail("{}: positional_embedding_type '{}' is not supported for TL-native models", w, pos);
   m.positional_embedding_type = pos;
@@ -250,20 +270,33 @@ ModelConfig tl_native_config(const std::string& name) {
   if (name == "NeelNanda/Attn-Only-2L512W-Shortformer-6B-big-lr" || name == "attn-only-2l-demo") {
     // REFERENCE.md §5: 512 x 2, 8 heads of 64, no MLP, no LayerNorm, shortformer positions,
     // the NeoX tokenizer (vocab 50277).
-    return model_config_from_tl(json{{"d_model", 512}, {"n_layers", 2}, {"n_heads", 8}, {"d_head", 64},
-                                     {"n_ctx", 2048}, {"d_vocab", 50277}, {"attn_only", true},
-                                     {"normalization", nullptr}, {"shortformer_pos", true}},
+    return model_config_from_tl(json{{"d_model", 512},
+                                     {"n_layers", 2},
+                                     {"n_heads", 8},
+                                     {"d_head", 64},
+                                     {"n_ctx", 2048},
+                                     {"d_vocab", 50277},
+                                     {"attn_only", true},
+                                     {"normalization", nullptr},
+                                     {"shortformer_pos", true}},
                                 "attn-only-2l-demo (built-in config)");
   }
   if (name == "Baidicoot/Othello-GPT-Transformer-Lens" || name == "othello-gpt") {
-    return model_config_from_tl(json{{"d_model", 512}, {"n_layers", 8}, {"n_heads", 8}, {"d_head", 64},
-                                     {"d_mlp", 2048}, {"n_ctx", 59}, {"d_vocab", 61}, {"act_fn", "gelu"},
+    return model_config_from_tl(json{{"d_model", 512},
+                                     {"n_layers", 8},
+                                     {"n_heads", 8},
+                                     {"d_head", 64},
+                                     {"d_mlp", 2048},
+                                     {"n_ctx", 59},
+                                     {"d_vocab", 61},
+                                     {"act_fn", "gelu"},
                                      {"normalization_type", "LN"}},
                                 "othello-gpt (built-in config)");
   }
-  fail("{}: no built-in TransformerLens config (known: attn-only-2l-demo, othello-gpt); put a "
-       "config.json next to the .pth",
-       name);
+  fail(
+      "{}: no built-in TransformerLens config (known: attn-only-2l-demo, othello-gpt); put a "
+      "config.json next to the .pth",
+      name);
 }
 
 }  // namespace saelab

@@ -35,8 +35,8 @@ at::Tensor heads_out_from_linear(const at::Tensor& w, int64_t n, int64_t h);
 void add_zero_biases(const ModelConfig& cfg, StateDict& sd);
 // The unembedding: lm_head.weight transposed, or W_E transposed when the embeddings are tied
 // (or the checkpoint omits lm_head).
-at::Tensor unembed_from(const HfTensors& t, const std::string& lm_head, const at::Tensor& W_E_unscaled,
-                        bool tied);
+at::Tensor unembed_from(const HfTensors& t, const std::string& lm_head,
+                        const at::Tensor& W_E_unscaled, bool tied);
 
 StateDict convert_gpt2(const ModelConfig& cfg, const HfTensors& t);
 StateDict convert_gpt_neo(const ModelConfig& cfg, const HfTensors& t);

@@ -14,9 +14,10 @@ void check_activation_name(const std::string& act_fn) {
                                 "swish",    "relu"};
   for (const char* k : known)
     if (act_fn == k) return;
-  fail("model config: act_fn '{}' is not supported; expected one of gelu_new, gelu_fast, "
-       "gelu_pytorch_tanh, gelu, silu, relu",
-       act_fn);
+  fail(
+      "model config: act_fn '{}' is not supported; expected one of gelu_new, gelu_fast, "
+      "gelu_pytorch_tanh, gelu, silu, relu",
+      act_fn);
 }
 
 at::Tensor apply_activation(const std::string& act_fn, const at::Tensor& x) {

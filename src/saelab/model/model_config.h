@@ -1,6 +1,7 @@
-// ModelConfig: the architecture of a transformer in TransformerLens's terms (HookedTransformerConfig
-// field names), filled by the loaders (loader_*.cpp) from a Hugging Face config.json or a TL config.
-// The runtime (transformer.cpp) reads only this and the canonical weights (see weights below).
+// ModelConfig: the architecture of a transformer in TransformerLens's terms
+// (HookedTransformerConfig field names), filled by the loaders (loader_*.cpp) from a Hugging Face
+// config.json or a TL config. The runtime (transformer.cpp) reads only this and the canonical
+// weights (see weights below).
 #pragma once
 #include <cstdint>
 #include <optional>
@@ -10,36 +11,36 @@
 namespace saelab {
 
 struct ModelConfig {
-  std::string model_name;      // what the user asked for (alias, repo id or path)
-  std::string family;          // "gpt2" | "gpt_neo" | "gemma2" | "llama" | "mistral" | "qwen2" |
-                               // "attn_only_shortformer" | "othello_mingpt"
+  std::string model_name;  // what the user asked for (alias, repo id or path)
+  std::string family;      // "gpt2" | "gpt_neo" | "gemma2" | "llama" | "mistral" | "qwen2" |
+                           // "attn_only_shortformer" | "othello_mingpt"
   int64_t d_model = 0;
   int64_t n_layers = 0;
   int64_t n_heads = 0;
   int64_t n_key_value_heads = 0;  // == n_heads without GQA
   int64_t d_head = 0;
-  int64_t d_mlp = 0;              // 0 for attention-only models
+  int64_t d_mlp = 0;  // 0 for attention-only models
   int64_t d_vocab = 0;
   int64_t n_ctx = 0;
-  std::string act_fn;             // "gelu_new" | "gelu" | "gelu_pytorch_tanh" | "silu" | "relu"
-  bool gated_mlp = false;         // GeGLU / SwiGLU: mlp.W_gate present
-  std::string normalization_type; // "LN" | "RMS" | "none"
+  std::string act_fn;              // "gelu_new" | "gelu" | "gelu_pytorch_tanh" | "silu" | "relu"
+  bool gated_mlp = false;          // GeGLU / SwiGLU: mlp.W_gate present
+  std::string normalization_type;  // "LN" | "RMS" | "none"
   double eps = 1e-5;
   // "standard" (learned, added to the residual) | "shortformer" (added to Q/K inputs only) |
   // "rotary" | "none"
   std::string positional_embedding_type = "standard";
-  int64_t rotary_dim = 0;         // usually d_head
+  int64_t rotary_dim = 0;  // usually d_head
   double rotary_base = 10000.0;
-  bool use_attn_scale = true;     // false for GPT-Neo (no 1/sqrt(d_head))
-  double attn_scale = 0.0;        // divide scores by this when > 0 (Gemma-2: sqrt(query_pre_attn_scalar))
+  bool use_attn_scale = true;  // false for GPT-Neo (no 1/sqrt(d_head))
+  double attn_scale = 0.0;  // divide scores by this when > 0 (Gemma-2: sqrt(query_pre_attn_scalar))
   // Per layer: "global" or "local" attention, and the local window (keys within window-1 back).
   std::vector<std::string> attn_types;
   int64_t window_size = 0;
-  double attn_scores_soft_cap = 0.0;   // 0 = off (Gemma-2: 50)
-  double output_logits_soft_cap = 0.0; // 0 = off (Gemma-2: 30)
+  double attn_scores_soft_cap = 0.0;                // 0 = off (Gemma-2: 50)
+  double output_logits_soft_cap = 0.0;              // 0 = off (Gemma-2: 30)
   bool use_normalization_before_and_after = false;  // Gemma-2's post-attn / post-mlp norms
-  double embedding_scale = 1.0;        // Gemma: sqrt(d_model); where TL applies it relative to
-                                       // hook_embed: check TransformerLens
+  double embedding_scale = 1.0;  // Gemma: sqrt(d_model); where TL applies it relative to
+                                 // hook_embed: check TransformerLens
   bool attn_qkv_bias = false;
   std::optional<int64_t> bos_token_id;
   std::optional<int64_t> eos_token_id;

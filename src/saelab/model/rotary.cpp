@@ -2,9 +2,9 @@
 // their precision, then cast to the model's dtype.
 #include "saelab/model/rotary.h"
 
-#include <cmath>
-
 #include <torch/torch.h>
+
+#include <cmath>
 
 #include "saelab/core/error.h"
 
@@ -33,7 +33,8 @@ at::Tensor rotary_inv_freq(const ModelConfig& cfg) {
   return at::where(medium, smoothed, scaled);
 }
 
-std::pair<at::Tensor, at::Tensor> rotary_sin_cos(const ModelConfig& cfg, const at::Tensor& positions,
+std::pair<at::Tensor, at::Tensor> rotary_sin_cos(const ModelConfig& cfg,
+                                                 const at::Tensor& positions,
                                                  at::ScalarType dtype) {
   at::Tensor inv = rotary_inv_freq(cfg).to(positions.device());
   at::Tensor angles = positions.to(at::kDouble).unsqueeze(1) * inv.unsqueeze(0);  // [n, r/2]

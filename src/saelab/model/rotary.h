@@ -15,8 +15,8 @@ int64_t effective_rotary_dim(const ModelConfig& cfg);  // cfg.rotary_dim, or d_h
 at::Tensor rotary_inv_freq(const ModelConfig& cfg);
 // sin and cos [n, rotary_dim] (each frequency twice: [f0..f_{r/2-1}, f0..f_{r/2-1}]) for the
 // int64 `positions` [n], computed in float64 and returned in `dtype`.
-std::pair<at::Tensor, at::Tensor> rotary_sin_cos(const ModelConfig& cfg, const at::Tensor& positions,
-                                                 at::ScalarType dtype);
+std::pair<at::Tensor, at::Tensor> rotary_sin_cos(const ModelConfig& cfg,
+                                                 const at::Tensor& positions, at::ScalarType dtype);
 // x [batch, pos, heads, d_head]; sin, cos [pos, rotary_dim]. Returns the rotated x.
 at::Tensor apply_rotary(const at::Tensor& x, const at::Tensor& sin, const at::Tensor& cos,
                         int64_t rotary_dim);

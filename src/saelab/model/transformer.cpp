@@ -3,9 +3,9 @@
 // points of hooks.h on the way. The parts live in norms.cpp, attention.cpp, mlp.cpp, rotary.cpp.
 #include "saelab/model/transformer.h"
 
-#include <optional>
-
 #include <torch/torch.h>
+
+#include <optional>
 
 #include "saelab/core/error.h"
 #include "saelab/model/rotary.h"
@@ -15,8 +15,8 @@ namespace saelab {
 
 namespace {
 
-at::Tensor forward_pass(const ModelConfig& cfg, const TransformerWeights& tw, const at::Tensor& tokens,
-                        HookState& hs, bool need_logits) {
+at::Tensor forward_pass(const ModelConfig& cfg, const TransformerWeights& tw,
+                        const at::Tensor& tokens, HookState& hs, bool need_logits) {
   const int64_t batch = tokens.size(0), pos = tokens.size(1), d = cfg.d_model;
   const NormKind kind = norm_kind(cfg);
   const std::string none;
@@ -131,9 +131,10 @@ at::Tensor Transformer::checked_tokens(const at::Tensor& tokens) const {
   if (bad.any().item<bool>()) {
     at::Tensor where = bad.nonzero()[0];
     const int64_t b = where[0].item<int64_t>(), p = where[1].item<int64_t>();
-    fail("token id {} (sequence {}, position {}) is out of range: the model's vocabulary has {} "
-         "tokens (ids 0..{})",
-         t[b][p].item<int64_t>(), b, p, cfg_.d_vocab, cfg_.d_vocab - 1);
+    fail(
+        "token id {} (sequence {}, position {}) is out of range: the model's vocabulary has {} "
+        "tokens (ids 0..{})",
+        t[b][p].item<int64_t>(), b, p, cfg_.d_vocab, cfg_.d_vocab - 1);
   }
   return t;
 }
@@ -171,7 +172,8 @@ std::map<std::string, at::Tensor> Transformer::run_with_cache(const at::Tensor& 
   return std::move(r.cache);
 }
 
-at::Tensor Transformer::run_with_hooks(const at::Tensor& tokens, const std::vector<Hook>& hooks) const {
+at::Tensor Transformer::run_with_hooks(const at::Tensor& tokens,
+                                       const std::vector<Hook>& hooks) const {
   return run(tokens, hooks, {}, true).logits;
 }
 

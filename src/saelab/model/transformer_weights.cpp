@@ -1,9 +1,9 @@
 // Checking a ModelConfig and its canonical weights before anything runs, and preparing the
 // weights for the forward pass (heads flattened, q/k/v fused). Every fault is one saelab::Error
 // naming the config field or the weight.
-#include <set>
-
 #include <torch/torch.h>
+
+#include <set>
 
 #include "saelab/core/error.h"
 #include "saelab/model/rotary.h"
@@ -27,7 +27,8 @@ struct Expected {
 };
 
 bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 // TransformerLens state dicts carry these buffers; they are recomputed here.
@@ -57,9 +58,10 @@ void check_config(ModelConfig& c) {
          c.model_name);
   const std::string& p = c.positional_embedding_type;
   if (p != "standard" && p != "shortformer" && p != "rotary" && p != "none")
-    fail("model config '{}': positional_embedding_type '{}' is not supported; expected standard, "
-         "shortformer, rotary or none",
-         c.model_name, p);
+    fail(
+        "model config '{}': positional_embedding_type '{}' is not supported; expected standard, "
+        "shortformer, rotary or none",
+        c.model_name, p);
   if ((p == "standard" || p == "shortformer") && c.n_ctx <= 0)
     fail("model config '{}': n_ctx must be positive for learned positions, got {}", c.model_name,
          c.n_ctx);
@@ -76,19 +78,19 @@ void check_config(ModelConfig& c) {
   for (size_t l = 0; l < c.attn_types.size(); ++l) {
     const std::string& t = c.attn_types[l];
     if (t != "global" && t != "local")
-      fail("model config '{}': attn_types[{}] is '{}', expected 'global' or 'local'", c.model_name, l,
-           t);
+      fail("model config '{}': attn_types[{}] is '{}', expected 'global' or 'local'", c.model_name,
+           l, t);
     if (t == "local" && c.window_size < 1)
-      fail("model config '{}': layer {} is local but window_size is {} (expected >= 1)", c.model_name,
-           l, c.window_size);
+      fail("model config '{}': layer {} is local but window_size is {} (expected >= 1)",
+           c.model_name, l, c.window_size);
   }
   if (c.attn_scores_soft_cap < 0 || c.output_logits_soft_cap < 0)
     fail("model config '{}': soft caps must be >= 0 (0 = off)", c.model_name);
 }
 
 std::vector<Expected> expected_weights(const ModelConfig& c) {
-  const int64_t d = c.d_model, V = c.d_vocab, h = c.n_heads, kv = c.n_key_value_heads,
-                e = c.d_head, m = c.d_mlp;
+  const int64_t d = c.d_model, V = c.d_vocab, h = c.n_heads, kv = c.n_key_value_heads, e = c.d_head,
+                m = c.d_mlp;
   const NormKind kind = norm_kind(c);
   // LNPre / RMSPre (weights folded away): the norm weights may be absent (= 1).
   const bool norm_w_required = !ends_with(c.normalization_type, "Pre");
@@ -146,12 +148,14 @@ void validate_model(ModelConfig& cfg, std::map<std::string, at::Tensor>& weights
   }
   if (!unexpected.empty()) {
     std::string list;
-    for (size_t i = 0; i < unexpected.size() && i < 8; ++i) list += (i ? ", '" : "'") + unexpected[i] + "'";
+    for (size_t i = 0; i < unexpected.size() && i < 8; ++i)
+      list += (i ? ", '" : "'") + unexpected[i] + "'";
     if (unexpected.size() > 8) list += fmt::format(" and {} more", unexpected.size() - 8);
-    fail("model weights of '{}': unexpected tensor(s) {} for a {} model (normalization {}, "
-         "positions {}, d_mlp {}, gated {})",
-         cfg.model_name, list, cfg.family.empty() ? std::string("?") : cfg.family,
-         cfg.normalization_type, cfg.positional_embedding_type, cfg.d_mlp, cfg.gated_mlp);
+    fail(
+        "model weights of '{}': unexpected tensor(s) {} for a {} model (normalization {}, "
+        "positions {}, d_mlp {}, gated {})",
+        cfg.model_name, list, cfg.family.empty() ? std::string("?") : cfg.family,
+        cfg.normalization_type, cfg.positional_embedding_type, cfg.d_mlp, cfg.gated_mlp);
   }
   at::ScalarType dtype = at::kFloat;
   auto we = weights.find("embed.W_E");
@@ -170,10 +174,11 @@ void validate_model(ModelConfig& cfg, std::map<std::string, at::Tensor>& weights
       fail("model weights of '{}': '{}' has dtype {}, expected a floating-point tensor",
            cfg.model_name, x.name, std::string(c10::toString(t.scalar_type())));
     if (t.sizes() != at::IntArrayRef(x.shape))
-      fail("model weights of '{}': '{}' has shape {}, expected {} (d_model {}, n_heads {}, "
-           "n_key_value_heads {}, d_head {}, d_mlp {}, d_vocab {}, n_ctx {})",
-           cfg.model_name, x.name, shape_str(t.sizes()), shape_str(x.shape), cfg.d_model,
-           cfg.n_heads, cfg.n_key_value_heads, cfg.d_head, cfg.d_mlp, cfg.d_vocab, cfg.n_ctx);
+      fail(
+          "model weights of '{}': '{}' has shape {}, expected {} (d_model {}, n_heads {}, "
+          "n_key_value_heads {}, d_head {}, d_mlp {}, d_vocab {}, n_ctx {})",
+          cfg.model_name, x.name, shape_str(t.sizes()), shape_str(x.shape), cfg.d_model,
+          cfg.n_heads, cfg.n_key_value_heads, cfg.d_head, cfg.d_mlp, cfg.d_vocab, cfg.n_ctx);
     t = t.to(dtype).contiguous();
   }
 }

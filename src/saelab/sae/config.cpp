@@ -10,17 +10,17 @@
 //    reshape_activations, architecture, topk's k) at the top level, the model/hook/dataset fields
 //    under "metadata".
 //  SAELens picks the layout by sae_lens_version (top level, or metadata.sae_lens_version): below
-//  6.0.0-rc.0 or absent means pre-6. saelab does the same, and looks in the other place when a field
-//  is absent from the one the version points to.
+//  6.0.0-rc.0 or absent means pre-6. saelab does the same, and looks in the other place when a
+//  field is absent from the one the version points to.
 //
 // Writing: both at once. The flat v5 fields (SAELens 5's to_dict keys, which SAELens 5 requires:
 // hook_layer, activation_fn_str, finetuning_scaling_factor, dataset_trust_remote_code, ...) at the
 // top level, topk's `k` at the top level as well as in activation_fn_kwargs, and a complete
 // "metadata" object with the model/hook/dataset fields. saelab writes no sae_lens_version of its
 // own, so SAELens 6's SAE.load_from_disk converts the file through handle_pre_6_0_config, which
-// reads exactly the flat fields; if a sae_lens_version >= 6 was read from a SAELens 6 file and kept,
-// SAELens 6 reads the v6 path instead and finds the same values under metadata. SAELens 5 ignores
-// "metadata". Unknown fields (top level and inside metadata) are written back unchanged.
+// reads exactly the flat fields; if a sae_lens_version >= 6 was read from a SAELens 6 file and
+// kept, SAELens 6 reads the v6 path instead and finds the same values under metadata. SAELens 5
+// ignores "metadata". Unknown fields (top level and inside metadata) are written back unchanged.
 #include "saelab/sae/config.h"
 
 #include <cctype>
@@ -34,9 +34,9 @@ namespace saelab {
 namespace {
 
 // Model/hook/dataset fields that v6 keeps under "metadata" and SaeConfig has as members.
-const char* const kMetadataFields[] = {"model_name",   "hook_name",       "hook_head_index",
-                                       "context_size", "prepend_bos",     "dataset_path",
-                                       "seqpos_slice", "model_from_pretrained_kwargs"};
+const char* const kMetadataFields[] = {
+    "model_name",  "hook_name",    "hook_head_index", "context_size",
+    "prepend_bos", "dataset_path", "seqpos_slice",    "model_from_pretrained_kwargs"};
 
 // Pre-6 aliases that SAELens renames on load.
 const std::map<std::string, std::string> kAliases = {{"hook_name", "hook_point"},
@@ -55,7 +55,8 @@ int version_major(const json& v) {
 bool is_v6_layout(const json& j) {
   if (j.contains("sae_lens_version") && !j["sae_lens_version"].is_null())
     return version_major(j["sae_lens_version"]) >= 6;
-  if (j.contains("metadata") && j["metadata"].is_object() && j["metadata"].contains("sae_lens_version"))
+  if (j.contains("metadata") && j["metadata"].is_object() &&
+      j["metadata"].contains("sae_lens_version"))
     return version_major(j["metadata"]["sae_lens_version"]) >= 6;
   return false;
 }
@@ -89,9 +90,12 @@ struct Reader {
 template <typename T>
 T as(const json& v, const std::string& key, const std::string& where, const char* type_name) {
   bool ok = false;
-  if constexpr (std::is_same_v<T, bool>) ok = v.is_boolean();
-  else if constexpr (std::is_same_v<T, int64_t>) ok = v.is_number_integer();
-  else if constexpr (std::is_same_v<T, std::string>) ok = v.is_string();
+  if constexpr (std::is_same_v<T, bool>)
+    ok = v.is_boolean();
+  else if constexpr (std::is_same_v<T, int64_t>)
+    ok = v.is_number_integer();
+  else if constexpr (std::is_same_v<T, std::string>)
+    ok = v.is_string();
   if (!ok) fail("{}: key '{}' must be {}, got {}", where, key, type_name, v.dump());
   return v.get<T>();
 }
@@ -136,7 +140,8 @@ SaeConfig SaeConfig::from_json(const json& j, const std::string& where) {
     if (auto* v = r.find_top(key)) activation_fn = as<std::string>(*v, key, where, "a string");
   }
   if (activation_fn != "relu" && activation_fn != "topk")
-    fail("{}: activation_fn_str '{}' is not supported (expected relu or topk)", where, activation_fn);
+    fail("{}: activation_fn_str '{}' is not supported (expected relu or topk)", where,
+         activation_fn);
   if (activation_fn == "topk") {
     if (c.architecture != "standard" && c.architecture != "topk")
       fail("{}: activation_fn_str 'topk' with architecture '{}' is not supported", where,
@@ -192,13 +197,16 @@ SaeConfig SaeConfig::from_json(const json& j, const std::string& where) {
   static const std::set<std::string> kNorms = {"none", "expected_average_only_in",
                                                "constant_norm_rescale", "layer_norm"};
   if (!kNorms.count(c.normalize_activations))
-    fail("{}: normalize_activations '{}' is not one of none, expected_average_only_in, "
-         "constant_norm_rescale, layer_norm",
-         where, c.normalize_activations);
+    fail(
+        "{}: normalize_activations '{}' is not one of none, expected_average_only_in, "
+        "constant_norm_rescale, layer_norm",
+        where, c.normalize_activations);
 
   // Model/hook/dataset fields.
-  if (auto* v = r.find_meta_field("model_name")) c.model_name = as<std::string>(*v, "model_name", where, "a string");
-  if (auto* v = r.find_meta_field("hook_name")) c.hook_name = as<std::string>(*v, "hook_name", where, "a string");
+  if (auto* v = r.find_meta_field("model_name"))
+    c.model_name = as<std::string>(*v, "model_name", where, "a string");
+  if (auto* v = r.find_meta_field("hook_name"))
+    c.hook_name = as<std::string>(*v, "hook_name", where, "a string");
   if (auto* v = r.find_meta_field("hook_layer")) {
     c.hook_layer = as<int64_t>(*v, "hook_layer", where, "an integer");
   } else {
@@ -206,9 +214,12 @@ SaeConfig SaeConfig::from_json(const json& j, const std::string& where) {
   }
   if (auto* v = r.find_meta_field("hook_head_index"))
     c.hook_head_index = as<int64_t>(*v, "hook_head_index", where, "an integer or null");
-  if (auto* v = r.find_meta_field("context_size")) c.context_size = as<int64_t>(*v, "context_size", where, "an integer");
-  if (auto* v = r.find_meta_field("prepend_bos")) c.prepend_bos = as<bool>(*v, "prepend_bos", where, "true or false");
-  if (auto* v = r.find_meta_field("dataset_path")) c.dataset_path = as<std::string>(*v, "dataset_path", where, "a string");
+  if (auto* v = r.find_meta_field("context_size"))
+    c.context_size = as<int64_t>(*v, "context_size", where, "an integer");
+  if (auto* v = r.find_meta_field("prepend_bos"))
+    c.prepend_bos = as<bool>(*v, "prepend_bos", where, "true or false");
+  if (auto* v = r.find_meta_field("dataset_path"))
+    c.dataset_path = as<std::string>(*v, "dataset_path", where, "a string");
   if (auto* v = r.find_meta_field("seqpos_slice")) {
     if (!v->is_array()) fail("{}: key 'seqpos_slice' must be a list, got {}", where, v->dump());
     c.seqpos_slice = *v;

@@ -26,6 +26,8 @@ class GatedSae : public Sae {
 
 }  // namespace
 
-std::unique_ptr<Sae> make_gated_sae(const SaeConfig& cfg) { return std::make_unique<GatedSae>(cfg); }
+std::unique_ptr<Sae> make_gated_sae(const SaeConfig& cfg) {
+  return std::make_unique<GatedSae>(cfg);
+}
 
 }  // namespace saelab

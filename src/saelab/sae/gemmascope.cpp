@@ -1,9 +1,9 @@
-// GemmaScope SAEs (Lieberum et al. 2024): a params.npz with W_enc [d_in, d_sae], W_dec, b_enc, b_dec
-// and threshold, and no cfg.json. SAELens's gemma_2_sae_huggingface_loader
+// GemmaScope SAEs (Lieberum et al. 2024): a params.npz with W_enc [d_in, d_sae], W_dec, b_enc,
+// b_dec and threshold, and no cfg.json. SAELens's gemma_2_sae_huggingface_loader
 // (sae_lens/loading/pretrained_sae_loaders.py) loads them as jumprelu with
-// apply_b_dec_to_input = false, float32, renaming lower-case "w_" keys to "W_"; saelab does the same.
-// The model, hook and width SAELens derives from the Hugging Face repo name are unknown here and
-// left empty.
+// apply_b_dec_to_input = false, float32, renaming lower-case "w_" keys to "W_"; saelab does the
+// same. The model, hook and width SAELens derives from the Hugging Face repo name are unknown here
+// and left empty.
 #include <torch/torch.h>
 
 #include <filesystem>
@@ -17,8 +17,7 @@ namespace saelab {
 
 std::unique_ptr<Sae> load_gemmascope(const std::string& path) {
   std::error_code ec;
-  const std::string file =
-      std::filesystem::is_directory(path, ec) ? path + "/params.npz" : path;
+  const std::string file = std::filesystem::is_directory(path, ec) ? path + "/params.npz" : path;
   std::map<std::string, at::Tensor> tensors;
   for (auto& [key, t] : read_npz(file)) {
     std::string name = key.rfind("w_", 0) == 0 ? "W_" + key.substr(2) : key;

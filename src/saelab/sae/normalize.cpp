@@ -32,9 +32,10 @@ at::Tensor Sae::normalize_in(const at::Tensor& x_in, at::Tensor* scale_state) co
     if (scale_state) *scale_state = at::Tensor();
     return x;
   }
-  fail("SAE config: normalize_activations '{}' is not one of none, expected_average_only_in, "
-       "constant_norm_rescale, layer_norm",
-       mode);
+  fail(
+      "SAE config: normalize_activations '{}' is not one of none, expected_average_only_in, "
+      "constant_norm_rescale, layer_norm",
+      mode);
 }
 
 at::Tensor Sae::normalize_out(const at::Tensor& x_hat, const at::Tensor& state) const {

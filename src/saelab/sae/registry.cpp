@@ -1,4 +1,5 @@
-// The architecture list: parameter names/shapes (REFERENCE.md §3) and factories, and cfg.dtype names.
+// The architecture list: parameter names/shapes (REFERENCE.md §3) and factories, and cfg.dtype
+// names.
 #include "saelab/sae/registry.h"
 
 #include <torch/torch.h>
@@ -52,28 +53,37 @@ at::ScalarType sae_scalar_type(const std::string& dtype, const std::string& wher
 
 std::string sae_dtype_name(at::ScalarType t) {
   switch (t) {
-    case at::kFloat: return "float32";
-    case at::kDouble: return "float64";
-    case at::kHalf: return "float16";
-    case at::kBFloat16: return "bfloat16";
-    default: fail("SAE parameters must be float32, float64, float16 or bfloat16, got {}",
-                  c10::toString(t));
+    case at::kFloat:
+      return "float32";
+    case at::kDouble:
+      return "float64";
+    case at::kHalf:
+      return "float16";
+    case at::kBFloat16:
+      return "bfloat16";
+    default:
+      fail("SAE parameters must be float32, float64, float16 or bfloat16, got {}",
+           c10::toString(t));
   }
 }
 
 std::unique_ptr<Sae> make_sae(const SaeConfig& cfg_in) {
-  // A batchtopk SAE at inference is a JumpReLU with threshold = θ (SAELens saves it so), whether the
-  // name came from a cfg.json (from_json maps it already) or from code.
+  // A batchtopk SAE at inference is a JumpReLU with threshold = θ (SAELens saves it so), whether
+  // the name came from a cfg.json (from_json maps it already) or from code.
   SaeConfig cfg = cfg_in;
   if (cfg.architecture == "batchtopk") cfg.architecture = "jumprelu";
   if (cfg.d_in <= 0 || cfg.d_sae <= 0)
     fail("SAE config: d_in and d_sae must be positive, got d_in={} d_sae={}", cfg.d_in, cfg.d_sae);
   const auto dtype = sae_scalar_type(cfg.dtype, "SAE config");
   std::unique_ptr<Sae> sae;
-  if (cfg.architecture == "standard") sae = make_standard_sae(cfg);
-  else if (cfg.architecture == "topk") sae = make_topk_sae(cfg);
-  else if (cfg.architecture == "jumprelu") sae = make_jumprelu_sae(cfg);
-  else if (cfg.architecture == "gated") sae = make_gated_sae(cfg);
+  if (cfg.architecture == "standard")
+    sae = make_standard_sae(cfg);
+  else if (cfg.architecture == "topk")
+    sae = make_topk_sae(cfg);
+  else if (cfg.architecture == "jumprelu")
+    sae = make_jumprelu_sae(cfg);
+  else if (cfg.architecture == "gated")
+    sae = make_gated_sae(cfg);
   else
     fail("SAE config: unknown architecture '{}' (expected standard, gated, topk or jumprelu)",
          cfg.architecture);

@@ -11,8 +11,7 @@ namespace saelab {
 
 const at::Tensor& Sae::param(const std::string& name) const {
   auto it = params_.find(name);
-  if (it == params_.end())
-    fail("{} SAE: no parameter '{}'", cfg_.architecture, name);
+  if (it == params_.end()) fail("{} SAE: no parameter '{}'", cfg_.architecture, name);
   return it->second;
 }
 

@@ -1,5 +1,6 @@
 // An inference SAE in SAELens's layout: parameters by their SAELens names, encode/decode/forward,
-// save and load of the SAELens directory. One file per architecture behind a registry (registry.cpp).
+// save and load of the SAELens directory. One file per architecture behind a registry
+// (registry.cpp).
 //
 // Shapes: x [..., d_in]; acts [..., d_sae]. Parameters: W_enc [d_in, d_sae], W_dec [d_sae, d_in],
 // b_dec [d_in], and per architecture: standard/topk b_enc; jumprelu b_enc, threshold; gated b_gate,
@@ -52,7 +53,7 @@ class Sae {
   at::Tensor normalize_in(const at::Tensor& x, at::Tensor* scale_state) const;
   at::Tensor normalize_out(const at::Tensor& x_hat, const at::Tensor& scale_state) const;
 
-  void to(at::ScalarType dtype);  // converts every parameter and sets cfg.dtype
+  void to(at::ScalarType dtype);       // converts every parameter and sets cfg.dtype
   at::ScalarType scalar_type() const;  // the torch dtype of cfg.dtype
 
  protected:

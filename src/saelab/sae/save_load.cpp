@@ -42,9 +42,10 @@ std::unique_ptr<Sae> make_sae_from_tensors(const SaeConfig& cfg,
     if (it->second.is_floating_point() && torch::all(it->second == 1).item<bool>())
       tensors.erase(it);
     else
-      fail("{}: tensor 'scaling_factor' is not all ones (SAELens finetuning scale), which saelab "
-           "does not support",
-           where);
+      fail(
+          "{}: tensor 'scaling_factor' is not all ones (SAELens finetuning scale), which saelab "
+          "does not support",
+          where);
   }
   std::set<std::string> expected;
   for (const auto& spec : specs) expected.insert(spec.name);
@@ -98,7 +99,8 @@ void save_sae(const Sae& sae, const std::string& dir,
   if (log10_feature_sparsity && log10_feature_sparsity->defined()) {
     at::Tensor s = log10_feature_sparsity->detach().to(torch::kCPU);
     if (s.dim() != 1 || s.size(0) != cfg.d_sae)
-      fail("{}: sparsity must have shape [{}] (d_sae), got {}", dir, cfg.d_sae, shape_str(s.sizes()));
+      fail("{}: sparsity must have shape [{}] (d_sae), got {}", dir, cfg.d_sae,
+           shape_str(s.sizes()));
     if (!s.is_floating_point()) s = s.to(torch::kFloat);
     sparsity = s.contiguous();
   }
@@ -115,14 +117,16 @@ std::unique_ptr<Sae> load_sae(const std::string& path) {
   const bool is_dir = fs::is_directory(path, ec);
   if (!is_dir) {
     if (fs::path(path).extension() == ".npz") return load_gemmascope(path);
-    fail("{}: expected an SAE directory (cfg.json + sae_weights.safetensors) or a params.npz", path);
+    fail("{}: expected an SAE directory (cfg.json + sae_weights.safetensors) or a params.npz",
+         path);
   }
   const std::string cfg_path = path + "/cfg.json";
   if (!fs::exists(cfg_path, ec)) {
     if (fs::exists(path + "/params.npz", ec)) return load_gemmascope(path);
-    fail("{}: no cfg.json (expected an SAELens SAE directory with cfg.json and "
-         "sae_weights.safetensors, or GemmaScope's params.npz)",
-         path);
+    fail(
+        "{}: no cfg.json (expected an SAELens SAE directory with cfg.json and "
+        "sae_weights.safetensors, or GemmaScope's params.npz)",
+        path);
   }
   const std::string weights_path = path + "/sae_weights.safetensors";
   if (!fs::exists(weights_path, ec)) fail("{}: no sae_weights.safetensors next to cfg.json", path);

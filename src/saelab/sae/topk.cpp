@@ -21,7 +21,8 @@ class TopKSae : public Sae {
     out.acts_pre = torch::matmul(sae_in(x), param("W_enc")) + param("b_enc");
     at::Tensor z = rescale() ? out.acts_pre * decoder_norms() : out.acts_pre;
     auto top = torch::topk(z, cfg_.k, /*dim=*/-1, /*largest=*/true, /*sorted=*/false);
-    out.acts_post = torch::zeros_like(z).scatter(-1, std::get<1>(top), torch::relu(std::get<0>(top)));
+    out.acts_post =
+        torch::zeros_like(z).scatter(-1, std::get<1>(top), torch::relu(std::get<0>(top)));
     return out;
   }
 

@@ -47,11 +47,13 @@ int64_t shard_rows(const std::string& path, int64_t d_in) {
 
 }  // namespace
 
-CacheResult write_activation_cache(ActivationsStore& store, const std::string& dir, const CacheInfo& info,
+CacheResult write_activation_cache(ActivationsStore& store, const std::string& dir,
+                                   const CacheInfo& info,
                                    const std::function<void(int64_t)>& progress) {
   if (info.total_tokens <= 0) fail("training_tokens: the cache needs a positive token count");
   if (store.d_in() != info.d_in)
-    fail("d_in = {} but {} of model '{}' has width {}", info.d_in, info.hook_name, info.model_name, store.d_in());
+    fail("d_in = {} but {} of model '{}' has width {}", info.d_in, info.hook_name, info.model_name,
+         store.d_in());
   make_dirs(dir);
   const std::string mpath = dir + "/manifest.json";
   json m = manifest_of(info);
@@ -60,17 +62,20 @@ CacheResult write_activation_cache(ActivationsStore& store, const std::string& d
   int64_t done = 0;
   if (fs::exists(mpath)) {
     const json old = read_json_file(mpath);
-    for (const char* k : {"model_name", "hook_name", "hook_head_index", "dataset_path", "context_size", "d_in",
-                          "total_tokens"})
+    for (const char* k : {"model_name", "hook_name", "hook_head_index", "dataset_path",
+                          "context_size", "d_in", "total_tokens"})
       if (!old.contains(k) || old[k] != m[k])
-        fail("{}: {} = {} but this run has {} = {}; use another cached_activations_path or delete the folder",
-             mpath, k, old.contains(k) ? old[k].dump() : "(missing)", k, m[k].dump());
+        fail(
+            "{}: {} = {} but this run has {} = {}; use another cached_activations_path or delete "
+            "the folder",
+            mpath, k, old.contains(k) ? old[k].dump() : "(missing)", k, m[k].dump());
     shards = old.value("shards", json::array());
     for (const auto& s : shards) {
       const std::string file = get_field<std::string>(s, "file", mpath);
       const int64_t rows = get_field<int64_t>(s, "rows", mpath);
       if (shard_rows(dir + "/" + file, info.d_in) != rows)
-        fail("{}/{}: holds a different number of rows than manifest.json lists ({})", dir, file, rows);
+        fail("{}/{}: holds a different number of rows than manifest.json lists ({})", dir, file,
+             rows);
       done += rows;
     }
     r.resumed_shards = int64_t(shards.size());
@@ -80,7 +85,8 @@ CacheResult write_activation_cache(ActivationsStore& store, const std::string& d
       if (progress) progress(done);
       return r;
     }
-    if (!shards.empty()) store.skip_windows(get_field<int64_t>(shards.back(), "windows_end", mpath));
+    if (!shards.empty())
+      store.skip_windows(get_field<int64_t>(shards.back(), "windows_end", mpath));
   }
   if (progress) progress(done);
   std::vector<at::Tensor> parts;
@@ -123,24 +129,29 @@ void check_activation_cache(const std::string& dir, int64_t d_in, const std::str
   if (!fs::is_directory(dir) || !fs::exists(mpath)) return;
   const json m = read_json_file(mpath);
   if (!m.value("complete", false))
-    fail("{}: the cache is incomplete ({} of {} tokens); run `saelab cache` again with the same config to finish it",
-         mpath, m.value("tokens", int64_t(0)), m.value("total_tokens", int64_t(0)));
+    fail(
+        "{}: the cache is incomplete ({} of {} tokens); run `saelab cache` again with the same "
+        "config to finish it",
+        mpath, m.value("tokens", int64_t(0)), m.value("total_tokens", int64_t(0)));
   if (m.value("d_in", int64_t(0)) != d_in)
     fail("{}: d_in = {} but the run's d_in = {}", mpath, m.value("d_in", int64_t(0)), d_in);
   if (m.value("hook_name", std::string()) != hook_name)
-    fail("{}: cached from hook {} but the run's hook_name = {}", mpath, m.value("hook_name", std::string()), hook_name);
+    fail("{}: cached from hook {} but the run's hook_name = {}", mpath,
+         m.value("hook_name", std::string()), hook_name);
   std::set<std::string> listed;
   int64_t total = 0;
   for (const auto& s : m.value("shards", json::array())) {
     const std::string file = get_field<std::string>(s, "file", mpath);
     const int64_t rows = get_field<int64_t>(s, "rows", mpath);
     if (shard_rows(dir + "/" + file, d_in) != rows)
-      fail("{}/{}: holds a different number of rows than manifest.json lists ({})", dir, file, rows);
+      fail("{}/{}: holds a different number of rows than manifest.json lists ({})", dir, file,
+           rows);
     listed.insert(file);
     total += rows;
   }
   if (total != m.value("tokens", total))
-    fail("{}: the shards hold {} rows but the manifest says tokens = {}", mpath, total, m.value("tokens", total));
+    fail("{}: the shards hold {} rows but the manifest says tokens = {}", mpath, total,
+         m.value("tokens", total));
   for (auto& e : fs::directory_iterator(dir)) {
     const std::string name = e.path().filename().string();
     if (e.path().extension() == ".safetensors" && !listed.count(name))

@@ -21,7 +21,7 @@ struct CacheInfo {
   int64_t context_size = 0;
   int64_t d_in = 0;
   std::optional<int64_t> hook_head_index;
-  int64_t total_tokens = 0;  // rows to write (training_tokens)
+  int64_t total_tokens = 0;        // rows to write (training_tokens)
   int64_t shard_tokens = 1 << 20;  // rows per shard, at least (the last may be shorter)
 };
 
@@ -34,7 +34,8 @@ struct CacheResult {
 // Writes (or finishes) the cache in `dir`. progress(tokens_done) is called after each chunk.
 // A manifest written for another model / hook / dataset / context_size / d_in / token count is an
 // error naming the field, as is a listed shard that is missing or of the wrong shape.
-CacheResult write_activation_cache(ActivationsStore& store, const std::string& dir, const CacheInfo& info,
+CacheResult write_activation_cache(ActivationsStore& store, const std::string& dir,
+                                   const CacheInfo& info,
                                    const std::function<void(int64_t)>& progress = nullptr);
 
 // For training on a cache: when `dir` holds manifest.json, checks that the run is complete and

@@ -1,8 +1,8 @@
 // ActivationsStore (activations_store.h): the producer thread, hook extraction and mixing buffer.
 #include "saelab/store/activations_store.h"
 
-#include <torch/torch.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <torch/torch.h>
 
 #include <atomic>
 #include <condition_variable>
@@ -25,10 +25,14 @@ struct Slice {
 };
 Slice python_slice(const std::vector<std::optional<int64_t>>& a, int64_t len) {
   std::optional<int64_t> start, stop, step;
-  if (a.size() == 1) stop = a[0];
-  else if (a.size() == 2) start = a[0], stop = a[1];
-  else if (a.size() == 3) start = a[0], stop = a[1], step = a[2];
-  else if (!a.empty()) fail("seqpos_slice: expected 1 to 3 entries (python slice arguments), got {}", a.size());
+  if (a.size() == 1)
+    stop = a[0];
+  else if (a.size() == 2)
+    start = a[0], stop = a[1];
+  else if (a.size() == 3)
+    start = a[0], stop = a[1], step = a[2];
+  else if (!a.empty())
+    fail("seqpos_slice: expected 1 to 3 entries (python slice arguments), got {}", a.size());
   const int64_t st = step.value_or(1);
   if (st <= 0) fail("seqpos_slice: the step must be positive, got {}", st);
   auto norm = [&](std::optional<int64_t> v, int64_t dflt) {
@@ -54,22 +58,26 @@ struct ChunkMaker {
   void read(std::vector<int64_t>& w) {
     if (!tokens->next(w)) {
       if (epoch_windows == 0)
-        fail("dataset '{}' ({}) holds no complete window of context_size = {} tokens", o.dataset_name,
-             tokens->describe(), o.context_size);
-      std::cerr << "saelab: warning: dataset '" << o.dataset_name << "' ran out after " << epoch_windows
-                << " windows; starting it again\n";
+        fail("dataset '{}' ({}) holds no complete window of context_size = {} tokens",
+             o.dataset_name, tokens->describe(), o.context_size);
+      std::cerr << "saelab: warning: dataset '" << o.dataset_name << "' ran out after "
+                << epoch_windows << " windows; starting it again\n";
       tokens->restart();
       epoch_windows = 0;
       ++restarts;
       if (!tokens->next(w)) fail("dataset '{}': no window after a restart", o.dataset_name);
     }
     if (int64_t(w.size()) != o.context_size)
-      fail("dataset '{}': a window of {} tokens, expected context_size = {}", o.dataset_name, w.size(), o.context_size);
+      fail("dataset '{}': a window of {} tokens, expected context_size = {}", o.dataset_name,
+           w.size(), o.context_size);
     const int64_t vocab = model->cfg().d_vocab;
     for (size_t i = 0; i < w.size(); ++i)
       if (w[i] < 0 || w[i] >= vocab)
-        fail("dataset '{}' does not match model '{}': token id {} (window {}, position {}) is outside the model's "
-             "vocabulary of {} ids", o.dataset_name, o.model_name, w[i], windows, i, vocab);
+        fail(
+            "dataset '{}' does not match model '{}': token id {} (window {}, position {}) is "
+            "outside the model's "
+            "vocabulary of {} ids",
+            o.dataset_name, o.model_name, w[i], windows, i, vocab);
     ++windows;
     ++epoch_windows;
   }
@@ -175,7 +183,8 @@ int64_t ActivationsStore::hook_width(const Transformer& model, const std::string
                                      std::optional<int64_t> head) {
   model.check_hook_name(hook);
   const auto shape = model.hook_shape(hook, 1, 2);
-  if (shape.size() == 4 && hook.find("pattern") == std::string::npos && hook.find("attn_scores") == std::string::npos) {
+  if (shape.size() == 4 && hook.find("pattern") == std::string::npos &&
+      hook.find("attn_scores") == std::string::npos) {
     if (head) {
       if (*head < 0 || *head >= shape[2])
         fail("hook_head_index = {}: {} has {} heads", *head, hook, shape[2]);
@@ -184,21 +193,26 @@ int64_t ActivationsStore::hook_width(const Transformer& model, const std::string
     return shape[2] * shape[3];
   }
   if (shape.size() == 3) {
-    if (head) fail("hook_head_index = {}: {} has no head axis (use a per-head hook such as hook_z)", *head, hook);
+    if (head)
+      fail("hook_head_index = {}: {} has no head axis (use a per-head hook such as hook_z)", *head,
+           hook);
     return shape[2];
   }
-  fail("hook_name = '{}': SAEs train on [batch, pos, d] or per-head [batch, pos, head, d_head] hooks; this one is not",
-       hook);
+  fail(
+      "hook_name = '{}': SAEs train on [batch, pos, d] or per-head [batch, pos, head, d_head] "
+      "hooks; this one is not",
+      hook);
 }
 
-ActivationsStore::ActivationsStore(std::shared_ptr<const Transformer> model, std::unique_ptr<TokenSource> tokens,
+ActivationsStore::ActivationsStore(std::shared_ptr<const Transformer> model,
+                                   std::unique_ptr<TokenSource> tokens,
                                    ActivationsStoreOptions opts)
     : model_(std::move(model)), tokens_(std::move(tokens)), o_(std::move(opts)) {
   if (!model_ || !tokens_) fail("activations store: needs a model and a token source");
   d_in_ = hook_width(*model_, o_.hook_name, o_.hook_head_index);
   if (o_.context_size > model_->cfg().n_ctx)
-    fail("context_size = {} is longer than model '{}' allows (n_ctx = {})", o_.context_size, o_.model_name,
-         model_->cfg().n_ctx);
+    fail("context_size = {} is longer than model '{}' allows (n_ctx = {})", o_.context_size,
+         o_.model_name, model_->cfg().n_ctx);
   for (auto [v, k] : {std::pair{o_.n_batches_in_buffer, "n_batches_in_buffer"},
                       std::pair{o_.store_batch_size_prompts, "store_batch_size_prompts"},
                       std::pair{o_.train_batch_size_tokens, "train_batch_size_tokens"}})
@@ -206,8 +220,11 @@ ActivationsStore::ActivationsStore(std::shared_ptr<const Transformer> model, std
   (void)python_slice(o_.seqpos_slice, o_.context_size);  // validates
   capacity_ = o_.n_batches_in_buffer * o_.store_batch_size_prompts * o_.context_size;
   if (capacity_ < o_.train_batch_size_tokens)
-    fail("the mixing buffer (n_batches_in_buffer × store_batch_size_prompts × context_size = {} tokens) is smaller "
-         "than train_batch_size_tokens = {}; raise n_batches_in_buffer", capacity_, o_.train_batch_size_tokens);
+    fail(
+        "the mixing buffer (n_batches_in_buffer × store_batch_size_prompts × context_size = {} "
+        "tokens) is smaller "
+        "than train_batch_size_tokens = {}; raise n_batches_in_buffer",
+        capacity_, o_.train_batch_size_tokens);
 }
 
 ActivationsStore::~ActivationsStore() { stop(); }
@@ -240,8 +257,8 @@ ActivationChunk ActivationsStore::pop() {
   } catch (const Error&) {
     throw;
   } catch (const std::exception& e) {
-    throw Error(fmt::format("activations of model '{}' at {} on dataset '{}': {}", o_.model_name, o_.hook_name,
-                            o_.dataset_name, e.what()));
+    throw Error(fmt::format("activations of model '{}' at {} on dataset '{}': {}", o_.model_name,
+                            o_.hook_name, o_.dataset_name, e.what()));
   }
 }
 
@@ -253,7 +270,9 @@ void ActivationsStore::skip_windows(int64_t windows) {
   windows_consumed_ = windows;
 }
 
-int64_t ActivationsStore::dataset_restarts() const { return producer_ ? producer_->maker.restarts.load() : 0; }
+int64_t ActivationsStore::dataset_restarts() const {
+  return producer_ ? producer_->maker.restarts.load() : 0;
+}
 
 int64_t ActivationsStore::buffer_numel() const { return buffer_.defined() ? buffer_.numel() : 0; }
 
@@ -275,8 +294,10 @@ void ActivationsStore::refill() {
     }
     pending_ = pop().rows;
     if (pending_.size(0) == 0 && ++empty_chunks > 1000)
-      fail("dataset '{}': 1000 batches in a row gave no activations (all positions excluded or sliced away)",
-           o_.dataset_name);
+      fail(
+          "dataset '{}': 1000 batches in a row gave no activations (all positions excluded or "
+          "sliced away)",
+          o_.dataset_name);
   }
   at::Tensor all = parts.size() == 1 ? parts[0] : torch::cat(parts, 0);
   auto gen = at::make_generator<at::CPUGeneratorImpl>(o_.seed * 1000003ULL + uint64_t(refills_));
@@ -303,7 +324,9 @@ at::Tensor ActivationsStore::next_batch(int64_t n) {
   return (parts.size() == 1 ? parts[0].clone() : torch::cat(parts, 0)).contiguous();
 }
 
-json ActivationsStore::state() const { return json{{"windows", windows_consumed_}, {"refills", refills_}}; }
+json ActivationsStore::state() const {
+  return json{{"windows", windows_consumed_}, {"refills", refills_}};
+}
 
 void ActivationsStore::load_state(const json& s) {
   const int64_t w = get_field<int64_t>(s, "windows", "activations store state");
@@ -318,8 +341,8 @@ void ActivationsStore::load_state(const json& s) {
 }
 
 std::string ActivationsStore::describe() const {
-  return fmt::format("model {} at {} on {}: d_in={}, mixing buffer {} tokens", o_.model_name, o_.hook_name,
-                     tokens_->describe(), d_in_, capacity_);
+  return fmt::format("model {} at {} on {}: d_in={}, mixing buffer {} tokens", o_.model_name,
+                     o_.hook_name, tokens_->describe(), d_in_, capacity_);
 }
 
 }  // namespace saelab

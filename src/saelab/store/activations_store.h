@@ -3,9 +3,9 @@
 // token source, runs the model up to the hook's layer, applies hook_head_index / seqpos_slice /
 // special-token exclusion and hands the rows over through a bounded queue (2 chunks), so the model
 // runs while the SAE trains. The consumer keeps a mixing buffer of at most
-// n_batches_in_buffer × store_batch_size_prompts × context_size rows (REFERENCE §1: sized in tokens),
-// refills it when it is half empty (new rows mixed with the remaining half, shuffled with a
-// generator seeded by (seed, refill number)) and serves batches from it.
+// n_batches_in_buffer × store_batch_size_prompts × context_size rows (REFERENCE §1: sized in
+// tokens), refills it when it is half empty (new rows mixed with the remaining half, shuffled with
+// a generator seeded by (seed, refill number)) and serves batches from it.
 //
 // Determinism: the producer is sequential and the queue is FIFO, so the stream does not depend on
 // thread timing; batches are a function of the seed and the data.
@@ -83,7 +83,7 @@ class ActivationsStore : public ActivationSource {
   const ActivationsStoreOptions& options() const { return o_; }
 
   int64_t buffer_capacity_tokens() const { return capacity_; }
-  int64_t buffer_numel() const;              // the mixing buffer now
+  int64_t buffer_numel() const;                            // the mixing buffer now
   int64_t max_buffer_numel() const { return max_numel_; }  // the most ever held
   int64_t windows_read() const { return windows_consumed_; }
   int64_t dataset_restarts() const;

@@ -11,8 +11,8 @@
 
 namespace saelab {
 
-void Adam::step(std::map<std::string, at::Tensor>& params, const std::map<std::string, at::Tensor>& grads,
-                double lr) {
+void Adam::step(std::map<std::string, at::Tensor>& params,
+                const std::map<std::string, at::Tensor>& grads, double lr) {
   torch::NoGradGuard ng;
   ++step_count_;
   double bias1 = 1.0 - std::pow(beta1_, static_cast<double>(step_count_));
@@ -30,9 +30,10 @@ void Adam::step(std::map<std::string, at::Tensor>& params, const std::map<std::s
       v = torch::zeros_like(p);
     }
     const auto dt = p.scalar_type();
-    if (fast::raw_loop_ok(p) && fast::raw_loop_ok(g) && fast::raw_loop_ok(m) && fast::raw_loop_ok(v) &&
-        g.scalar_type() == dt && m.scalar_type() == dt && v.scalar_type() == dt &&
-        g.numel() == p.numel() && m.numel() == p.numel() && v.numel() == p.numel()) {
+    if (fast::raw_loop_ok(p) && fast::raw_loop_ok(g) && fast::raw_loop_ok(m) &&
+        fast::raw_loop_ok(v) && g.scalar_type() == dt && m.scalar_type() == dt &&
+        v.scalar_type() == dt && g.numel() == p.numel() && m.numel() == p.numel() &&
+        v.numel() == p.numel()) {
       // One OpenMP pass, no temporaries (the ATen form below allocates √v and the denominator).
       fast::adam_update(p, g, m, v, beta1_, beta2_, eps_, step_size, bias2_sqrt);
       continue;
@@ -64,8 +65,10 @@ void Adam::load(const std::map<std::string, at::Tensor>& tensors, const json& st
   exp_avg_sq_.clear();
   const std::string a = "adam.exp_avg.", b = "adam.exp_avg_sq.";
   for (const auto& [key, t] : tensors) {
-    if (key.rfind(b, 0) == 0) exp_avg_sq_[key.substr(b.size())] = t.clone();
-    else if (key.rfind(a, 0) == 0) exp_avg_[key.substr(a.size())] = t.clone();
+    if (key.rfind(b, 0) == 0)
+      exp_avg_sq_[key.substr(b.size())] = t.clone();
+    else if (key.rfind(a, 0) == 0)
+      exp_avg_[key.substr(a.size())] = t.clone();
   }
   if (exp_avg_.size() != exp_avg_sq_.size())
     fail("trainer_state.safetensors: expected matching adam.exp_avg and adam.exp_avg_sq tensors");
@@ -79,8 +82,11 @@ double clip_grad_norm(std::map<std::string, at::Tensor>& grads, double max_norm)
   for (auto& [name, g] : grads) {
     if (!g.defined()) continue;
     any = true;
-    if (fast::raw_loop_ok(g)) total += fast::sum_of_squares(g);
-    else total += at::linalg_vector_norm(g, 2, c10::nullopt, false, torch::kFloat64).pow(2).item<double>();
+    if (fast::raw_loop_ok(g))
+      total += fast::sum_of_squares(g);
+    else
+      total +=
+          at::linalg_vector_norm(g, 2, c10::nullopt, false, torch::kFloat64).pow(2).item<double>();
   }
   if (!any) return 0.0;
   double norm = std::sqrt(total);

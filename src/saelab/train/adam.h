@@ -2,7 +2,8 @@
 //   m ← β1 m + (1 − β1) g;  v ← β2 v + (1 − β2) g²
 //   p ← p − (lr / (1 − β1ᵗ)) · m / (√v / √(1 − β2ᵗ) + eps)
 // Its moments are plain named tensors so that checkpoints store them and resampling can reset the
-// moments of single latents. Also the global gradient-norm clipping of torch.nn.utils.clip_grad_norm_.
+// moments of single latents. Also the global gradient-norm clipping of
+// torch.nn.utils.clip_grad_norm_.
 #pragma once
 #include <ATen/core/Tensor.h>
 
@@ -19,8 +20,8 @@ class Adam {
   Adam(double beta1, double beta2, double eps = 1e-8) : beta1_(beta1), beta2_(beta2), eps_(eps) {}
 
   // One update of every parameter that has a gradient; moments are created on first use.
-  void step(std::map<std::string, at::Tensor>& params, const std::map<std::string, at::Tensor>& grads,
-            double lr);
+  void step(std::map<std::string, at::Tensor>& params,
+            const std::map<std::string, at::Tensor>& grads, double lr);
   // Zeroes both moments of param `name` at `index` along `dim` (a latent's row or column).
   void reset_moments(const std::string& name, int64_t dim, const at::Tensor& index);
 

@@ -17,8 +17,8 @@ namespace fs = std::filesystem;
 void write_checkpoint(const std::string& dir, const Sae& sae, const at::Tensor& log10_sparsity,
                       const CheckpointData& data) {
   fs::path final_dir(dir);
-  std::string tmp = (final_dir.parent_path() / ("." + final_dir.filename().string() + ".tmp-" +
-                                                std::to_string(::getpid())))
+  std::string tmp = (final_dir.parent_path() /
+                     ("." + final_dir.filename().string() + ".tmp-" + std::to_string(::getpid())))
                         .string();
   std::error_code ec;
   fs::remove_all(tmp, ec);

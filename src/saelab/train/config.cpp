@@ -11,7 +11,7 @@ namespace saelab {
 
 namespace {
 
-const std::vector<std::string> kArchitectures = {"standard", "gated",    "topk",
+const std::vector<std::string> kArchitectures = {"standard",  "gated",    "topk",
                                                  "batchtopk", "jumprelu", "matryoshka_batchtopk"};
 const std::vector<std::string> kSchedulers = {"constant", "cosineannealing",
                                               "cosineannealingwarmrestarts"};
@@ -92,7 +92,8 @@ RunnerConfig resolve_runner_config(RunnerConfig c, const std::string& where) {
     fail("{}: mse_loss_normalization = '{}' is not one of: dense_batch (or absent)", w,
          *c.mse_loss_normalization);
   if (c.finetuning_method)
-    check_one_of(w, "finetuning_method", *c.finetuning_method, {"scale", "decoder", "unrotated_decoder"});
+    check_one_of(w, "finetuning_method", *c.finetuning_method,
+                 {"scale", "decoder", "unrotated_decoder"});
   if (!(c.device == "cpu" || c.device == "cuda" || c.device == "mps" ||
         (c.device.rfind("cuda:", 0) == 0 && c.device.size() > 5 &&
          c.device.find_first_not_of("0123456789", 5) == std::string::npos)))
@@ -151,13 +152,16 @@ RunnerConfig resolve_runner_config(RunnerConfig c, const std::string& where) {
   if (c.training_tokens < c.train_batch_size_tokens)
     fail("{}: training_tokens = {} is less than one batch (train_batch_size_tokens = {})", w,
          c.training_tokens, c.train_batch_size_tokens);
-  if (c.finetuning_tokens < 0) fail("{}: finetuning_tokens must be >= 0, got {}", w, c.finetuning_tokens);
+  if (c.finetuning_tokens < 0)
+    fail("{}: finetuning_tokens must be >= 0, got {}", w, c.finetuning_tokens);
   const int64_t steps = c.steps();
   auto check_steps = [&](const char* key, int64_t v) {
     if (v < 0) fail("{}: {} must be >= 0, got {}", w, key, v);
     if (v > steps)
-      fail("{}: {} = {} is longer than training ({} steps = training_tokens / "
-           "train_batch_size_tokens)", w, key, v, steps);
+      fail(
+          "{}: {} = {} is longer than training ({} steps = training_tokens / "
+          "train_batch_size_tokens)",
+          w, key, v, steps);
   };
   check_steps("lr_warm_up_steps", c.lr_warm_up_steps);
   check_steps("lr_decay_steps", c.lr_decay_steps);
@@ -169,13 +173,17 @@ RunnerConfig resolve_runner_config(RunnerConfig c, const std::string& where) {
 
   // --- optimiser and coefficients
   if (!(c.lr > 0) || !std::isfinite(c.lr)) fail("{}: lr must be positive, got {}", w, c.lr);
-  if (!(c.adam_beta1 >= 0 && c.adam_beta1 < 1)) fail("{}: adam_beta1 must be in [0, 1), got {}", w, c.adam_beta1);
-  if (!(c.adam_beta2 >= 0 && c.adam_beta2 < 1)) fail("{}: adam_beta2 must be in [0, 1), got {}", w, c.adam_beta2);
+  if (!(c.adam_beta1 >= 0 && c.adam_beta1 < 1))
+    fail("{}: adam_beta1 must be in [0, 1), got {}", w, c.adam_beta1);
+  if (!(c.adam_beta2 >= 0 && c.adam_beta2 < 1))
+    fail("{}: adam_beta2 must be in [0, 1), got {}", w, c.adam_beta2);
   if (!c.lr_end) c.lr_end = c.lr / 10;
   if (!(*c.lr_end >= 0)) fail("{}: lr_end must be >= 0, got {}", w, *c.lr_end);
-  if (c.n_restart_cycles < 1) fail("{}: n_restart_cycles must be >= 1, got {}", w, c.n_restart_cycles);
+  if (c.n_restart_cycles < 1)
+    fail("{}: n_restart_cycles must be >= 1, got {}", w, c.n_restart_cycles);
   auto non_negative = [&](const char* key, double v) {
-    if (!(v >= 0) || !std::isfinite(v)) fail("{}: {} must be a finite number >= 0, got {}", w, key, v);
+    if (!(v >= 0) || !std::isfinite(v))
+      fail("{}: {} must be a finite number >= 0, got {}", w, key, v);
   };
   non_negative("l1_coefficient", c.l1_coefficient);
   non_negative("l0_coefficient", c.l0_coefficient);
@@ -190,14 +198,19 @@ RunnerConfig resolve_runner_config(RunnerConfig c, const std::string& where) {
   if (!(c.topk_threshold_lr > 0 && c.topk_threshold_lr <= 1))
     fail("{}: topk_threshold_lr must be in (0, 1], got {}", w, c.topk_threshold_lr);
   if (!(c.decoder_heuristic_init_norm > 0))
-    fail("{}: decoder_heuristic_init_norm must be positive, got {}", w, c.decoder_heuristic_init_norm);
+    fail("{}: decoder_heuristic_init_norm must be positive, got {}", w,
+         c.decoder_heuristic_init_norm);
   // SAELens's own consistency rules.
   if (c.normalize_sae_decoder && c.decoder_heuristic_init)
-    fail("{}: normalize_sae_decoder = true conflicts with decoder_heuristic_init = true "
-         "(set normalize_sae_decoder = false)", w);
+    fail(
+        "{}: normalize_sae_decoder = true conflicts with decoder_heuristic_init = true "
+        "(set normalize_sae_decoder = false)",
+        w);
   if (c.normalize_sae_decoder && c.scale_sparsity_penalty_by_decoder_norm)
-    fail("{}: scale_sparsity_penalty_by_decoder_norm = true makes no sense with "
-         "normalize_sae_decoder = true (decoder norms are 1); set normalize_sae_decoder = false", w);
+    fail(
+        "{}: scale_sparsity_penalty_by_decoder_norm = true makes no sense with "
+        "normalize_sae_decoder = true (decoder norms are 1); set normalize_sae_decoder = false",
+        w);
   if (c.finetuning_method && *c.finetuning_method == "decoder" && c.apply_b_dec_to_input)
     fail("{}: finetuning_method = 'decoder' needs apply_b_dec_to_input = false", w);
   if (c.resume)
@@ -223,8 +236,7 @@ RunnerConfig resolve_runner_config(RunnerConfig c, const std::string& where) {
     fail("{}: hook_head_index must be >= 0, got {}", w, *c.hook_head_index);
   if (c.seqpos_slice.size() == 3 && c.seqpos_slice[2] && *c.seqpos_slice[2] < 1)
     fail("{}: seqpos_slice step must be at least 1, got {}", w, *c.seqpos_slice[2]);
-  if (slice_length(c.seqpos_slice, c.context_size) == 0)
-  {
+  if (slice_length(c.seqpos_slice, c.context_size) == 0) {
     json slice = json::array();
     for (const auto& x : c.seqpos_slice) slice.push_back(x ? json(*x) : json(nullptr));
     fail("{}: seqpos_slice {} keeps no positions of context_size = {}", w, slice.dump(),
@@ -233,9 +245,12 @@ RunnerConfig resolve_runner_config(RunnerConfig c, const std::string& where) {
   if (c.checkpoint_path.empty()) fail("{}: checkpoint_path must not be empty", w);
 
   // --- data source
-  if (c.use_cached_activations && (!c.cached_activations_path || c.cached_activations_path->empty()))
-    fail("{}: use_cached_activations = true needs cached_activations_path (a .safetensors file "
-         "or a folder of them)", w);
+  if (c.use_cached_activations &&
+      (!c.cached_activations_path || c.cached_activations_path->empty()))
+    fail(
+        "{}: use_cached_activations = true needs cached_activations_path (a .safetensors file "
+        "or a folder of them)",
+        w);
   if (c.use_cached_activations && c.is_toy())
     fail("{}: use_cached_activations = true conflicts with dataset_path = \"toy\"; choose one", w);
   if (c.is_toy()) {

@@ -35,8 +35,8 @@ struct RunnerConfig {
   json model_kwargs = json::object();
   // null = SAELens's default: {"center_writing_weights": false} for HookedTransformer, else {}.
   json model_from_pretrained_kwargs = nullptr;
-  json exclude_special_tokens = false;             // bool or list of token ids
-  json sequence_separator_token = "bos";           // int, "bos" | "eos" | "sep", or null
+  json exclude_special_tokens = false;    // bool or list of token ids
+  json sequence_separator_token = "bos";  // int, "bos" | "eos" | "sep", or null
   bool disable_concat_sequences = false;
 
   // --- SAE architecture -------------------------------------------------------------------
@@ -46,7 +46,7 @@ struct RunnerConfig {
   std::optional<int64_t> d_sae;             // resolved: d_in * expansion_factor when absent
   std::optional<int64_t> expansion_factor;  // 4 when neither d_sae nor expansion_factor is given
   std::string activation_fn;  // resolved: "topk" for topk, "relu" otherwise (SAELens v5)
-  json activation_fn_kwargs = json::object();  // {"k": 100} for topk / batchtopk
+  json activation_fn_kwargs = json::object();          // {"k": 100} for topk / batchtopk
   std::string b_dec_init_method = "geometric_median";  // geometric_median | mean | zeros
   bool apply_b_dec_to_input = true;
   bool normalize_sae_decoder = true;
@@ -72,7 +72,8 @@ struct RunnerConfig {
   double lr = 3e-4;
   double adam_beta1 = 0.0;  // SAELens's default (REFERENCE §1's "0.9" is not SAELens's value)
   double adam_beta2 = 0.999;
-  std::string lr_scheduler_name = "constant";  // constant | cosineannealing | cosineannealingwarmrestarts
+  std::string lr_scheduler_name =
+      "constant";  // constant | cosineannealing | cosineannealingwarmrestarts
   int64_t lr_warm_up_steps = 0;
   int64_t lr_decay_steps = 0;
   std::optional<double> lr_end;  // resolved: lr / 10
@@ -136,9 +137,9 @@ struct RunnerConfig {
   double toy_probability_power_law = 0.0;  // p_i ∝ (i+1)^-alpha rescaled to mean p; 0 = uniform
   double toy_magnitude_mean = 1.0;         // magnitude |N(mean, std)| when firing
   double toy_magnitude_std = 0.0;
-  int64_t toy_correlated_groups = 0;       // groups of features that fire together (0 = none)
+  int64_t toy_correlated_groups = 0;  // groups of features that fire together (0 = none)
   int64_t toy_group_size = 2;
-  int64_t toy_seed = 0;                    // feature directions; the batch stream follows `seed`
+  int64_t toy_seed = 0;  // feature directions; the batch stream follows `seed`
 
   // --- helpers (valid on a resolved config) -----------------------------------------------
   int64_t steps() const { return training_tokens / train_batch_size_tokens; }

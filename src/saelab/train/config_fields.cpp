@@ -13,15 +13,30 @@ namespace saelab::config_detail {
 std::string describe_value(const json& v) {
   std::string kind;
   switch (v.type()) {
-    case json::value_t::null: return "null";
-    case json::value_t::boolean: kind = "boolean"; break;
+    case json::value_t::null:
+      return "null";
+    case json::value_t::boolean:
+      kind = "boolean";
+      break;
     case json::value_t::number_integer:
-    case json::value_t::number_unsigned: kind = "integer"; break;
-    case json::value_t::number_float: kind = "float"; break;
-    case json::value_t::string: kind = "string"; break;
-    case json::value_t::array: kind = "array"; break;
-    case json::value_t::object: kind = "table"; break;
-    default: kind = "value"; break;
+    case json::value_t::number_unsigned:
+      kind = "integer";
+      break;
+    case json::value_t::number_float:
+      kind = "float";
+      break;
+    case json::value_t::string:
+      kind = "string";
+      break;
+    case json::value_t::array:
+      kind = "array";
+      break;
+    case json::value_t::object:
+      kind = "table";
+      break;
+    default:
+      kind = "value";
+      break;
   }
   std::string text = v.dump();
   if (text.size() > 60) text = text.substr(0, 57) + "...";
@@ -124,7 +139,8 @@ struct Conv<std::vector<int64_t>> {
   }
   static json to(const std::vector<int64_t>& xs) { return xs; }
 };
-// seqpos_slice: Python slice arguments; None is null in JSON and "none" in TOML (which has no null).
+// seqpos_slice: Python slice arguments; None is null in JSON and "none" in TOML (which has no
+// null).
 template <>
 struct Conv<std::vector<std::optional<int64_t>>> {
   static constexpr const char* expected = "an array of up to 3 integers or \"none\"";
@@ -162,8 +178,8 @@ Field make(const char* name, const char* group, T RunnerConfig::*m,
   f.name = name;
   f.group = group;
   f.expected = expected;
-  f.is_string = std::is_same<T, std::string>::value ||
-                std::is_same<T, std::optional<std::string>>::value;
+  f.is_string =
+      std::is_same<T, std::string>::value || std::is_same<T, std::optional<std::string>>::value;
   f.is_optional = std::is_same<T, std::optional<int64_t>>::value ||
                   std::is_same<T, std::optional<double>>::value ||
                   std::is_same<T, std::optional<std::string>>::value;

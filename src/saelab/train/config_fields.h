@@ -12,8 +12,8 @@ namespace saelab::config_detail {
 
 struct Field {
   std::string name;
-  std::string group;     // heading in config.toml and docs/config.md
-  std::string expected;  // "an integer", "a string", ... for error messages and docs
+  std::string group;         // heading in config.toml and docs/config.md
+  std::string expected;      // "an integer", "a string", ... for error messages and docs
   bool is_string = false;    // a --set value that is not valid TOML is taken as this string
   bool is_optional = false;  // accepts null (JSON) or "none" from --set
   std::function<void(RunnerConfig&, const json&, const std::string& where)> set;

@@ -19,7 +19,8 @@ using config_detail::find_field;
 namespace {
 
 bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 json toml_to_json(const toml::node& n) {
@@ -38,9 +39,12 @@ json toml_to_json(const toml::node& n) {
   if (auto f = n.as_floating_point()) return f->get();
   if (auto b = n.as_boolean()) return b->get();
   std::ostringstream os;  // dates and times: keep their text
-  if (auto d = n.as_date()) os << *d;
-  else if (auto t2 = n.as_time()) os << *t2;
-  else if (auto dt = n.as_date_time()) os << *dt;
+  if (auto d = n.as_date())
+    os << *d;
+  else if (auto t2 = n.as_time())
+    os << *t2;
+  else if (auto dt = n.as_date_time())
+    os << *dt;
   return os.str();
 }
 
@@ -85,8 +89,7 @@ json parse_toml_text(const std::string& text, const std::string& name) {
 
 json parse_file(const std::string& path) {
   if (ends_with(path, ".json")) return read_json_file(path);
-  if (!ends_with(path, ".toml"))
-    fail("{}: expected a run config ending in .toml or .json", path);
+  if (!ends_with(path, ".toml")) fail("{}: expected a run config ending in .toml or .json", path);
   return parse_toml_text(read_file(path), path);
 }
 
@@ -133,8 +136,8 @@ void apply(RunnerConfig& cfg, const json& flat, const std::string& where, bool k
     f->set(cfg, v, where);
   }
   if (k) {
-    if (!k->is_number()) fail("{}: key 'k' expects an integer, got {}", where,
-                             config_detail::describe_value(*k));
+    if (!k->is_number())
+      fail("{}: key 'k' expects an integer, got {}", where, config_detail::describe_value(*k));
     auto it = cfg.activation_fn_kwargs.find("k");
     if (!k_wins && it != cfg.activation_fn_kwargs.end() && *it != *k)
       fail("{}: key 'k' = {} disagrees with activation_fn_kwargs.k = {}; give one of them", where,
@@ -147,10 +150,13 @@ void apply(RunnerConfig& cfg, const json& flat, const std::string& where, bool k
 // which only seqpos_slice has, is written "none").
 std::string toml_literal(const json& v) {
   switch (v.type()) {
-    case json::value_t::null: return "\"none\"";
-    case json::value_t::boolean: return v.get<bool>() ? "true" : "false";
+    case json::value_t::null:
+      return "\"none\"";
+    case json::value_t::boolean:
+      return v.get<bool>() ? "true" : "false";
     case json::value_t::number_integer:
-    case json::value_t::number_unsigned: return v.dump();
+    case json::value_t::number_unsigned:
+      return v.dump();
     case json::value_t::number_float: {
       double d = v.get<double>();
       if (std::isnan(d)) return "nan";
@@ -159,7 +165,8 @@ std::string toml_literal(const json& v) {
       if (s.find_first_of(".eEn") == std::string::npos) s += ".0";
       return s;
     }
-    case json::value_t::string: return json(v.get<std::string>()).dump();  // JSON escapes are TOML's
+    case json::value_t::string:
+      return json(v.get<std::string>()).dump();  // JSON escapes are TOML's
     case json::value_t::array: {
       std::string s = "[";
       for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + toml_literal(v[i]);
@@ -175,7 +182,8 @@ std::string toml_literal(const json& v) {
       }
       return s + (first ? "}" : " }");
     }
-    default: return json(v.dump()).dump();
+    default:
+      return json(v.dump()).dump();
   }
 }
 
@@ -251,7 +259,8 @@ RunnerConfig runner_config_from_inputs(const json* flat_file, const std::string&
   return resolve_runner_config(cfg, where);
 }
 
-RunnerConfig load_runner_config(const std::string& path, const std::vector<std::string>& overrides) {
+RunnerConfig load_runner_config(const std::string& path,
+                                const std::vector<std::string>& overrides) {
   if (path.empty()) return load_with_overrides(nullptr, "the default config", overrides);
   json file = parse_file(path);
   return load_with_overrides(&file, path, overrides);

@@ -42,8 +42,8 @@ namespace {
 // compiler vectorises them (restrict pointers, selects instead of branches, the bool buffer as
 // bytes): per-latent sums accumulate in double, acc[j − lo].
 template <typename T>
-void forward_rows(T* __restrict z, uint8_t* __restrict rho, const T* __restrict th, T eps, int64_t N,
-                  int64_t S, int64_t lo, int64_t hi, double* __restrict rho_acc,
+void forward_rows(T* __restrict z, uint8_t* __restrict rho, const T* __restrict th, T eps,
+                  int64_t N, int64_t S, int64_t lo, int64_t hi, double* __restrict rho_acc,
                   double* __restrict m_acc) {
   for (int64_t n = 0; n < N; ++n) {
     T* __restrict zr = z + n * S;
@@ -110,8 +110,8 @@ ForwardSums forward_pass(at::Tensor& z, at::Tensor& rho, const at::Tensor& theta
     const scalar_t e = static_cast<scalar_t>(eps);
     fast::parallel_latents(S, [&](int64_t lo, int64_t hi) {
       std::vector<double> r_acc(hi - lo, 0.0), m_acc(hi - lo, 0.0);
-      forward_rows<scalar_t>(zp, reinterpret_cast<uint8_t*>(rp), tp, e, N, S, lo, hi,
-                             r_acc.data(), m_acc.data());
+      forward_rows<scalar_t>(zp, reinterpret_cast<uint8_t*>(rp), tp, e, N, S, lo, hi, r_acc.data(),
+                             m_acc.data());
       for (int64_t j = lo; j < hi; ++j) {
         rs[j] = static_cast<scalar_t>(r_acc[j - lo]);
         active[j] = m_acc[j - lo];

@@ -27,8 +27,8 @@ inline T dot(const T* __restrict a, const T* __restrict b, int64_t n) {
 
 bool g_force_aten = false;
 
-// Off CPU (CUDA) the kernels are ATen gathers and index_add_ (atomics there): each CSR entry's token
-// is n repeated row_ptr[n+1] - row_ptr[n] times.
+// Off CPU (CUDA) the kernels are ATen gathers and index_add_ (atomics there): each CSR entry's
+// token is n repeated row_ptr[n+1] - row_ptr[n] times.
 at::Tensor entry_rows(const at::Tensor& row_ptr) {
   const int64_t n = row_ptr.numel() - 1;
   return at::repeat_interleave(row_ptr.narrow(0, 1, n).sub(row_ptr.narrow(0, 0, n)));
@@ -68,7 +68,8 @@ void csr_decode(const at::Tensor& row_ptr, const at::Tensor& col, const at::Tens
 
 at::Tensor csr_gather_dot(const at::Tensor& row_ptr, const at::Tensor& col, const at::Tensor& W,
                           const at::Tensor& v) {
-  if (!v.is_cpu() || g_force_aten) return W.index_select(0, col).mul_(v.index_select(0, entry_rows(row_ptr))).sum(1);
+  if (!v.is_cpu() || g_force_aten)
+    return W.index_select(0, col).mul_(v.index_select(0, entry_rows(row_ptr))).sum(1);
   const int64_t N = v.size(0), D = v.size(1);
   auto rp = row_ptr.contiguous(), cl = col.contiguous(), w = W.contiguous(), vc = v.contiguous();
   auto out = at::empty({col.numel()}, v.options());
@@ -100,7 +101,8 @@ void csr_scatter_rows(const at::Tensor& row_ptr, const at::Tensor& col, const at
     return;
   }
   const int64_t N = v.size(0), D = v.size(1), S = out.size(0);
-  auto rp = row_ptr.contiguous(), cl = col.contiguous(), cf = coef.contiguous(), vc = v.contiguous();
+  auto rp = row_ptr.contiguous(), cl = col.contiguous(), cf = coef.contiguous(),
+       vc = v.contiguous();
   const int64_t* r = rp.data_ptr<int64_t>();
   const int64_t* c = cl.data_ptr<int64_t>();
   AT_DISPATCH_FLOATING_TYPES(v.scalar_type(), "csr_scatter_rows", [&] {

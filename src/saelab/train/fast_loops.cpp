@@ -37,9 +37,12 @@ int thread_id() {
 // allowed: this is the same dispatch as a function.
 template <typename F>
 void dispatch_float(at::ScalarType t, const char* what, F&& f) {
-  if (t == at::kFloat) f(float{});
-  else if (t == at::kDouble) f(double{});
-  else TORCH_CHECK(false, what, ": expected float32 or float64, got ", t);
+  if (t == at::kFloat)
+    f(float{});
+  else if (t == at::kDouble)
+    f(double{});
+  else
+    TORCH_CHECK(false, what, ": expected float32 or float64, got ", t);
 }
 
 at::TensorOptions long_opts() { return at::TensorOptions().dtype(at::kLong); }
@@ -96,7 +99,8 @@ int64_t row_topk(const T* row, const T* bias, int64_t S, int64_t k, T floor, Can
 
 // Padded per-row results [N, k] with counts → CSR (no copy when every row is full).
 template <typename T>
-SparseRows compact(const std::vector<int64_t>& counts, at::Tensor cols, at::Tensor vals, int64_t k) {
+SparseRows compact(const std::vector<int64_t>& counts, at::Tensor cols, at::Tensor vals,
+                   int64_t k) {
   const int64_t N = static_cast<int64_t>(counts.size());
   SparseRows s;
   s.row_ptr = at::empty({N + 1}, long_opts());
@@ -161,7 +165,8 @@ inline void scan_above(const T* p, const T* b, int64_t S, T bar, F&& f) {
     int any = 0;
     if (b) {
 #pragma omp simd reduction(| : any)
-      for (int64_t i = i0; i < i1; ++i) any |= (Inclusive ? p[i] + b[i] >= bar : p[i] + b[i] > bar) ? 1 : 0;
+      for (int64_t i = i0; i < i1; ++i)
+        any |= (Inclusive ? p[i] + b[i] >= bar : p[i] + b[i] > bar) ? 1 : 0;
     } else {
 #pragma omp simd reduction(| : any)
       for (int64_t i = i0; i < i1; ++i) any |= (Inclusive ? p[i] >= bar : p[i] > bar) ? 1 : 0;
@@ -213,7 +218,8 @@ SparseRows batch_topk_impl(T* zp, int64_t N, int64_t S, int64_t ld, const at::Te
     }
     std::fill(hist.begin(), hist.end(), 0);
     for (int t = 0; t < nt; ++t)
-      for (int64_t b = 0; b < kBuckets; ++b) hist[b] += local[static_cast<size_t>(t) * kBuckets + b];
+      for (int64_t b = 0; b < kBuckets; ++b)
+        hist[b] += local[static_cast<size_t>(t) * kBuckets + b];
     above = 0;
     for (auto c : hist) above += c;
     if (above >= keep || L == 0) break;
@@ -315,14 +321,16 @@ namespace {
 template <typename T>
 const T* bias_ptr(const at::Tensor& bias, const at::Tensor& z) {
   if (!bias.defined()) return nullptr;
-  TORCH_CHECK(raw_loop_ok(bias) && bias.scalar_type() == z.scalar_type() && bias.numel() == z.size(1),
-              "fast selection: expected a contiguous bias of d_sae entries and z's dtype");
+  TORCH_CHECK(
+      raw_loop_ok(bias) && bias.scalar_type() == z.scalar_type() && bias.numel() == z.size(1),
+      "fast selection: expected a contiguous bias of d_sae entries and z's dtype");
   return bias.data_ptr<T>();
 }
 }  // namespace
 
 SparseRows topk_rows_positive(at::Tensor& z, const at::Tensor& bias, int64_t k, bool write_back) {
-  TORCH_CHECK(raw_loop_ok(z) && z.dim() == 2, "topk_rows_positive: expected a contiguous 2-D CPU float tensor");
+  TORCH_CHECK(raw_loop_ok(z) && z.dim() == 2,
+              "topk_rows_positive: expected a contiguous 2-D CPU float tensor");
   const int64_t N = z.size(0), S = z.size(1);
   k = std::max<int64_t>(0, std::min(k, S));
   auto cols = at::empty({N * k}, long_opts());
@@ -360,14 +368,16 @@ SparseRows topk_rows_positive(at::Tensor& z, const at::Tensor& bias, int64_t k, 
   return out;
 }
 
-SparseRows topk_batch_positive(at::Tensor& z, const at::Tensor& bias, int64_t keep, bool write_back) {
-  TORCH_CHECK(raw_loop_ok(z) && z.dim() == 2, "topk_batch_positive: expected a contiguous 2-D CPU float tensor");
+SparseRows topk_batch_positive(at::Tensor& z, const at::Tensor& bias, int64_t keep,
+                               bool write_back) {
+  TORCH_CHECK(raw_loop_ok(z) && z.dim() == 2,
+              "topk_batch_positive: expected a contiguous 2-D CPU float tensor");
   keep = std::max<int64_t>(0, std::min(keep, z.numel()));
   SparseRows out;
   dispatch_float(z.scalar_type(), "topk_batch_positive", [&](auto tag_) {
     using scalar_t = decltype(tag_);
-    out = batch_topk_impl<scalar_t>(z.data_ptr<scalar_t>(), z.size(0), z.size(1), z.size(1), z.options(),
-                                    bias_ptr<scalar_t>(bias, z), keep, write_back);
+    out = batch_topk_impl<scalar_t>(z.data_ptr<scalar_t>(), z.size(0), z.size(1), z.size(1),
+                                    z.options(), bias_ptr<scalar_t>(bias, z), keep, write_back);
   });
   return out;
 }
@@ -375,20 +385,22 @@ SparseRows topk_batch_positive(at::Tensor& z, const at::Tensor& bias, int64_t ke
 SparseRows topk_batch_positive_prefix(const at::Tensor& z, const at::Tensor& bias, int64_t width,
                                       int64_t keep) {
   TORCH_CHECK(raw_loop_ok(z) && z.dim() == 2 && width >= 0 && width <= z.size(1),
-              "topk_batch_positive_prefix: expected a contiguous 2-D CPU float tensor and 0 <= width <= its columns");
+              "topk_batch_positive_prefix: expected a contiguous 2-D CPU float tensor and 0 <= "
+              "width <= its columns");
   keep = std::max<int64_t>(0, std::min(keep, z.size(0) * width));
   SparseRows out;
   dispatch_float(z.scalar_type(), "topk_batch_positive_prefix", [&](auto tag_) {
     using scalar_t = decltype(tag_);
-    out = batch_topk_impl<scalar_t>(z.data_ptr<scalar_t>(), z.size(0), width, z.size(1), z.options(),
-                                    bias_ptr<scalar_t>(bias, z), keep, false);
+    out = batch_topk_impl<scalar_t>(z.data_ptr<scalar_t>(), z.size(0), width, z.size(1),
+                                    z.options(), bias_ptr<scalar_t>(bias, z), keep, false);
   });
   return out;
 }
 
-SparseRows topk_rows_of_columns(const at::Tensor& z, const at::Tensor& bias, const at::Tensor& cols_in,
-                                int64_t k) {
-  TORCH_CHECK(raw_loop_ok(z) && z.dim() == 2, "topk_rows_of_columns: expected a contiguous 2-D CPU float tensor");
+SparseRows topk_rows_of_columns(const at::Tensor& z, const at::Tensor& bias,
+                                const at::Tensor& cols_in, int64_t k) {
+  TORCH_CHECK(raw_loop_ok(z) && z.dim() == 2,
+              "topk_rows_of_columns: expected a contiguous 2-D CPU float tensor");
   const int64_t N = z.size(0), S = z.size(1);
   auto cols_t = cols_in.to(at::kLong).contiguous();
   const int64_t C = cols_t.numel();
@@ -451,8 +463,8 @@ void sparse_weight_grads(const SparseRows& A, const at::Tensor& dz, const at::Te
   sparse_weight_grads(groups, x, gW_dec, gW_enc, gb_enc);
 }
 
-void sparse_weight_grads(const std::vector<GradGroup>& groups, const at::Tensor& x, at::Tensor& gW_dec,
-                         at::Tensor& gW_enc, at::Tensor& gb_enc) {
+void sparse_weight_grads(const std::vector<GradGroup>& groups, const at::Tensor& x,
+                         at::Tensor& gW_dec, at::Tensor& gW_enc, at::Tensor& gb_enc) {
   const int64_t S = gW_dec.size(0), D = gW_dec.size(1);
   TORCH_CHECK(raw_loop_ok(x) && raw_loop_ok(gW_dec) && raw_loop_ok(gW_enc) && raw_loop_ok(gb_enc),
               "sparse_weight_grads: expected contiguous CPU float tensors");
@@ -559,7 +571,8 @@ SparseRows sum_rows(const std::vector<SparseRows>& parts) {
   };
   std::vector<P> ps;
   for (const auto& r : parts) {
-    TORCH_CHECK(r.row_ptr.numel() == N + 1 && raw_loop_ok(r.val), "sum_rows: expected CSR rows of one batch");
+    TORCH_CHECK(r.row_ptr.numel() == N + 1 && raw_loop_ok(r.val),
+                "sum_rows: expected CSR rows of one batch");
     if (r.col.numel() > 0) ps.push_back({r.row_ptr.data_ptr<int64_t>(), r.col.data_ptr<int64_t>()});
   }
   SparseRows out;
@@ -574,12 +587,16 @@ SparseRows sum_rows(const std::vector<SparseRows>& parts) {
     auto merge_row = [&](int64_t n, std::vector<Cand<T>>& buf) {
       buf.clear();
       for (size_t q = 0; q < ps.size(); ++q)
-        for (int64_t e = ps[q].rp[n]; e < ps[q].rp[n + 1]; ++e) buf.push_back({vs[q][e], ps[q].col[e]});
-      std::stable_sort(buf.begin(), buf.end(), [](const Cand<T>& a, const Cand<T>& b) { return a.j < b.j; });
+        for (int64_t e = ps[q].rp[n]; e < ps[q].rp[n + 1]; ++e)
+          buf.push_back({vs[q][e], ps[q].col[e]});
+      std::stable_sort(buf.begin(), buf.end(),
+                       [](const Cand<T>& a, const Cand<T>& b) { return a.j < b.j; });
       size_t m = 0;
       for (size_t i = 0; i < buf.size(); ++i) {
-        if (m > 0 && buf[m - 1].j == buf[i].j) buf[m - 1].v += buf[i].v;
-        else buf[m++] = buf[i];
+        if (m > 0 && buf[m - 1].j == buf[i].j)
+          buf[m - 1].v += buf[i].v;
+        else
+          buf[m++] = buf[i];
       }
       buf.resize(m);
     };
@@ -628,7 +645,8 @@ void adam_update(at::Tensor& p, const at::Tensor& g, at::Tensor& m, at::Tensor& 
     // denom = sqrt(v) / bias2_sqrt + eps; addcdiv_(m, denom, −step_size) = p + (−s·m) / denom.
     const T b1 = static_cast<T>(beta1), c1 = static_cast<T>(1.0 - beta1);
     const T b2 = static_cast<T>(beta2), c2 = static_cast<T>(1.0 - beta2);
-    const T bs = static_cast<T>(bias2_sqrt), e = static_cast<T>(eps), ns = static_cast<T>(-step_size);
+    const T bs = static_cast<T>(bias2_sqrt), e = static_cast<T>(eps),
+            ns = static_cast<T>(-step_size);
 #pragma omp parallel for simd num_threads(num_threads()) schedule(static)
     for (int64_t i = 0; i < n; ++i) {
       const T gi = gp[i];
@@ -671,7 +689,8 @@ void remove_row_parallel(at::Tensor& g, const at::Tensor& W) {
       const T* wr = wp + r * D;
       double dot = 0;
 #pragma omp simd reduction(+ : dot)
-      for (int64_t q = 0; q < D; ++q) dot += static_cast<double>(gr[q]) * static_cast<double>(wr[q]);
+      for (int64_t q = 0; q < D; ++q)
+        dot += static_cast<double>(gr[q]) * static_cast<double>(wr[q]);
       const T d = static_cast<T>(dot);
 #pragma omp simd
       for (int64_t q = 0; q < D; ++q) gr[q] -= d * wr[q];

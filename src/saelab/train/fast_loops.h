@@ -33,7 +33,8 @@ SparseRows topk_rows_positive(at::Tensor& z, const at::Tensor& bias, int64_t k, 
 // The keep largest values of the whole of z [N, S] that are > 0 (batchtopk: keep = k·N), found
 // by a parallel radix histogram on the float bits of the positives and a selection inside the
 // one bucket that holds the boundary (no sort of N·S values). write_back as above.
-SparseRows topk_batch_positive(at::Tensor& z, const at::Tensor& bias, int64_t keep, bool write_back);
+SparseRows topk_batch_positive(at::Tensor& z, const at::Tensor& bias, int64_t keep,
+                               bool write_back);
 
 // topk_batch_positive over the prefix z[:, :width] (z [N, S] itself, no copy; matryoshka's inner
 // levels): the keep largest values > 0 of the first width columns, CSR columns < width. z is not
@@ -66,8 +67,8 @@ struct GradGroup {
   at::Tensor coef, v;  // decoder term (both undefined: none)
   at::Tensor dz;       // encoder term (undefined: none)
 };
-void sparse_weight_grads(const std::vector<GradGroup>& groups, const at::Tensor& x, at::Tensor& gW_dec,
-                         at::Tensor& gW_enc, at::Tensor& gb_enc);
+void sparse_weight_grads(const std::vector<GradGroup>& groups, const at::Tensor& x,
+                         at::Tensor& gW_dec, at::Tensor& gW_enc, at::Tensor& gb_enc);
 
 // The union of CSR entry sets of one batch, entries of one (token, latent) summed (parts in
 // order), columns increasing within a row.

@@ -1,8 +1,8 @@
-// The topk, batchtopk and matryoshka_batchtopk training steps written out by hand (issue 7), with a sparse decoder and
-// a sparse backward. With x̃ = x − b_dec, z = x̃ W_enc + b_enc (the one dense matmul left), the
-// active set A (topk: the k largest z per token; batchtopk: the k·N largest of the batch; in both
-// only entries with z > 0, since ReLU zeroes the rest and they carry no gradient) is kept as CSR
-// entries e = (n, j, a_e = z_nj):
+// The topk, batchtopk and matryoshka_batchtopk training steps written out by hand (issue 7), with a
+// sparse decoder and a sparse backward. With x̃ = x − b_dec, z = x̃ W_enc + b_enc (the one dense
+// matmul left), the active set A (topk: the k largest z per token; batchtopk: the k·N largest of
+// the batch; in both only entries with z > 0, since ReLU zeroes the rest and they carry no
+// gradient) is kept as CSR entries e = (n, j, a_e = z_nj):
 //   x̂_n = b_dec + Σ_{e∈A(n)} a_e W_dec[j]              csr_decode, N·k·d_in work
 //   L_mse = (1/N) Σ (x̂ − x)²,  g = 2(x̂ − x)/N
 // AuxK (dead latents, REFERENCE §2): the k_aux largest dead z per token (entries (n, j, v_e), no
@@ -65,7 +65,10 @@ SparseRows select_topk_aten(at::Tensor& z, int64_t k) {
   auto top = z.topk(k, -1, /*largest=*/true, /*sorted=*/false);
   auto idx = std::get<1>(top).sort(-1);  // columns increasing within a row
   auto vals = std::get<0>(top).gather(-1, std::get<1>(idx));
-  auto flat = (at::arange(N, z.options().dtype(at::kLong)) * S).unsqueeze(1).add(std::get<0>(idx)).reshape({-1});
+  auto flat = (at::arange(N, z.options().dtype(at::kLong)) * S)
+                  .unsqueeze(1)
+                  .add(std::get<0>(idx))
+                  .reshape({-1});
   auto s = to_rows(flat, vals.reshape({-1}), N, S);
   z.zero_().view({-1}).index_put_({flat.masked_select(vals.reshape({-1}) > 0)}, s.val);
   return s;
@@ -120,10 +123,12 @@ TrainStepOutput sparse_step(TrainingSae& sae, SparseBuffers& buf, const at::Tens
   auto xt = cfg.apply_b_dec_to_input ? x - b_dec : x;
   // On the CPU z holds x̃ W_enc only (mm_out, β = 0) and the selections add b_enc as they read:
   // addmm_out would first broadcast-copy b_enc into all of z and then have the gemm read it back.
-  const bool raw = !fast::force_aten_kernels() && fast::raw_loop_ok(z) && fast::raw_loop_ok(b_enc) &&
-                   b_enc.scalar_type() == z.scalar_type();
-  if (raw) at::mm_out(z, xt, W_enc);
-  else at::addmm_out(z, b_enc, xt, W_enc);
+  const bool raw = !fast::force_aten_kernels() && fast::raw_loop_ok(z) &&
+                   fast::raw_loop_ok(b_enc) && b_enc.scalar_type() == z.scalar_type();
+  if (raw)
+    at::mm_out(z, xt, W_enc);
+  else
+    at::addmm_out(z, b_enc, xt, W_enc);
   const at::Tensor bias = raw ? b_enc : at::Tensor();
 
   // AuxK's selection reads the dead columns of z before z is turned into feature_acts.
@@ -153,9 +158,10 @@ TrainStepOutput sparse_step(TrainingSae& sae, SparseBuffers& buf, const at::Tens
   }
   const int64_t keep = batch ? std::min<int64_t>(cfg.k * N, z.numel()) : std::min(cfg.k, S);
   SparseRows A = raw ? (batch ? fast::topk_batch_positive(z, bias, keep, true)
-                             : fast::topk_rows_positive(z, bias, keep, true))
+                              : fast::topk_rows_positive(z, bias, keep, true))
                      : (batch ? select_batch_topk_aten(z, keep) : select_topk_aten(z, keep));
-  buf.min_active = A.val.numel() > 0 ? A.val.min().item<double>() : std::numeric_limits<double>::quiet_NaN();
+  buf.min_active =
+      A.val.numel() > 0 ? A.val.min().item<double>() : std::numeric_limits<double>::quiet_NaN();
 
   auto x_hat = b_dec.unsqueeze(0).expand({N, D}).contiguous();
   fast::csr_decode(A.row_ptr, A.col, A.val, W_dec, x_hat);
@@ -175,7 +181,8 @@ TrainStepOutput sparse_step(TrainingSae& sae, SparseBuffers& buf, const at::Tens
     h.mul_(2.0 * c * inv_n);
   }
 
-  // Inner level w: x̂_w = b_dec + Σ a_e W_dec[j] over its entries (all j < w), L_w = (1/N) Σ (x̂_w − x)².
+  // Inner level w: x̂_w = b_dec + Σ a_e W_dec[j] over its entries (all j < w), L_w = (1/N) Σ (x̂_w −
+  // x)².
   for (auto& lv : inner) {
     lv.g = b_dec.unsqueeze(0).expand({N, D}).contiguous();
     fast::csr_decode(lv.A.row_ptr, lv.A.col, lv.A.val, W_dec, lv.g);
@@ -186,7 +193,8 @@ TrainStepOutput sparse_step(TrainingSae& sae, SparseBuffers& buf, const at::Tens
   }
 
   auto dz = fast::csr_gather_dot(A.row_ptr, A.col, W_dec, g);
-  at::Tensor dz_aux = num_dead > 0 ? fast::csr_gather_dot(Z.row_ptr, Z.col, W_dec, h) : at::Tensor();
+  at::Tensor dz_aux =
+      num_dead > 0 ? fast::csr_gather_dot(Z.row_ptr, Z.col, W_dec, h) : at::Tensor();
   for (auto& lv : inner) lv.dz = fast::csr_gather_dot(lv.A.row_ptr, lv.A.col, W_dec, lv.g);
 
   auto& gW_dec = fast_grad_buffer(sae, "W_dec");
@@ -210,7 +218,8 @@ TrainStepOutput sparse_step(TrainingSae& sae, SparseBuffers& buf, const at::Tens
     auto U = fast::sum_rows(dz_parts);
     groups.push_back({U, at::Tensor(), at::Tensor(), U.val});
     fast::sparse_weight_grads(groups, xtc, gW_dec, gW_enc, gb_enc);
-  } else if (raw && fast::raw_loop_ok(gW_dec) && fast::raw_loop_ok(gW_enc) && fast::raw_loop_ok(gb_enc)) {
+  } else if (raw && fast::raw_loop_ok(gW_dec) && fast::raw_loop_ok(gW_enc) &&
+             fast::raw_loop_ok(gb_enc)) {
     fast::sparse_weight_grads(A, dz, g, Z, dz_aux, h, xtc, gW_dec, gW_enc, gb_enc);
   } else {
     gW_dec.zero_();
@@ -288,7 +297,8 @@ class FastBatchTopKTrainingSae : public BatchTopKTrainingSae {
 // each a BatchTopK over z[:, :w] decoded sparsely with W_dec[:w] + b_dec (sparse_step).
 class FastMatryoshkaTrainingSae : public FastBatchTopKTrainingSae {
  public:
-  explicit FastMatryoshkaTrainingSae(TrainingSaeConfig cfg) : FastBatchTopKTrainingSae(std::move(cfg)) {
+  explicit FastMatryoshkaTrainingSae(TrainingSaeConfig cfg)
+      : FastBatchTopKTrainingSae(std::move(cfg)) {
     normalize_matryoshka_widths(cfg_);
     const auto& w = cfg_.matryoshka_widths;
     inner_widths_.assign(w.begin(), w.end() - 1);
@@ -298,7 +308,8 @@ class FastMatryoshkaTrainingSae : public FastBatchTopKTrainingSae {
 }  // namespace
 
 std::unique_ptr<TrainingSae> make_fast_sparse_training_sae(const TrainingSaeConfig& cfg) {
-  if (cfg.architecture == "matryoshka_batchtopk") return std::make_unique<FastMatryoshkaTrainingSae>(cfg);
+  if (cfg.architecture == "matryoshka_batchtopk")
+    return std::make_unique<FastMatryoshkaTrainingSae>(cfg);
   if (cfg.architecture == "batchtopk") return std::make_unique<FastBatchTopKTrainingSae>(cfg);
   return std::make_unique<FastTopKTrainingSae>(cfg);
 }

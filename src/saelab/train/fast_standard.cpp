@@ -27,7 +27,8 @@ class FastStandardTrainingSae : public TrainingSae {
 
   at::Tensor encode(const at::Tensor& x) const override {
     torch::NoGradGuard ng;
-    return torch::relu(sae_in(x, params_.at("b_dec")).mm(params_.at("W_enc")) + params_.at("b_enc"));
+    return torch::relu(sae_in(x, params_.at("b_dec")).mm(params_.at("W_enc")) +
+                       params_.at("b_enc"));
   }
 
   TrainStepOutput forward_backward(const at::Tensor& x_in, const StepContext& ctx) override {
@@ -53,8 +54,9 @@ class FastStandardTrainingSae : public TrainingSae {
 
     const double lam = ctx.l1_coefficient;
     auto c = f_.sum(0);
-    at::Tensor w = cfg_.scale_sparsity_penalty_by_decoder_norm ? W_dec.norm(2, {1})
-                                                                : at::ones({cfg_.d_sae}, W_dec.options());
+    at::Tensor w = cfg_.scale_sparsity_penalty_by_decoder_norm
+                       ? W_dec.norm(2, {1})
+                       : at::ones({cfg_.d_sae}, W_dec.options());
     double l1 = lam * inv_n * c.dot(w).item<double>();
 
     auto g = r.mul_(2.0 * inv_n);
@@ -94,7 +96,8 @@ class FastStandardTrainingSae : public TrainingSae {
 at::Tensor& fast_grad_buffer(TrainingSae& sae, const std::string& name) {
   const auto& p = sae.params().at(name);
   auto& g = sae.grads()[name];
-  if (!g.defined() || g.sizes() != p.sizes() || g.scalar_type() != p.scalar_type() || !g.is_contiguous())
+  if (!g.defined() || g.sizes() != p.sizes() || g.scalar_type() != p.scalar_type() ||
+      !g.is_contiguous())
     g = at::empty_like(p, at::MemoryFormat::Contiguous);
   return g;
 }
@@ -106,8 +109,10 @@ std::unique_ptr<TrainingSae> make_fast_standard_training_sae(const TrainingSaeCo
 std::unique_ptr<TrainingSae> make_fast_training_sae(const TrainingSaeConfig& cfg) {
   if (cfg.mse_loss_normalization) return nullptr;
   const auto& a = cfg.architecture;
-  if (a == "standard" && cfg.lp_norm == 1.0 && !cfg.use_ghost_grads) return make_fast_standard_training_sae(cfg);
-  if (a == "topk" || a == "batchtopk" || a == "matryoshka_batchtopk") return make_fast_sparse_training_sae(cfg);
+  if (a == "standard" && cfg.lp_norm == 1.0 && !cfg.use_ghost_grads)
+    return make_fast_standard_training_sae(cfg);
+  if (a == "topk" || a == "batchtopk" || a == "matryoshka_batchtopk")
+    return make_fast_sparse_training_sae(cfg);
   if (a == "gated") return make_fast_gated_training_sae(cfg);
   if (a == "jumprelu") return make_fast_jumprelu_training_sae(cfg);
   return nullptr;

@@ -76,15 +76,20 @@ at::Tensor geometric_median(const at::Tensor& points, int64_t max_iter, double e
 
 void init_b_dec(TrainingSae& sae, const std::string& method, const at::Tensor& x) {
   auto& b = sae.params()["b_dec"];
-  if (method == "geometric_median") b = geometric_median(x).to(torch::kFloat32).contiguous();
-  else if (method == "mean") b = x.mean(0).to(torch::kFloat32).contiguous();
-  else if (method == "zeros") b = torch::zeros({sae.cfg().d_in}, torch::kFloat32);
-  else fail("b_dec_init_method: expected geometric_median | mean | zeros, got '{}'", method);
+  if (method == "geometric_median")
+    b = geometric_median(x).to(torch::kFloat32).contiguous();
+  else if (method == "mean")
+    b = x.mean(0).to(torch::kFloat32).contiguous();
+  else if (method == "zeros")
+    b = torch::zeros({sae.cfg().d_in}, torch::kFloat32);
+  else
+    fail("b_dec_init_method: expected geometric_median | mean | zeros, got '{}'", method);
 }
 
 double estimate_norm_scaling_factor(const at::Tensor& x) {
   double mean_norm = x.to(torch::kFloat64).norm(2, {1}).mean().item<double>();
-  if (!(mean_norm > 0)) fail("normalize_activations: the first batches have zero mean norm; cannot scale");
+  if (!(mean_norm > 0))
+    fail("normalize_activations: the first batches have zero mean norm; cannot scale");
   return std::sqrt(static_cast<double>(x.size(1))) / mean_norm;
 }
 

@@ -14,11 +14,11 @@ class TrainingSae;
 struct RunnerConfig;
 
 struct SaeInitOptions {
-  bool decoder_heuristic_init = false;        // decoder rows rescaled to norm decoder_heuristic_init_norm
+  bool decoder_heuristic_init = false;  // decoder rows rescaled to norm decoder_heuristic_init_norm
   double decoder_heuristic_init_norm = 0.1;
   bool init_encoder_as_decoder_transpose = false;
-  bool decoder_orthogonal_init = false;       // orthogonal decoder rows (as many as fit in d_in)
-  bool normalize_sae_decoder = false;         // unit decoder rows after the rest
+  bool decoder_orthogonal_init = false;  // orthogonal decoder rows (as many as fit in d_in)
+  bool normalize_sae_decoder = false;    // unit decoder rows after the rest
 };
 SaeInitOptions sae_init_options(const RunnerConfig& cfg);
 

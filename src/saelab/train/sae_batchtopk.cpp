@@ -2,17 +2,20 @@
 // survive, so k holds on average per token. After each step a global threshold follows the
 // smallest surviving activation, θ ← (1 − lr)θ + lr·min(f > 0), in float64; at inference the SAE is
 // a JumpReLU with that threshold for every latent (REFERENCE §2).
-#include <torch/torch.h>
-
 #include "saelab/train/sae_batchtopk.h"
+
+#include <torch/torch.h>
 
 namespace saelab {
 
-BatchTopKTrainingSae::BatchTopKTrainingSae(TrainingSaeConfig cfg) : TopKTrainingSae(std::move(cfg)) {
+BatchTopKTrainingSae::BatchTopKTrainingSae(TrainingSaeConfig cfg)
+    : TopKTrainingSae(std::move(cfg)) {
   buffers_["topk_threshold"] = torch::zeros({}, torch::kFloat64);
 }
 
-at::Tensor BatchTopKTrainingSae::activation(const at::Tensor& z) const { return batch_topk(z, cfg_.k); }
+at::Tensor BatchTopKTrainingSae::activation(const at::Tensor& z) const {
+  return batch_topk(z, cfg_.k);
+}
 
 void BatchTopKTrainingSae::after_step(const TrainStepOutput& out) {
   auto positive = out.feature_acts.masked_select(out.feature_acts > 0);
@@ -24,8 +27,8 @@ void BatchTopKTrainingSae::after_step(const TrainStepOutput& out) {
 
 void BatchTopKTrainingSae::export_params(std::map<std::string, at::Tensor>& out) const {
   TopKTrainingSae::export_params(out);
-  out["threshold"] = torch::full({cfg_.d_sae}, buffers_.at("topk_threshold").item<double>(),
-                                 torch::kFloat32);
+  out["threshold"] =
+      torch::full({cfg_.d_sae}, buffers_.at("topk_threshold").item<double>(), torch::kFloat32);
 }
 
 std::unique_ptr<TrainingSae> make_batchtopk_training_sae(const TrainingSaeConfig& cfg) {

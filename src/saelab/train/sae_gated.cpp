@@ -2,14 +2,15 @@
 // which latents fire, a magnitude path with W_enc ⊙ exp(r_mag) sets their size. The L1 penalty acts
 // on ReLU(π) weighted by decoder norms; the auxiliary loss reconstructs x from ReLU(π) through a
 // detached decoder so the gate gets a reconstruction signal (REFERENCE §2).
-#include <torch/torch.h>
-
 #include "saelab/train/sae_gated.h"
+
+#include <torch/torch.h>
 
 namespace saelab {
 
 GatedTrainingSae::GatedTrainingSae(TrainingSaeConfig cfg) : TrainingSae(std::move(cfg)) {
-  for (const char* n : {"b_gate", "b_mag", "r_mag"}) params_[n] = torch::zeros({cfg_.d_sae}, torch::kFloat32);
+  for (const char* n : {"b_gate", "b_mag", "r_mag"})
+    params_[n] = torch::zeros({cfg_.d_sae}, torch::kFloat32);
 }
 
 at::Tensor GatedTrainingSae::encode(const at::Tensor& x) const {

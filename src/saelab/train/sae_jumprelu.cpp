@@ -5,11 +5,11 @@
 //   ∂f/∂θ   = −(θ/ε) · rect((z − θ)/ε)          (z itself gets the plain gradient 1[z > θ])
 //   ∂H/∂θ   = −(1/ε) · rect((z − θ)/ε)          for L0 = Σ_i H(z_i − θ_i)
 // summed over the batch. The chain through θ = exp(log_threshold) is left to autograd.
+#include "saelab/train/sae_jumprelu.h"
+
 #include <torch/torch.h>
 
 #include <cmath>
-
-#include "saelab/train/sae_jumprelu.h"
 
 namespace saelab {
 namespace {
@@ -96,8 +96,10 @@ TrainStepOutput JumpReLUTrainingSae::forward_backward(const at::Tensor& x, const
 
 void JumpReLUTrainingSae::export_params(std::map<std::string, at::Tensor>& out) const {
   for (const auto& [name, p] : params_) {
-    if (name == "log_threshold") out["threshold"] = torch::exp(p).detach().clone();
-    else out[name] = p.detach().clone();
+    if (name == "log_threshold")
+      out["threshold"] = torch::exp(p).detach().clone();
+    else
+      out[name] = p.detach().clone();
   }
 }
 

@@ -15,10 +15,11 @@ void normalize_matryoshka_widths(TrainingSaeConfig& cfg) {
   if (w.empty() || w.back() != cfg.d_sae) w.push_back(cfg.d_sae);
   for (size_t i = 0; i < w.size(); ++i) {
     if (i > 0 && w[i] <= w[i - 1])
-      fail("matryoshka_widths: expected strictly increasing widths ending at d_sae={}, got {} "
-           "after {}", cfg.d_sae, w[i], w[i - 1]);
-    if (w[i] < cfg.k)
-      fail("matryoshka_widths: expected every width >= k={}, got {}", cfg.k, w[i]);
+      fail(
+          "matryoshka_widths: expected strictly increasing widths ending at d_sae={}, got {} "
+          "after {}",
+          cfg.d_sae, w[i], w[i - 1]);
+    if (w[i] < cfg.k) fail("matryoshka_widths: expected every width >= k={}, got {}", cfg.k, w[i]);
   }
 }
 

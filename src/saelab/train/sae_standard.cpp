@@ -15,7 +15,8 @@ class StandardTrainingSae : public TrainingSae {
 
   at::Tensor encode(const at::Tensor& x) const override {
     torch::NoGradGuard ng;
-    return torch::relu(sae_in(x, params_.at("b_dec")).mm(params_.at("W_enc")) + params_.at("b_enc"));
+    return torch::relu(sae_in(x, params_.at("b_dec")).mm(params_.at("W_enc")) +
+                       params_.at("b_enc"));
   }
 
   TrainStepOutput forward_backward(const at::Tensor& x, const StepContext& ctx) override {
@@ -58,9 +59,9 @@ class StandardTrainingSae : public TrainingSae {
   // Ghost grads (SAELens's calculate_ghost_grad_loss): the dead latents' exp(pre-activation)
   // decode a vector rescaled to half the residual's norm, trained to predict the residual, with the
   // loss rescaled to the size of the MSE.
-  at::Tensor ghost_grad_loss(const at::Tensor& x, const at::Tensor& x_hat, const at::Tensor& hidden_pre,
-                             const at::Tensor& W_dec, const at::Tensor& mse_el,
-                             const at::Tensor& dead_mask) {
+  at::Tensor ghost_grad_loss(const at::Tensor& x, const at::Tensor& x_hat,
+                             const at::Tensor& hidden_pre, const at::Tensor& W_dec,
+                             const at::Tensor& mse_el, const at::Tensor& dead_mask) {
     auto residual = x - x_hat;
     auto l2_residual = residual.norm(2, {-1});
     auto idx = dead_mask.nonzero().squeeze(1);

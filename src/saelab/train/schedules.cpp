@@ -10,11 +10,13 @@ namespace saelab {
 
 void LrSchedule::validate() const {
   if (name != "constant" && name != "cosineannealing" && name != "cosineannealingwarmrestarts")
-    fail("lr_scheduler_name: expected constant | cosineannealing | cosineannealingwarmrestarts, got '{}'",
-         name);
+    fail(
+        "lr_scheduler_name: expected constant | cosineannealing | cosineannealingwarmrestarts, got "
+        "'{}'",
+        name);
   if (warm_up_steps < 0 || decay_steps < 0 || warm_up_steps + decay_steps > steps)
-    fail("lr_warm_up_steps + lr_decay_steps: expected at most the {} training steps, got {} + {}", steps,
-         warm_up_steps, decay_steps);
+    fail("lr_warm_up_steps + lr_decay_steps: expected at most the {} training steps, got {} + {}",
+         steps, warm_up_steps, decay_steps);
   if (name == "cosineannealingwarmrestarts" &&
       (n_restart_cycles < 1 || (steps - warm_up_steps - decay_steps) / n_restart_cycles < 1))
     fail("n_restart_cycles: expected 1..{} (main-phase steps), got {}",

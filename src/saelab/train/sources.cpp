@@ -44,7 +44,9 @@ std::vector<int64_t> excluded_ids(const json& ex, const Tokenizer* tok) {
   }
   if (ex.is_array()) {
     for (const auto& v : ex) {
-      if (!v.is_number_integer()) fail("exclude_special_tokens: expected true/false or a list of token ids, got {}", ex.dump());
+      if (!v.is_number_integer())
+        fail("exclude_special_tokens: expected true/false or a list of token ids, got {}",
+             ex.dump());
       ids.push_back(v.get<int64_t>());
     }
     return ids;
@@ -55,9 +57,11 @@ std::vector<int64_t> excluded_ids(const json& ex, const Tokenizer* tok) {
 }  // namespace
 
 std::unique_ptr<ActivationsStore> make_activations_store(const RunnerConfig& cfg, bool background) {
-  const json kw = cfg.model_from_pretrained_kwargs.is_null() ? json::object() : cfg.model_from_pretrained_kwargs;
+  const json kw = cfg.model_from_pretrained_kwargs.is_null() ? json::object()
+                                                             : cfg.model_from_pretrained_kwargs;
   LoadedModel lm = load_model(cfg.model_name, kw);
-  // device = "cuda": the model's forward runs on the GPU; the store's mixing buffer stays in host memory.
+  // device = "cuda": the model's forward runs on the GPU; the store's mixing buffer stays in host
+  // memory.
   if (const at::Device device = training_device(cfg.device); !device.is_cpu()) lm.model->to(device);
   std::shared_ptr<const Transformer> model(lm.model.release());
   std::shared_ptr<const Tokenizer> tok;
@@ -70,8 +74,10 @@ std::unique_ptr<ActivationsStore> make_activations_store(const RunnerConfig& cfg
   }
   if (cfg.exclude_special_tokens.is_boolean() && cfg.exclude_special_tokens.get<bool>() && !tok &&
       cfg.dataset_path != "othello")
-    fail("exclude_special_tokens = true needs the tokenizer of model '{}' (none found in {}); list the ids instead",
-         cfg.model_name, lm.dir);
+    fail(
+        "exclude_special_tokens = true needs the tokenizer of model '{}' (none found in {}); list "
+        "the ids instead",
+        cfg.model_name, lm.dir);
 
   TokenSourceOptions to;
   to.dataset_path = cfg.dataset_path;
@@ -104,8 +110,8 @@ std::unique_ptr<ActivationsStore> make_activations_store(const RunnerConfig& cfg
   const int64_t width = ActivationsStore::hook_width(*model, cfg.hook_name, cfg.hook_head_index);
   if (width != cfg.d_in)
     fail("d_in = {} but {}{} of model '{}' has width {}; set d_in = {}", cfg.d_in, cfg.hook_name,
-         cfg.hook_head_index ? fmt::format(" (head {})", *cfg.hook_head_index) : std::string(), cfg.model_name,
-         width, width);
+         cfg.hook_head_index ? fmt::format(" (head {})", *cfg.hook_head_index) : std::string(),
+         cfg.model_name, width, width);
   return std::make_unique<ActivationsStore>(model, open_token_source(to), so);
 }
 
@@ -132,8 +138,8 @@ int64_t model_eval_skip_windows(const RunnerConfig& cfg) {
 namespace {
 
 // The held-out eval prompts (see make_model_eval): [rows, ctx] int64 batches.
-std::vector<at::Tensor> read_eval_batches(const RunnerConfig& cfg, TokenSourceOptions to, int64_t n_batches,
-                                          int64_t prompts) {
+std::vector<at::Tensor> read_eval_batches(const RunnerConfig& cfg, TokenSourceOptions to,
+                                          int64_t n_batches, int64_t prompts) {
   const int64_t ctx = cfg.context_size;
   if (to.dataset_path == "othello") to.seed = uint64_t(cfg.seed) + 1;
   auto src = open_token_source(to);
@@ -144,7 +150,9 @@ std::vector<at::Tensor> read_eval_batches(const RunnerConfig& cfg, TokenSourceOp
     int64_t skip = model_eval_skip_windows(cfg), n = 0;
     while (n < skip && src->next(window)) ++n;
     if (n < skip) {
-      if (n == 0) fail("{}: no token window of context_size = {} could be read for the evals", to.dataset_path, ctx);
+      if (n == 0)
+        fail("{}: no token window of context_size = {} could be read for the evals",
+             to.dataset_path, ctx);
       skip %= n;
       src->restart();
       for (int64_t i = 0; i < skip; ++i) src->next(window);
@@ -166,7 +174,8 @@ std::vector<at::Tensor> read_eval_batches(const RunnerConfig& cfg, TokenSourceOp
     }
     if (wrapped) ++after_wrap;
     if (int64_t(window.size()) != ctx)
-      fail("{}: a token window has {} ids, expected context_size = {}", to.dataset_path, window.size(), ctx);
+      fail("{}: a token window has {} ids, expected context_size = {}", to.dataset_path,
+           window.size(), ctx);
     ids.insert(ids.end(), window.begin(), window.end());
     if (++rows == prompts) {
       batches.push_back(torch::tensor(ids, torch::kLong).reshape({rows, ctx}));
@@ -175,13 +184,16 @@ std::vector<at::Tensor> read_eval_batches(const RunnerConfig& cfg, TokenSourceOp
     }
   }
   if (rows > 0) batches.push_back(torch::tensor(ids, torch::kLong).reshape({rows, ctx}));
-  if (batches.empty()) fail("{}: no token window of context_size = {} could be read for the evals", to.dataset_path, ctx);
+  if (batches.empty())
+    fail("{}: no token window of context_size = {} could be read for the evals", to.dataset_path,
+         ctx);
   return batches;
 }
 
 }  // namespace
 
-std::function<json(const Sae&)> make_model_eval(const RunnerConfig& cfg, const ActivationsStore& store) {
+std::function<json(const Sae&)> make_model_eval(const RunnerConfig& cfg,
+                                                const ActivationsStore& store) {
   if (cfg.n_eval_batches <= 0) return {};
   struct State {
     std::shared_ptr<const Transformer> model;

@@ -18,7 +18,8 @@ ToyModelConfig toy_model_config(const RunnerConfig& cfg);
 
 // Loads model_name, opens dataset_path and builds the store; checks d_in against the hook's width.
 // Reads nothing yet.
-std::unique_ptr<ActivationsStore> make_activations_store(const RunnerConfig& cfg, bool background = true);
+std::unique_ptr<ActivationsStore> make_activations_store(const RunnerConfig& cfg,
+                                                         bool background = true);
 
 // Throws saelab::Error when the config asks for a source that is not available. A model source has
 // read its first buffer (so a dataset that does not match the model fails here, before training).
@@ -40,7 +41,8 @@ class Sae;
 // skip wraps around (modulo the dataset's windows) and the evals use data the run also trains on.
 // An infinite source (Othello) is reopened with seed + 1 instead (other games). At most one pass
 // over the dataset is evaluated (a short dataset gives fewer prompts).
-std::function<json(const Sae&)> make_model_eval(const RunnerConfig& cfg, const ActivationsStore& store);
+std::function<json(const Sae&)> make_model_eval(const RunnerConfig& cfg,
+                                                const ActivationsStore& store);
 
 // The windows make_model_eval skips before its eval prompts (see above).
 int64_t model_eval_skip_windows(const RunnerConfig& cfg);

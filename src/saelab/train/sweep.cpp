@@ -32,7 +32,10 @@ namespace {
 class Broadcast {
  public:
   Broadcast(std::unique_ptr<ActivationSource> src, size_t n, const std::atomic<int>* real_stop)
-      : src_(std::move(src)), real_stop_(real_stop), cursor_(n, 0), active_(n, true),
+      : src_(std::move(src)),
+        real_stop_(real_stop),
+        cursor_(n, 0),
+        active_(n, true),
         last_state_(n, src_->state()) {}
 
   ActivationSource& source() { return *src_; }
@@ -79,12 +82,15 @@ class Broadcast {
     }
     Entry& e = entries_[size_t(k - base_)];
     if (e.n != n)
-      fail("sweep: member {} asked the shared source for {} rows where another member took {}; "
-           "the members' activation streams diverged", i, n, e.n);
+      fail(
+          "sweep: member {} asked the shared source for {} rows where another member took {}; "
+          "the members' activation streams diverged",
+          i, n, e.n);
     ++cursor_[i];
     last_state_[i] = e.state;
     bool others_need = false;
-    for (size_t j = 0; j < cursor_.size(); ++j) others_need |= j != i && active_[j] && cursor_[j] <= k;
+    for (size_t j = 0; j < cursor_.size(); ++j)
+      others_need |= j != i && active_[j] && cursor_[j] <= k;
     at::Tensor out = others_need ? e.x.clone() : e.x;  // a member may not alter another's batch
     drop_consumed();
     return out;
@@ -97,8 +103,10 @@ class Broadcast {
   void load_state(size_t i, const json& s) {
     std::unique_lock<std::mutex> lock(mu_);
     if (loaded_ && s != loaded_state_)
-      fail("sweep: member {}'s checkpoint is at source position {} but another member's is at {}; "
-           "the members cannot share one activation stream from there", i, s.dump(), loaded_state_.dump());
+      fail(
+          "sweep: member {}'s checkpoint is at source position {} but another member's is at {}; "
+          "the members cannot share one activation stream from there",
+          i, s.dump(), loaded_state_.dump());
     if (!loaded_) {
       if (!entries_.empty() || base_ != 0) fail("sweep: cannot resume a source already read from");
       src_->load_state(s);
@@ -185,8 +193,13 @@ class MemberSource : public ActivationSource {
 class SweepProgress {
  public:
   SweepProgress(int64_t total, size_t n_members, bool quiet, int64_t start)
-      : total_(total), n_(n_members), start_(start), out_(quiet ? stderr : stdout),
-        tty_(isatty(fileno(out_))), t0_(std::chrono::steady_clock::now()), last_(t0_) {}
+      : total_(total),
+        n_(n_members),
+        start_(start),
+        out_(quiet ? stderr : stdout),
+        tty_(isatty(fileno(out_))),
+        t0_(std::chrono::steady_clock::now()),
+        last_(t0_) {}
   void update(int64_t tokens, bool final = false) {
     auto now = std::chrono::steady_clock::now();
     double since = std::chrono::duration<double>(now - last_).count();
@@ -196,14 +209,17 @@ class SweepProgress {
     double eta = rate > 0 ? double(total_ - tokens) / rate : NAN;
     std::string bar;
     if (tty_) {
-      int filled = total_ > 0 ? int(24.0 * std::clamp(double(tokens) / double(total_), 0.0, 1.0)) : 0;
+      int filled =
+          total_ > 0 ? int(24.0 * std::clamp(double(tokens) / double(total_), 0.0, 1.0)) : 0;
       bar = "[" + std::string(size_t(filled), '#') + std::string(size_t(24 - filled), '.') + "] ";
     }
     std::string line = fmt::format("{}{}/{} tok  {} tok/s  ETA {}  sweep of {} SAEs", bar,
                                    format_count(double(tokens)), format_count(double(total_)),
                                    format_count(rate), format_duration(eta), n_);
-    if (tty_) std::fprintf(out_, "\r%s\x1b[K%s", line.c_str(), final ? "\n" : "");
-    else std::fprintf(out_, "%s\n", line.c_str());
+    if (tty_)
+      std::fprintf(out_, "\r%s\x1b[K%s", line.c_str(), final ? "\n" : "");
+    else
+      std::fprintf(out_, "%s\n", line.c_str());
     std::fflush(out_);
     last_ = now;
   }
@@ -270,8 +286,8 @@ SweepResult run_sweep(const SweepSpec& spec, std::unique_ptr<ActivationSource> s
     to.progress = false;
     to.summary_eval_batches = opts.summary_eval_batches;
     if (opts.member_options) opts.member_options(spec.members[i].cfg, to);
-    trainers.push_back(std::make_unique<Trainer>(spec.members[i].cfg,
-                                                 std::make_unique<MemberSource>(b, i), to));
+    trainers.push_back(
+        std::make_unique<Trainer>(spec.members[i].cfg, std::make_unique<MemberSource>(b, i), to));
   }
   int64_t start_tokens = 0;
   if (!opts.resume_checkpoints.empty()) {
@@ -282,8 +298,8 @@ SweepResult run_sweep(const SweepSpec& spec, std::unique_ptr<ActivationSource> s
   const RunnerConfig& c0 = spec.members[0].cfg;
   std::unique_ptr<SweepProgress> progress;
   if (opts.progress)
-    progress = std::make_unique<SweepProgress>(c0.steps() * c0.train_batch_size_tokens, n, opts.quiet,
-                                               start_tokens);
+    progress = std::make_unique<SweepProgress>(c0.steps() * c0.train_batch_size_tokens, n,
+                                               opts.quiet, start_tokens);
   // With the turn held, the other members are parked: reading their step is safe.
   b.on_round = [&] {
     if (!progress) return;

@@ -25,16 +25,16 @@
 namespace saelab {
 
 struct SweepMember {
-  std::string name;               // "l1_coefficient=2_lr=0.001": its run directory's name
-  json values = json::object();   // swept key -> this member's value
-  RunnerConfig cfg;               // resolved and validated
+  std::string name;              // "l1_coefficient=2_lr=0.001": its run directory's name
+  json values = json::object();  // swept key -> this member's value
+  RunnerConfig cfg;              // resolved and validated
 };
 
 struct SweepSpec {
-  std::vector<std::string> keys;   // the swept keys (file keys first, then --set keys)
-  json values = json::object();    // key -> the list of values
+  std::vector<std::string> keys;     // the swept keys (file keys first, then --set keys)
+  json values = json::object();      // key -> the list of values
   std::vector<SweepMember> members;  // the Cartesian product, the first key varying slowest
-  std::string sweep_name;          // the run_name given, else "sweep_<key>_<key>"
+  std::string sweep_name;            // the run_name given, else "sweep_<key>_<key>"
   bool is_sweep() const { return !keys.empty(); }
 };
 
@@ -59,7 +59,8 @@ bool is_sweep_dir(const std::string& dir);
 // The checkpoint each member resumes from: for every member, checkpoints/<tokens> for the largest
 // token count that every member has a checkpoint at; all empty when no member has one. Throws when
 // some members have checkpoints but none in common.
-std::vector<std::string> sweep_resume_checkpoints(const SweepSpec& spec, const std::string& sweep_dir);
+std::vector<std::string> sweep_resume_checkpoints(const SweepSpec& spec,
+                                                  const std::string& sweep_dir);
 
 struct SweepOptions {
   std::string run_dir;                            // the sweep directory; members in run_dir/<name>
@@ -67,7 +68,7 @@ struct SweepOptions {
   bool quiet = false;                             // progress and messages to stderr (--json)
   bool progress = true;                           // one progress line for the sweep
   int64_t summary_eval_batches = 8;
-  std::vector<std::string> resume_checkpoints;    // per member (sweep_resume_checkpoints)
+  std::vector<std::string> resume_checkpoints;  // per member (sweep_resume_checkpoints)
   // Called for each member's TrainerOptions before its Trainer is built (e.g. model evals).
   std::function<void(const RunnerConfig&, TrainerOptions&)> member_options;
 };

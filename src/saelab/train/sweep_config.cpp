@@ -46,8 +46,10 @@ json bare_word_list(const std::string& text) {
     item.clear();
   };
   for (char c : inner) {
-    if (c == ',') push();
-    else item += c;
+    if (c == ',')
+      push();
+    else
+      item += c;
   }
   push();
   return out;
@@ -57,12 +59,16 @@ json bare_word_list(const std::string& text) {
 std::string value_text(const json& v) {
   std::string s;
   switch (v.type()) {
-    case json::value_t::null: s = "none"; break;
+    case json::value_t::null:
+      s = "none";
+      break;
     case json::value_t::number_float: {
       s = fmt::format("{}", v.get<double>());
       break;
     }
-    case json::value_t::string: s = v.get<std::string>(); break;
+    case json::value_t::string:
+      s = v.get<std::string>();
+      break;
     case json::value_t::array: {
       for (size_t i = 0; i < v.size(); ++i) s += (i ? "-" : "") + value_text(v[i]);
       if (v.empty()) s = "empty";
@@ -70,14 +76,18 @@ std::string value_text(const json& v) {
     }
     case json::value_t::object: {
       bool first = true;
-      for (const auto& [k, e] : v.items()) s += (first ? "" : "-") + k + value_text(e), first = false;
+      for (const auto& [k, e] : v.items())
+        s += (first ? "" : "-") + k + value_text(e), first = false;
       if (first) s = "empty";
       break;
     }
-    default: s = v.dump(); break;
+    default:
+      s = v.dump();
+      break;
   }
   for (char& c : s)
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '+' || c == '='))
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '+' ||
+          c == '='))
       c = '-';
   return s;
 }
@@ -94,22 +104,27 @@ void check_shared_stream(const std::vector<SweepMember>& ms) {
   for (size_t i = 1; i < ms.size(); ++i) {
     const json j = to_json(ms[i].cfg);
     for (const auto& f : config_detail::fields())
-      if (f.name != "run_name" && !sweep_forbidden_reason(f.name).empty() && j[f.name] != first[f.name])
+      if (f.name != "run_name" && !sweep_forbidden_reason(f.name).empty() &&
+          j[f.name] != first[f.name])
         fail("sweep: members {} and {} differ in {} ({} vs {}), which {}", ms[0].name, ms[i].name,
              f.name, first[f.name].dump(), j[f.name].dump(), sweep_forbidden_reason(f.name));
     if (draws_initial_sample(ms[i].cfg) != draws_initial_sample(ms[0].cfg)) {
       const SweepMember& no = draws_initial_sample(ms[0].cfg) ? ms[i] : ms[0];
       const SweepMember& yes = draws_initial_sample(ms[0].cfg) ? ms[0] : ms[i];
-      fail("sweep: member {} has b_dec_init_method = \"zeros\" (and normalize_activations = \"{}\"), "
-           "so it draws no initial sample of activations, but member {} draws one; the sample shifts "
-           "the shared activation stream, so sweep b_dec_init_method only among geometric_median "
-           "and mean (or set normalize_activations = \"expected_average_only_in\")",
-           no.name, no.cfg.normalize_activations, yes.name);
+      fail(
+          "sweep: member {} has b_dec_init_method = \"zeros\" (and normalize_activations = "
+          "\"{}\"), "
+          "so it draws no initial sample of activations, but member {} draws one; the sample "
+          "shifts "
+          "the shared activation stream, so sweep b_dec_init_method only among geometric_median "
+          "and mean (or set normalize_activations = \"expected_average_only_in\")",
+          no.name, no.cfg.normalize_activations, yes.name);
     }
   }
 }
 
-SweepSpec expand(const json& file, const std::string& where, const std::vector<std::string>& items) {
+SweepSpec expand(const json& file, const std::string& where,
+                 const std::vector<std::string>& items) {
   std::vector<ConfigOverride> sets;
   for (const auto& item : items) sets.push_back(parse_config_override(item));
 
@@ -130,8 +145,10 @@ SweepSpec expand(const json& file, const std::string& where, const std::vector<s
     }
     auto it = std::find(keys.begin(), keys.end(), o.key);
     if (it != keys.end()) {  // a later --set replaces an earlier sweep of the key
-      if (origin[o.key] < 0) file_dropped.push_back(o.key);
-      else set_dropped[size_t(origin[o.key])] = true;
+      if (origin[o.key] < 0)
+        file_dropped.push_back(o.key);
+      else
+        set_dropped[size_t(origin[o.key])] = true;
     }
     if (is_sweep_value(o.key, o.value)) {
       if (it == keys.end()) keys.push_back(o.key);
@@ -163,7 +180,8 @@ SweepSpec expand(const json& file, const std::string& where, const std::vector<s
   if (file.contains("run_name") && file["run_name"].is_string())
     explicit_name = true, given_name = file["run_name"].get<std::string>();
   for (const auto& o : sets)
-    if (o.key == "run_name" && o.value.is_string()) explicit_name = true, given_name = o.value.get<std::string>();
+    if (o.key == "run_name" && o.value.is_string())
+      explicit_name = true, given_name = o.value.get<std::string>();
   if (explicit_name && given_name.empty()) explicit_name = false;
   spec.keys = keys;
   for (const auto& k : keys) spec.values[k] = values[k];
@@ -239,7 +257,8 @@ std::string sweep_forbidden_reason(const std::string& key) {
     add({"n_batches_in_buffer", "store_batch_size_prompts", "act_store_device"},
         "changes the activations store's mixing buffer, and so the order of the shared batches");
     add({"training_tokens", "finetuning_tokens", "train_batch_size_tokens"},
-        "sets the batches and steps, which the members share (every member trains on the same batches)");
+        "sets the batches and steps, which the members share (every member trains on the same "
+        "batches)");
     add({"d_in"}, "is the width of the shared activations");
     add({"seed"},
         "seeds the data order (the toy stream, the cached shard order, the store's shuffling) as "
@@ -327,10 +346,13 @@ std::vector<std::string> sweep_resume_checkpoints(const SweepSpec& spec, const s
   if (best < 0) {
     std::string which;
     for (size_t i = 0; i < have.size(); ++i)
-      which += fmt::format("{}{}: {}", i ? "; " : "", spec.members[i].name,
-                           have[i].empty() ? std::string("none") : std::to_string(*have[i].rbegin()));
-    fail("{}: the members have no checkpoint at a common token count ({}); a sweep resumes only "
-         "from a point every member reached (SIGINT / SIGTERM checkpoints all of them)", dir, which);
+      which +=
+          fmt::format("{}{}: {}", i ? "; " : "", spec.members[i].name,
+                      have[i].empty() ? std::string("none") : std::to_string(*have[i].rbegin()));
+    fail(
+        "{}: the members have no checkpoint at a common token count ({}); a sweep resumes only "
+        "from a point every member reached (SIGINT / SIGTERM checkpoints all of them)",
+        dir, which);
   }
   for (size_t i = 0; i < out.size(); ++i)
     out[i] = dir + "/" + spec.members[i].name + "/checkpoints/" + std::to_string(best);

@@ -82,7 +82,8 @@ void Trainer::initialize() {
     // SAELens estimates both from the first buffer; we draw a dedicated sample of >= 8192 rows.
     auto sample = source_->next_batch(std::max<int64_t>(cfg_.train_batch_size_tokens, 8192));
     if (scale) scale_ = estimate_norm_scaling_factor(sample);
-    init_b_dec(*sae_, cfg_.b_dec_init_method, normalize_batch(sample, cfg_.normalize_activations, scale_));
+    init_b_dec(*sae_, cfg_.b_dec_init_method,
+               normalize_batch(sample, cfg_.normalize_activations, scale_));
   } else {
     init_b_dec(*sae_, "zeros", at::Tensor());
   }
@@ -185,8 +186,8 @@ void Trainer::resume_from(const std::string& dir) {
   auto arch = get_field<std::string>(d.state, "architecture", where);
   auto d_sae = get_field<int64_t>(d.state, "d_sae", where);
   if (arch != cfg_.architecture || d_sae != sae_->cfg().d_sae)
-    fail("{}: checkpoint is a {} SAE with d_sae={}, but the config asks for {} with d_sae={}", where,
-         arch, d_sae, cfg_.architecture, sae_->cfg().d_sae);
+    fail("{}: checkpoint is a {} SAE with d_sae={}, but the config asks for {} with d_sae={}",
+         where, arch, d_sae, cfg_.architecture, sae_->cfg().d_sae);
   auto take = [&](const std::string& key, const at::Tensor& like) {
     auto it = d.tensors.find(key);
     if (it == d.tensors.end()) fail("{}/trainer_state.safetensors: missing tensor '{}'", dir, key);
@@ -246,10 +247,12 @@ TrainSummary Trainer::run() {
   }
   if (logger_) logger_->flush();
   if (s.stop_signal != 0) {
-    if (last_checkpoint_.empty() || last_checkpoint_ != opts_.run_dir + "/checkpoints/" + std::to_string(n_tokens_))
+    if (last_checkpoint_.empty() ||
+        last_checkpoint_ != opts_.run_dir + "/checkpoints/" + std::to_string(n_tokens_))
       save_checkpoint();
-    if (progress_) progress_->message("stopped by signal " + std::to_string(s.stop_signal) +
-                                      "; checkpoint: " + last_checkpoint_);
+    if (progress_)
+      progress_->message("stopped by signal " + std::to_string(s.stop_signal) +
+                         "; checkpoint: " + last_checkpoint_);
   } else {
     if (progress_) {
       ProgressStats ps;

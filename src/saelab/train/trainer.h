@@ -31,12 +31,12 @@ class MetricsLogger;
 class ConsoleProgress;
 
 struct TrainerOptions {
-  std::string run_dir;                               // everything the run writes goes here
-  const std::atomic<int>* stop_signal = nullptr;     // nonzero: checkpoint at end of step, stop
-  bool quiet = false;                                // progress and messages to stderr (--json)
-  bool progress = true;                              // console progress bar / lines
-  bool log_files = true;                             // metrics.jsonl + TensorBoard
-  int64_t summary_eval_batches = 8;                  // held-out batches for the final summary
+  std::string run_dir;                            // everything the run writes goes here
+  const std::atomic<int>* stop_signal = nullptr;  // nonzero: checkpoint at end of step, stop
+  bool quiet = false;                             // progress and messages to stderr (--json)
+  bool progress = true;                           // console progress bar / lines
+  bool log_files = true;                          // metrics.jsonl + TensorBoard
+  int64_t summary_eval_batches = 8;               // held-out batches for the final summary
   // Model-based evals (sources.h make_model_eval; empty = no model, e.g. the toy or cached
   // activations). Called on inference_sae() every wandb_log_frequency × eval_every_n_wandb_logs
   // steps (SAELens's sae_trainer) and once at the end; every numeric "group/name" key it returns
@@ -55,8 +55,8 @@ struct TrainSummary {
   std::string run_dir, final_dir, last_checkpoint;
   std::string architecture;
   int64_t steps = 0, n_training_tokens = 0;
-  bool completed = false;   // false when stopped by a signal
-  int stop_signal = 0;      // the signal that stopped it (0 = none)
+  bool completed = false;  // false when stopped by a signal
+  int stop_signal = 0;     // the signal that stopped it (0 = none)
   double seconds = 0;
   json eval = json::object();  // explained_variance, mse, l0, dead, dense, mmcs, ...
   json to_json() const;

@@ -13,13 +13,15 @@
 
 namespace saelab {
 
-const std::vector<std::string> kModelEvalSkippedKeys = {"sparsity/dead_features", "sparsity/dense_features",
-                                                        "sparsity/below_1e-5", "sparsity/below_1e-6"};
+const std::vector<std::string> kModelEvalSkippedKeys = {
+    "sparsity/dead_features", "sparsity/dense_features", "sparsity/below_1e-5",
+    "sparsity/below_1e-6"};
 
 namespace {
 
 bool skipped_in_training_log(const std::string& key) {
-  return std::find(kModelEvalSkippedKeys.begin(), kModelEvalSkippedKeys.end(), key) != kModelEvalSkippedKeys.end();
+  return std::find(kModelEvalSkippedKeys.begin(), kModelEvalSkippedKeys.end(), key) !=
+         kModelEvalSkippedKeys.end();
 }
 
 }  // namespace
@@ -43,7 +45,8 @@ at::Tensor Trainer::sparsity_for_save() const {
   return at::Tensor();
 }
 
-void Trainer::log_step(const at::Tensor& x, const TrainStepOutput& out, double lr, double coefficient) {
+void Trainer::log_step(const at::Tensor& x, const TrainStepOutput& out, double lr,
+                       double coefficient) {
   if (!logger_) return;
   torch::NoGradGuard ng;
   std::map<std::string, double> m;
@@ -111,7 +114,8 @@ void Trainer::resample_dead_latents(const at::Tensor& dead, const at::Tensor& x)
   auto& p = sae_->params();
   auto enc_norms = p["W_enc"].norm(2, {0});
   auto alive = dead.logical_not();
-  double mean_alive = alive.any().item<bool>() ? enc_norms.masked_select(alive).mean().item<double>() : 1.0;
+  double mean_alive =
+      alive.any().item<bool>() ? enc_norms.masked_select(alive).mean().item<double>() : 1.0;
   p["W_dec"].index_copy_(0, idx, dirs);
   p["W_enc"].index_copy_(1, idx, (dirs * (0.2 * mean_alive)).t().contiguous());
   adam_.reset_moments("W_dec", 0, idx);
@@ -135,7 +139,8 @@ const json& Trainer::run_model_eval() {
   if (logger_) {
     std::map<std::string, double> m;
     for (const auto& [k, v] : model_eval_result_.items())
-      if (v.is_number() && k.find('/') != std::string::npos && !skipped_in_training_log(k)) m[k] = v.get<double>();
+      if (v.is_number() && k.find('/') != std::string::npos && !skipped_in_training_log(k))
+        m[k] = v.get<double>();
     // An undefined score is NaN here; metrics.jsonl writes it as null.
     logger_->log_scalars(step_, m);
     logger_->flush();
@@ -148,23 +153,23 @@ json Trainer::final_eval() {
   torch::NoGradGuard ng;
   auto sae = inference_sae();
   if (opts_.summary_eval_batches > 0) try {
-    ReconstructionStats stats;
-    for (int64_t i = 0; i < opts_.summary_eval_batches; ++i) {
-      auto x = source_->next_batch(cfg_.train_batch_size_tokens).to(torch::kFloat32);
-      auto fwd = sae->forward(x);
-      stats.add(x, fwd.reconstruction, fwd.acts_post);
+      ReconstructionStats stats;
+      for (int64_t i = 0; i < opts_.summary_eval_batches; ++i) {
+        auto x = source_->next_batch(cfg_.train_batch_size_tokens).to(torch::kFloat32);
+        auto fwd = sae->forward(x);
+        stats.add(x, fwd.reconstruction, fwd.acts_post);
+      }
+      auto m = stats.metrics();
+      auto ds = summarize_fire_counts(stats.fire_counts(), stats.n_tokens());
+      e["metrics/explained_variance"] = m["reconstruction_quality/explained_variance"];
+      e["reconstruction_quality/mse"] = m["reconstruction_quality/mse"];
+      e["metrics/l0"] = m["sparsity/l0"];
+      e["sparsity/dead_features"] = ds.dead;
+      e["sparsity/dense_features"] = ds.dense;
+      e["n_eval_tokens"] = stats.n_tokens();
+    } catch (const Error& err) {
+      e["eval_error"] = err.what();
     }
-    auto m = stats.metrics();
-    auto ds = summarize_fire_counts(stats.fire_counts(), stats.n_tokens());
-    e["metrics/explained_variance"] = m["reconstruction_quality/explained_variance"];
-    e["reconstruction_quality/mse"] = m["reconstruction_quality/mse"];
-    e["metrics/l0"] = m["sparsity/l0"];
-    e["sparsity/dead_features"] = ds.dead;
-    e["sparsity/dense_features"] = ds.dense;
-    e["n_eval_tokens"] = stats.n_tokens();
-  } catch (const Error& err) {
-    e["eval_error"] = err.what();
-  }
   if (auto truth = source_->true_features()) {
     auto r = feature_recovery(*truth, sae->param("W_dec"));
     e["metrics/mmcs"] = r.mmcs;
@@ -177,10 +182,14 @@ json Trainer::final_eval() {
     try {
       const json& m = run_model_eval();
       for (const auto& [k, v] : m.items()) {
-        if (k == "n_tokens") e["n_model_eval_tokens"] = v;
-        else if (k == "n_prompts") e["n_model_eval_prompts"] = v;
-        else if (k == "notes") e["model_eval_notes"] = v;
-        else if (!e.contains(k) || !skipped_in_training_log(k)) e[k] = v;
+        if (k == "n_tokens")
+          e["n_model_eval_tokens"] = v;
+        else if (k == "n_prompts")
+          e["n_model_eval_prompts"] = v;
+        else if (k == "notes")
+          e["model_eval_notes"] = v;
+        else if (!e.contains(k) || !skipped_in_training_log(k))
+          e[k] = v;
       }
     } catch (const Error& err) {
       e["model_eval_error"] = err.what();

@@ -33,7 +33,8 @@ TrainingSaeConfig training_sae_config(const RunnerConfig& cfg) {
 
 TrainingSae::TrainingSae(TrainingSaeConfig cfg) : cfg_(std::move(cfg)) {
   if (cfg_.d_in <= 0 || cfg_.d_sae <= 0)
-    fail("training SAE: expected d_in > 0 and d_sae > 0, got d_in={} d_sae={}", cfg_.d_in, cfg_.d_sae);
+    fail("training SAE: expected d_in > 0 and d_sae > 0, got d_in={} d_sae={}", cfg_.d_in,
+         cfg_.d_sae);
   auto f32 = torch::TensorOptions().dtype(torch::kFloat32);
   params_["W_enc"] = torch::zeros({cfg_.d_in, cfg_.d_sae}, f32);
   params_["W_dec"] = torch::zeros({cfg_.d_sae, cfg_.d_in}, f32);
@@ -96,7 +97,8 @@ std::unique_ptr<Sae> TrainingSae::to_inference(const SaeConfig& base, double s) 
   auto sae = make_sae(c);
   for (auto& [name, t] : sae->params()) {
     auto it = p.find(name);
-    if (it == p.end()) fail("training SAE export: no parameter '{}' for architecture {}", name, c.architecture);
+    if (it == p.end())
+      fail("training SAE export: no parameter '{}' for architecture {}", name, c.architecture);
     t = it->second.to(at::kCPU, torch::kFloat32).contiguous();
   }
   return sae;
@@ -119,9 +121,11 @@ at::Device training_device(const std::string& name) {
   if (!d.is_cuda())
     fail("device = '{}': saelab trains on cpu or cuda (LibTorch {} here)", name, TORCH_VERSION);
   if (!torch::cuda::is_available())
-    fail("device = '{}': this saelab was built against a LibTorch without CUDA or no GPU is visible "
-         "(LibTorch {}); build against a CUDA LibTorch (scripts/gpu-build.sh) or set device = \"cpu\"",
-         name, TORCH_VERSION);
+    fail(
+        "device = '{}': this saelab was built against a LibTorch without CUDA or no GPU is visible "
+        "(LibTorch {}); build against a CUDA LibTorch (scripts/gpu-build.sh) or set device = "
+        "\"cpu\"",
+        name, TORCH_VERSION);
   if (d.has_index() && d.index() >= static_cast<int>(torch::cuda::device_count()))
     fail("device = '{}': only {} CUDA device(s) visible", name, torch::cuda::device_count());
   return d;
@@ -144,8 +148,10 @@ std::unique_ptr<TrainingSae> make_training_sae(const TrainingSaeConfig& cfg) {
   if (a == "batchtopk") return make_batchtopk_training_sae(cfg);
   if (a == "jumprelu") return make_jumprelu_training_sae(cfg);
   if (a == "matryoshka_batchtopk") return make_matryoshka_training_sae(cfg);
-  fail("architecture: expected standard | gated | topk | batchtopk | jumprelu | "
-       "matryoshka_batchtopk, got '{}'", a);
+  fail(
+      "architecture: expected standard | gated | topk | batchtopk | jumprelu | "
+      "matryoshka_batchtopk, got '{}'",
+      a);
 }
 
 }  // namespace saelab

@@ -52,7 +52,7 @@ TrainingSaeConfig training_sae_config(const RunnerConfig& cfg);
 struct StepContext {
   double l1_coefficient = 0.0;  // current (warmed-up) sparsity coefficient
   double l0_coefficient = 0.0;  // jumprelu's current L0 coefficient
-  at::Tensor dead_mask;         // bool [d_sae]: latents dead for dead_feature_window steps (or undefined)
+  at::Tensor dead_mask;  // bool [d_sae]: latents dead for dead_feature_window steps (or undefined)
 };
 
 struct TrainStepOutput {
