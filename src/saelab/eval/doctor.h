@@ -16,6 +16,7 @@
 
 #include "saelab/core/json.h"
 #include "saelab/eval/density.h"
+#include "saelab/log/metrics_jsonl.h"
 
 namespace saelab {
 
@@ -89,13 +90,6 @@ struct DoctorConfig {
   bool k_sparse() const { return k > 0; }
 };
 
-struct MetricPoint {
-  int64_t step;
-  double value;
-};
-// Metric name -> its values in step order (only finite numbers).
-using MetricSeries = std::map<std::string, std::vector<MetricPoint>>;
-
 struct DoctorInputs {
   DoctorConfig config;
   MetricSeries metrics;
@@ -124,8 +118,6 @@ std::vector<Finding> diagnose(const DoctorInputs& in);
 // Reading a run directory. Each throws saelab::Error with one line naming the file and the fault;
 // read_doctor_inputs names what is missing when RUN_DIR is not a run.
 DoctorConfig read_doctor_config(const std::string& config_toml_path);
-MetricSeries read_metrics_jsonl(const std::string& path,
-                                std::vector<std::string>* errors = nullptr);
 DoctorInputs read_doctor_inputs(const std::string& run_dir);
 
 // {"findings": [{"code", "message", "evidence", "suggestion"}, ...]}

@@ -103,42 +103,6 @@ DoctorConfig read_doctor_config(const std::string& path) {
   return c;
 }
 
-MetricSeries read_metrics_jsonl(const std::string& path, std::vector<std::string>* errors) {
-  std::ifstream in(path);
-  if (!in) fail("{}: cannot open for reading", path);
-  MetricSeries m;
-  std::string line;
-  std::vector<std::string> lines;
-  while (std::getline(in, line)) lines.push_back(line);
-  for (size_t i = 0; i < lines.size(); ++i) {
-    const auto& l = lines[i];
-    if (l.find_first_not_of(" \t\r") == std::string::npos) continue;
-    json j = json::parse(l, nullptr, /*allow_exceptions=*/false);
-    if (j.is_discarded() || !j.is_object()) {
-      if (i + 1 == lines.size()) break;  // a run killed mid-write leaves a partial last line
-      fail("{}:{}: expected one JSON object per line", path, i + 1);
-    }
-    auto st = j.find("step");
-    if (st == j.end() || !st->is_number())
-      fail("{}:{}: expected a numeric \"step\" field", path, i + 1);
-    const int64_t step = st->get<int64_t>();
-    for (const auto& [k, v] : j.items()) {
-      if (k == "step") continue;
-      if (v.is_number()) {
-        const double d = v.get<double>();
-        if (std::isfinite(d)) m[k].push_back({step, d});
-      } else if (v.is_string() && errors &&
-                 (k == "error" || (k.size() > 6 && k.substr(k.size() - 6) == "/error"))) {
-        errors->push_back(v.get<std::string>());
-      }
-    }
-  }
-  for (auto& [k, s] : m)
-    std::stable_sort(s.begin(), s.end(),
-                     [](const MetricPoint& a, const MetricPoint& b) { return a.step < b.step; });
-  return m;
-}
-
 DoctorInputs read_doctor_inputs(const std::string& run_dir) {
   std::error_code ec;
   if (!fs::is_directory(run_dir, ec))

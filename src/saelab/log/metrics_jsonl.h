@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "saelab/core/json.h"
 
@@ -29,5 +30,18 @@ class MetricsJsonl {
   std::string path_;
   std::FILE* file_ = nullptr;
 };
+
+struct MetricPoint {
+  int64_t step;
+  double value;
+};
+// Metric name -> its values in step order (only finite numbers).
+using MetricSeries = std::map<std::string, std::vector<MetricPoint>>;
+
+// The one reader of metrics.jsonl. A torn last line (a run killed mid-write) is skipped; any other
+// malformed line is an error naming the file and line. String values under "error" or "*/error"
+// are appended to *errors when given.
+MetricSeries read_metrics_jsonl(const std::string& path,
+                                std::vector<std::string>* errors = nullptr);
 
 }  // namespace saelab
