@@ -1,0 +1,217 @@
+// `saelab vis` end to end on the tiny GPT-2 fixture (tests/fixtures/model/make_tiny_models.py) at
+// blocks.0.hook_resid_pre, where the test computes the activations itself in float64:
+// x = W_E[token] + W_pos[position], acts = relu((x - b_dec) W_enc + b_enc). The --json contract,
+// the Neuronpedia bodies and the one-line errors.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include "model/test_load_fixtures.h"
+#include "saelab/core/json.h"
+#include "saelab/model/loader.h"
+#include "saelab/model/transformer.h"
+#include "saelab/sae/sae.h"
+#include "test_util.h"
+#include "vis/dashboard_fixture.h"
+
+namespace saelab {
+namespace {
+
+using test::run_saelab;
+using test::shell_quote;
+
+json read_json(const std::string& path) {
+  std::ifstream in(path);
+  json j;
+  in >> j;
+  return j;
+}
+
+TEST(VisCli, JsonMatchesFloat64Reference) {
+  test::TempDir d;
+  const auto fx = test::make_vis_fixture(d.path(), 20, 6, 12);
+  auto r = run_saelab(fx.args + " --features 0,3,5,19 --top-k 5 --quantile-groups 4 " +
+                      "--examples-per-group 2 --window 3 --out " + shell_quote(d / "dash.html") +
+                      " --json " + shell_quote(d / "stats.json"));
+  ASSERT_EQ(r.rc, 0) << r.err;
+  const json st = read_json(d / "stats.json");
+  const test::VisReference ref = test::vis_reference(fx, /*include_bos=*/false);
+  EXPECT_EQ(st["n_tokens"].get<int64_t>(), 6 * 11);  // BOS (49) at position 0 is not counted
+  ASSERT_EQ(st["features"].size(), 4u);
+  for (const auto& f : st["features"]) {
+    const int64_t i = f["index"].get<int64_t>();
+    SCOPED_TRACE("latent " + std::to_string(i));
+    const at::Tensor a = ref.acts.select(2, i);  // [prompts, ctx] float64
+    const at::Tensor counted = a.index({ref.counted});
+    const int64_t fires = counted.gt(0).sum().item<int64_t>();
+    EXPECT_NEAR(f["density"].get<double>(), double(fires) / (6 * 11), 1e-12);
+    EXPECT_NEAR(f["max_act"].get<double>(), fires ? counted.max().item<double>() : 0.0, 1e-4);
+    if (fires) EXPECT_NEAR(f["mean_act"].get<double>(), counted.sum().item<double>() / fires, 1e-4);
+    // Top examples: the largest counted acts, with their ids and context acts.
+    std::vector<std::tuple<double, int64_t, int64_t>> all;
+    for (int64_t b = 0; b < 6; ++b)
+      for (int64_t t = 1; t < 12; ++t)
+        if (a[b][t].item<double>() > 0) all.push_back({a[b][t].item<double>(), b, t});
+    std::sort(all.begin(), all.end(),
+              [](auto& x, auto& y) { return std::get<0>(x) > std::get<0>(y); });
+    const auto& top = f["top_examples"];
+    ASSERT_EQ(top.size(), std::min<size_t>(5, all.size()));
+    for (size_t k = 0; k < top.size(); ++k) {
+      const auto [v, b, t] = all[k];
+      EXPECT_EQ(top[k]["prompt"].get<int64_t>(), b);
+      EXPECT_EQ(top[k]["position"].get<int64_t>(), t);
+      EXPECT_NEAR(top[k]["act"].get<double>(), v, 1e-4);
+      const int64_t start = std::max<int64_t>(0, t - 3);
+      EXPECT_EQ(top[k]["context_start"].get<int64_t>(), start);
+      for (size_t c = 0; c < top[k]["token_ids"].size(); ++c) {
+        EXPECT_EQ(top[k]["token_ids"][c].get<int64_t>(), fx.tokens[b][start + c].item<int64_t>());
+        EXPECT_NEAR(top[k]["acts"][c].get<double>(), a[b][start + c].item<double>(), 1e-4);
+      }
+    }
+    if (fires == 0) {
+      EXPECT_TRUE(top.empty());
+      EXPECT_TRUE(f["quantile_groups"].empty());
+    } else {
+      int64_t total = 0;
+      for (const auto& c : f["histogram"]["counts"]) total += c.get<int64_t>();
+      EXPECT_EQ(total, fires);
+      int64_t in_bands = 0;
+      for (const auto& g : f["quantile_groups"]) in_bands += g["count"].get<int64_t>();
+      EXPECT_EQ(in_bands, fires);
+    }
+    // Logit effects W_dec[i] @ W_U and decoder neighbours, in float64.
+    const at::Tensor eff = ref.W_dec[i].matmul(ref.W_U);
+    const auto [tv, ti] = eff.topk(10);
+    const auto [bv, bi] = eff.topk(10, 0, false);
+    ASSERT_EQ(f["top_logits"].size(), 10u);
+    for (int64_t k = 0; k < 10; ++k) {
+      EXPECT_EQ(f["top_logits"][k]["token_id"].get<int64_t>(), ti[k].item<int64_t>());
+      EXPECT_NEAR(f["top_logits"][k]["value"].get<double>(), tv[k].item<double>(), 1e-4);
+      EXPECT_EQ(f["bottom_logits"][k]["token_id"].get<int64_t>(), bi[k].item<int64_t>());
+      EXPECT_NEAR(f["bottom_logits"][k]["value"].get<double>(), bv[k].item<double>(), 1e-4);
+    }
+    const at::Tensor Wn = ref.W_dec / ref.W_dec.norm(2, 1, true);
+    at::Tensor cos = Wn.matmul(Wn[i]);
+    cos[i] = -2;
+    const auto [cv, ci] = cos.topk(10);
+    for (int64_t k = 0; k < 10; ++k) {
+      EXPECT_EQ(f["neighbours"][k]["index"].get<int64_t>(), ci[k].item<int64_t>());
+      EXPECT_NEAR(f["neighbours"][k]["cosine"].get<double>(), cv[k].item<double>(), 1e-5);
+    }
+    // Pearson r over counted tokens with every other latent (d_sae 20: all are candidates).
+    const at::Tensor A = ref.acts.index({ref.counted});  // [n, d_sae]
+    const at::Tensor xi = A.select(1, i) - A.select(1, i).mean();
+    for (const auto& c : f["correlated"]) {
+      const int64_t j = c["index"].get<int64_t>();
+      const at::Tensor xj = A.select(1, j) - A.select(1, j).mean();
+      const double want =
+          (xi * xj).sum().item<double>() /
+          std::sqrt((xi * xi).sum().item<double>() * (xj * xj).sum().item<double>());
+      EXPECT_NEAR(c["corr"].get<double>(), want, 1e-4) << "with " << j;
+    }
+  }
+
+  // With the flag, BOS positions are counted.
+  auto r2 = run_saelab(fx.args + " --features 0 --include-special-tokens --out " +
+                       shell_quote(d / "d2.html") + " --json " + shell_quote(d / "s2.json"));
+  ASSERT_EQ(r2.rc, 0) << r2.err;
+  const json s2 = read_json(d / "s2.json");
+  EXPECT_EQ(s2["n_tokens"].get<int64_t>(), 6 * 12);
+  const test::VisReference ref2 = test::vis_reference(fx, true);
+  const at::Tensor a0 = ref2.acts.select(2, 0);
+  EXPECT_NEAR(s2["features"][0]["density"].get<double>(), a0.gt(0).sum().item<double>() / 72.0,
+              1e-12);
+}
+
+TEST(VisCli, NeuronpediaBodiesFollowTheUploadSchema) {
+  test::TempDir d;
+  const auto fx = test::make_vis_fixture(d.path(), 20, 4, 12);
+  auto r = run_saelab(fx.args + " --select all --out " + shell_quote(d / "dash.html") + " --json " +
+                      shell_quote(d / "stats.json") + " --neuronpedia " + shell_quote(d / "np") +
+                      " --neuronpedia-model-id GPT2-Small --neuronpedia-source 0-res-test");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  const json st = read_json(d / "stats.json");
+  std::map<int64_t, json> by_index;
+  for (const auto& f : st["features"]) by_index[f["index"].get<int64_t>()] = f;
+  const json body = read_json(d / "np/batch-0000.json");
+  EXPECT_EQ(body["modelId"], "gpt2-small");
+  EXPECT_EQ(body["source"], "0-res-test");
+  ASSERT_GE(body["features"].size(), 1u);
+  ASSERT_LE(body["features"].size(), 128u);
+  for (const auto& f : body["features"]) {
+    const json& s = by_index.at(f["index"].get<int64_t>());
+    EXPECT_EQ(f["density"], s["density"]);
+    EXPECT_LE(f["topLogits"].size(), 20u);
+    EXPECT_EQ(f["topLogits"][0]["value"], s["top_logits"][0]["value"]);
+    EXPECT_TRUE(f["topLogits"][0]["token"].is_string());
+    ASSERT_GE(f["activations"].size(), 1u);
+    // The first activation is the top example: its values, and its max where the example is.
+    const auto& a = f["activations"][0];
+    ASSERT_EQ(a["tokens"].size(), a["values"].size());
+    const auto& ex = s["top_examples"][0];
+    EXPECT_EQ(a["values"], ex["acts"]);
+    const auto& v = a["values"];
+    const size_t argmax = std::max_element(v.begin(), v.end()) - v.begin();
+    EXPECT_EQ(int64_t(argmax), ex["position"].get<int64_t>() - ex["context_start"].get<int64_t>());
+    for (const auto& act : f["activations"])
+      if (act.contains("quantileFraction")) {
+        EXPECT_GE(act["quantileFraction"].get<double>(), 0.0);
+        EXPECT_LE(act["quantileFraction"].get<double>(), 1.0);
+      }
+  }
+}
+
+void expect_one_line_error(const test::CommandResult& r, const std::string& needle) {
+  EXPECT_NE(r.rc, 0) << r.out;
+  EXPECT_EQ(r.err.rfind("saelab: error: ", 0), 0u) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  EXPECT_NE(r.err.find(needle), std::string::npos) << r.err;
+}
+
+TEST(VisCli, BadInputIsOneLineError) {
+  test::TempDir d;
+  const auto fx = test::make_vis_fixture(d.path(), 20, 2, 12);
+  const std::string out = " --out " + shell_quote(d / "x.html");
+  expect_one_line_error(run_saelab(fx.args + " --features 3,20" + out), "d_sae = 20");
+
+  test::write_vis_sae(d / "narrow", 8, 4);
+  expect_one_line_error(run_saelab("vis --sae " + shell_quote(d / "narrow") + " --model " +
+                                   shell_quote(test::tiny_model("gpt2")) + " --dataset " +
+                                   shell_quote(fx.dataset) + out),
+                        "d_in = 8");
+
+  test::write_text(d / "bad.jsonl", "{\"input_ids\": [49, 1, 2, 3, 60, 5, 6, 7, 8, 9, 10, 11]}\n");
+  expect_one_line_error(run_saelab("vis --sae " + shell_quote(fx.sae) + " --model " +
+                                   shell_quote(test::tiny_model("gpt2")) + " --dataset " +
+                                   shell_quote(d / "bad.jsonl") + " --context-size 12" + out),
+                        "token id 60");
+
+  expect_one_line_error(
+      run_saelab("vis --sae " + shell_quote(fx.sae) + " --model " +
+                 shell_quote(test::tiny_model("gpt2")) + " --prompt 'the cat' --position 40" + out),
+      "--position: 40");
+}
+
+TEST(VisCli, PromptViewRanksLatentsAndComputesLossEffects) {
+  test::TempDir d;
+  const auto fx = test::make_vis_fixture(d.path(), 20, 6, 12);
+  ASSERT_EQ(run_saelab(fx.args + " --select all --out " + shell_quote(d / "dash.html") +
+                       " --json " + shell_quote(d / "stats.json"))
+                .rc,
+            0);
+  auto r =
+      run_saelab("vis --sae " + shell_quote(fx.sae) + " --model " +
+                 shell_quote(test::tiny_model("gpt2")) + " --prompt 'the cab ab' --position 1 " +
+                 "--json " + shell_quote(d / "stats.json") + " --out " + shell_quote(d / "p.html"));
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.out.find("active at position 1"), std::string::npos) << r.out;
+  EXPECT_TRUE(std::filesystem::file_size(d / "p.html") > 1000);
+}
+
+}  // namespace
+}  // namespace saelab
