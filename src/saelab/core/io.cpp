@@ -1,6 +1,7 @@
 #include "saelab/core/io.h"
 
 #include <fcntl.h>
+#include <stdio.h>  // renameat2, RENAME_EXCHANGE (glibc 2.28+)
 #include <unistd.h>
 
 #include <cerrno>
@@ -28,6 +29,8 @@ void write_file_atomic(const std::string& path, std::string_view bytes) {
   std::string tmp = path + ".tmp." + std::to_string(::getpid());
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) fail("{}: cannot create ({})", tmp, std::strerror(errno));
+  // Errors name the final path (the file the user knows) and say how far the write got; the
+  // temporary file is removed, so nothing partial is left under either name.
   size_t done = 0;
   while (done < bytes.size()) {
     ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
@@ -36,13 +39,18 @@ void write_file_atomic(const std::string& path, std::string_view bytes) {
       int e = errno;
       ::close(fd);
       ::unlink(tmp.c_str());
-      fail("{}: write failed ({})", tmp, std::strerror(e));
+      fail("{}: write failed after {} of {} bytes ({}{}); nothing was written under that name",
+           path, done, bytes.size(), std::strerror(e),
+           e == ENOSPC || e == EFBIG || e == EDQUOT ? ": the disk or the file-size limit is full"
+                                                    : "");
     }
     done += static_cast<size_t>(n);
   }
   if (::fsync(fd) != 0 || ::close(fd) != 0) {
+    int e = errno;
     ::unlink(tmp.c_str());
-    fail("{}: cannot flush to disk ({})", tmp, std::strerror(errno));
+    fail("{}: cannot flush to disk ({}); nothing was written under that name", path,
+         std::strerror(e));
   }
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
     int e = errno;
@@ -53,6 +61,13 @@ void write_file_atomic(const std::string& path, std::string_view bytes) {
 
 void rename_dir_atomic(const std::string& tmp_dir, const std::string& final_dir) {
   std::error_code ec;
+  // Replacing a directory: swap the two in one step where the kernel can, so that a kill at any
+  // moment leaves either the old or the new version under the final name, never neither.
+  if (fs::exists(final_dir) &&
+      ::renameat2(AT_FDCWD, tmp_dir.c_str(), AT_FDCWD, final_dir.c_str(), RENAME_EXCHANGE) == 0) {
+    fs::remove_all(tmp_dir, ec);
+    return;
+  }
   std::string old = final_dir + ".old." + std::to_string(::getpid());
   bool had_old = fs::exists(final_dir);
   if (had_old) fs::rename(final_dir, old, ec);

@@ -147,6 +147,7 @@ uint32_t le_u(const std::string& b, size_t at, int n) {
 
 // Copies n elements of `size` bytes, reversing byte order when `swap`.
 void copy_elements(const uint8_t* src, uint8_t* dst, int64_t n, size_t size, bool swap) {
+  if (n == 0) return;  // an empty tensor's data pointer may be null, and memcpy(null, ...) is UB
   if (!swap || size == 1) {
     std::memcpy(dst, src, n * size);
     return;

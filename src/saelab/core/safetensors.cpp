@@ -210,7 +210,7 @@ at::Tensor SafetensorsFile::read(const std::string& name, bool owning) const {
   const size_t item = st_dtype_size(e.dtype);
   if (owning || reinterpret_cast<uintptr_t>(p) % item != 0) {
     at::Tensor t = at::empty(e.shape, opts);
-    std::memcpy(t.data_ptr(), p, nbytes);
+    if (nbytes) std::memcpy(t.data_ptr(), p, nbytes);  // an empty tensor's data_ptr() may be null
     return t;
   }
   std::shared_ptr<void> keep = mapping_;

@@ -3,6 +3,7 @@
 
 #include <zip.h>
 
+#include <filesystem>
 #include <fstream>
 
 #include "saelab/core/error.h"
@@ -47,8 +48,17 @@ uint64_t ZipReader::size(const std::string& name) const {
   zip_stat_init(&st);
   if (zip_stat_index(zip_, index_of(name), 0, &st) != 0 || !(st.valid & ZIP_STAT_SIZE))
     fail("{}: cannot read the size of zip entry '{}' ({})", path_, name, zip_strerror(zip_));
-  // Deflate expands at most ~1032:1, so a larger claimed size is a corrupt or hostile archive;
-  // checked before anything is allocated.
+  // The sizes in a zip's directory are claims: a compressed size larger than the archive, or an
+  // uncompressed size beyond what deflate can expand to (~1032:1), is a corrupt or hostile archive,
+  // refused before anything is allocated (a 1 KB file must not make us allocate gigabytes).
+  std::error_code ec;
+  const uint64_t archive_bytes = std::filesystem::file_size(path_, ec);
+  if (!ec && (st.valid & ZIP_STAT_COMP_SIZE) && st.comp_size > archive_bytes)
+    fail("{}: zip entry '{}' claims {} compressed bytes in a {}-byte archive", path_, name,
+         st.comp_size, archive_bytes);
+  if (!ec && st.size > archive_bytes * 1100 + 4096)
+    fail("{}: zip entry '{}' claims {} bytes from a {}-byte archive", path_, name, st.size,
+         archive_bytes);
   if ((st.valid & ZIP_STAT_COMP_SIZE) && st.size > st.comp_size * 1100 + 4096)
     fail("{}: zip entry '{}' claims {} bytes from {} compressed bytes", path_, name, st.size,
          st.comp_size);
