@@ -17,7 +17,9 @@ namespace saelab::test {
 
 inline const std::string kVisHook = "blocks.0.hook_resid_pre";
 
-inline void write_vis_sae(const std::string& dir, int64_t d_in, int64_t d_sae, uint64_t seed = 11) {
+// b_enc = bias + noise: the bias sets how often the latents fire.
+inline void write_vis_sae(const std::string& dir, int64_t d_in, int64_t d_sae, uint64_t seed = 11,
+                          double bias = -0.6) {
   SaeConfig cfg;
   cfg.architecture = "standard";
   cfg.d_in = d_in;
@@ -29,7 +31,7 @@ inline void write_vis_sae(const std::string& dir, int64_t d_in, int64_t d_sae, u
   at::manual_seed(seed);
   sae->params()["W_enc"] = torch::randn({d_in, d_sae}) * 0.5;
   sae->params()["W_dec"] = torch::randn({d_sae, d_in});
-  sae->params()["b_enc"] = torch::randn({d_sae}) * 0.3 - 0.6;
+  sae->params()["b_enc"] = torch::randn({d_sae}) * 0.3 + bias;
   sae->params()["b_dec"] = torch::randn({d_in}) * 0.1;
   save_sae(*sae, dir);
 }

@@ -285,7 +285,7 @@
       toks.append(t);
     });
     wrap.append(toks, ranked);
-    main.append(wrap);
+    main.prepend(wrap);
     select(P.position);
   }
 
