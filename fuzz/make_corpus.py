@@ -130,8 +130,7 @@ gemma = {
                       "normalized": False, "special": True}
                      for t, i in [("<pad>", 0), ("<eos>", 1), ("<bos>", 2), ("<unk>", 3)]],
     "normalizer": {"type": "Replace", "pattern": {"String": " "}, "content": "\u2581"},
-    "pre_tokenizer": {"type": "Split", "pattern": {"String": " "}, "behavior": "MergedWithPrevious",
-                      "invert": False},
+    "pre_tokenizer": None,
     "post_processor": {"type": "TemplateProcessing",
                        "single": [{"SpecialToken": {"id": "<bos>", "type_id": 0}},
                                   {"Sequence": {"id": "A", "type_id": 0}}],

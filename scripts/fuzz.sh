@@ -61,7 +61,11 @@ object() {
 
 build_target() {  # NAME SOURCES LINKS
   local name=$1 objs=() libs=() l
-  for s in fuzz/fuzz_$name.cpp $2; do objs+=("$(object "$s")"); done
+  local o
+  for s in fuzz/fuzz_$name.cpp $2; do
+    o=$(object "$s") || { echo "fuzz.sh: cannot compile $s" >&2; exit 1; }
+    objs+=("$o")
+  done
   local mods=()
   for l in $3; do
     case $l in
@@ -74,7 +78,9 @@ build_target() {  # NAME SOURCES LINKS
     esac
   done
   if [ ${#mods[@]} -gt 0 ]; then
-    bash scripts/build.sh "${mods[@]}" >&2
+    # SAELAB_FUZZ_NO_BUILD=1 links the libraries already in build/ (while another build holds
+    # the lock) instead of bringing them up to date first.
+    [ "${SAELAB_FUZZ_NO_BUILD:-0}" = 1 ] || bash scripts/build.sh "${mods[@]}" >&2
     local archives=()
     for m in "${mods[@]}"; do archives+=("build/lib$m.a"); done
     libs=(-Wl,--start-group "${archives[@]}" -Wl,--end-group "${libs[@]}" -lgomp)
