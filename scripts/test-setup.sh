@@ -38,3 +38,19 @@ if ! grep -q "\"version\": \"$PUPPETEER_CORE_VERSION\"" "$pp/package.json" 2>/de
   npm install --prefix "$npm_dir" --no-audit --no-fund --silent \
     "puppeteer-core@$PUPPETEER_CORE_VERSION" >/dev/null
 fi
+
+# Independent writers of the Parquet and Arrow IPC fixtures of tests/data/test_hf_*.cpp (written at
+# test time by tests/data/fixtures_js/make_fixtures.mjs): parquet-wasm (Rust arrow-rs),
+# hyparquet-writer (JavaScript) and apache-arrow, pinned, from the npm registry into build/npm.
+HF_WRITERS=(parquet-wasm@0.8.0 hyparquet-writer@0.17.0 apache-arrow@21.2.0)
+need=()
+for spec in "${HF_WRITERS[@]}"; do
+  name=${spec%@*}
+  grep -q "\"version\": \"${spec##*@}\"" "$npm_dir/node_modules/$name/package.json" 2>/dev/null ||
+    need+=("$spec")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  mkdir -p "$npm_dir"
+  echo "saelab test-setup: npm install ${need[*]} into $npm_dir"
+  npm install --prefix "$npm_dir" --no-audit --no-fund --silent "${need[@]}" >/dev/null
+fi

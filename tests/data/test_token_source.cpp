@@ -140,7 +140,7 @@ TEST(TokenSource, FolderAndHuggingFaceCache) {
   ASSERT_EQ(hw.size(), 1u);
   EXPECT_EQ(hw[0], (std::vector<int64_t>{9, 8, 7}));
   std::string e = error_of([&] { open_src("someorg/pq", 3); });
-  EXPECT_NE(e.find("parquet"), std::string::npos) << e;
+  EXPECT_NE(e.find("train-0.parquet: not a Parquet file"), std::string::npos) << e;
   e = error_of([&] { open_src("someorg/missing", 3); });
   EXPECT_NE(e.find("someorg/missing"), std::string::npos) << e;
   EXPECT_NE(e.find("huggingface-cli download --repo-type dataset"), std::string::npos) << e;
@@ -238,7 +238,7 @@ TEST(TokenSource, BadPaths) {
   write_text(d / "x.parquet", "PAR1");
   std::string e = error_of([&] { open_src(d / "x.parquet", 3); });
   EXPECT_NE(e.find("x.parquet"), std::string::npos) << e;
-  EXPECT_NE(e.find("not readable"), std::string::npos) << e;
+  EXPECT_NE(e.find("not a Parquet file"), std::string::npos) << e;
   fs::create_directories(d / "empty");
   e = error_of([&] { open_src(d / "empty", 3); });
   EXPECT_NE(e.find("no token files"), std::string::npos) << e;

@@ -1,4 +1,4 @@
-// Token sources (token_source.h): file readers, folder / Hugging Face cache resolution, and the
+// Token sources (token_source.h): file readers, folders and Hugging Face datasets, and the
 // SAELens packing of raw text into windows.
 #include "saelab/data/token_source.h"
 
@@ -6,13 +6,16 @@
 
 #include <algorithm>
 #include <cctype>
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
 #include "saelab/core/error.h"
 #include "saelab/core/npy.h"
+#include "saelab/data/arrow_ipc.h"
+#include "saelab/data/compressed_lines.h"
+#include "saelab/data/dataset_resolve.h"
 #include "saelab/data/othello.h"
+#include "saelab/data/parquet.h"
 #include "saelab/data/tokenizer.h"
 
 namespace saelab {
@@ -101,27 +104,34 @@ std::vector<int64_t> json_ids(const json& v, const std::string& where) {
   return ids;
 }
 
+// JSON Lines, plain or compressed (.jsonl.gz / .jsonl.zst), one object per line.
 class JsonlReader : public FileReader {
  public:
-  explicit JsonlReader(std::string path) : path_(std::move(path)), in_(path_) {
-    if (!in_) fail("{}: cannot open", path_);
-  }
+  JsonlReader(std::string path, std::string column)
+      : path_(std::move(path)), column_(std::move(column)), in_(path_) {}
   bool next(Item& it) override {
     std::string line;
-    while (std::getline(in_, line)) {
+    while (in_.getline(line)) {
       ++lineno_;
       if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
       const std::string where = path_ + ":" + std::to_string(lineno_);
       const json j = parse_json(line, where);
       if (!j.is_object()) fail("{}: expected a JSON object per line", where);
-      if (j.contains("input_ids") || j.contains("tokens")) {
-        it.is_text = false;
-        it.ids = json_ids(j.contains("input_ids") ? j["input_ids"] : j["tokens"], where);
-      } else if (j.contains("text") && j["text"].is_string()) {
-        it.is_text = true;
-        it.text = j["text"].get<std::string>();
-      } else {
+      const char* key = !column_.empty()          ? column_.c_str()
+                        : j.contains("input_ids") ? "input_ids"
+                        : j.contains("tokens")    ? "tokens"
+                                                  : "text";
+      if (!j.contains(key)) {
+        if (!column_.empty()) fail("{}: no field '{}' (dataset_column)", where, column_);
         fail("{}: expected a field 'input_ids', 'tokens' or 'text'", where);
+      }
+      const json& v = j[key];
+      if (v.is_string()) {
+        it.is_text = true;
+        it.text = v.get<std::string>();
+      } else {
+        it.is_text = false;
+        it.ids = json_ids(v, where);
       }
       return true;
     }
@@ -129,20 +139,36 @@ class JsonlReader : public FileReader {
   }
 
  private:
-  std::string path_;
-  std::ifstream in_;
+  std::string path_, column_;
+  LineReader in_;
   int64_t lineno_ = 0;
+};
+
+// A Parquet or Arrow IPC column, row by row.
+class TableReader : public FileReader {
+ public:
+  explicit TableReader(std::unique_ptr<ColumnRowReader> r) : r_(std::move(r)) {}
+  bool next(Item& it) override {
+    if (!r_->next(row_)) return false;
+    it.is_text = row_.is_text;
+    if (row_.is_text)
+      it.text.swap(row_.text);
+    else
+      it.ids.swap(row_.ids);
+    return true;
+  }
+
+ private:
+  std::unique_ptr<ColumnRowReader> r_;
+  ColumnRow row_;
 };
 
 class TextReader : public FileReader {  // .txt: one document per non-empty line (HF "text" builder)
  public:
-  explicit TextReader(std::string path) : path_(std::move(path)), in_(path_) {
-    if (!in_) fail("{}: cannot open", path_);
-  }
+  explicit TextReader(std::string path) : in_(std::move(path)) {}
   bool next(Item& it) override {
     std::string line;
-    while (std::getline(in_, line)) {
-      if (!line.empty() && line.back() == '\r') line.pop_back();
+    while (in_.getline(line)) {
       if (line.empty()) continue;
       it.is_text = true;
       it.text = line;
@@ -152,8 +178,7 @@ class TextReader : public FileReader {  // .txt: one document per non-empty line
   }
 
  private:
-  std::string path_;
-  std::ifstream in_;
+  LineReader in_;
 };
 
 // Rows of a 2-D tensor, or windows of a flat 1-D stream.
@@ -232,83 +257,49 @@ std::string ext_of(const std::string& p) {
   return e;
 }
 
-bool readable_ext(const std::string& e) {
-  return e == ".jsonl" || e == ".txt" || e == ".npy" || e == ".bin";
+// The kind of a token file by name: "jsonl" and "txt" (also .gz / .zst), "npy", "bin",
+// "parquet", "arrow"; "" for anything else.
+std::string kind_of(const std::string& p) {
+  std::string e = ext_of(p);
+  if (e == ".gz" || e == ".zst") e = ext_of(p.substr(0, p.size() - e.size()));
+  return e.empty() ? e : e.substr(1);
 }
-bool unreadable_ext(const std::string& e) { return e == ".parquet" || e == ".arrow"; }
 
-std::unique_ptr<FileReader> open_reader(const std::string& path, int64_t ctx) {
-  const std::string e = ext_of(path);
-  if (e == ".jsonl") return std::make_unique<JsonlReader>(path);
-  if (e == ".txt") return std::make_unique<TextReader>(path);
-  if (e == ".bin") return std::make_unique<BinReader>(path, ctx);
-  if (e == ".npy") {
-    at::Tensor t = read_npy(path);
-    const auto st = t.scalar_type();
-    if (st == at::kFloat || st == at::kDouble || st == at::kHalf || st == at::kBool)
-      fail("{}: expected integer token ids (int32, int64 or uint16), got a {} array", path,
-           std::string(c10::toString(st)));
-    if (t.dim() == 1) return std::make_unique<TensorReader>(t, ctx);
-    if (t.dim() == 2) return std::make_unique<TensorReader>(t, t.size(1));
-    fail("{}: expected a 1-D or 2-D array of token ids, got {} dimensions", path, t.dim());
-  }
-  if (unreadable_ext(e))
+std::unique_ptr<FileReader> open_reader(const std::string& path, const TokenSourceOptions& o) {
+  const std::string k = kind_of(path);
+  if (!is_token_file_name(path))
     fail(
-        "{}: {} files are not readable by saelab; convert the dataset to jsonl (input_ids / tokens "
-        "/ text), "
-        ".npy or .bin first",
-        path, e);
-  fail("{}: unsupported token file (expected .jsonl, .txt, .npy or .bin)", path);
+        "{}: unsupported token file (expected .parquet, .arrow, .jsonl, .txt (both also .gz or "
+        ".zst), .npy or .bin)",
+        path);
+  if (k == "jsonl") return std::make_unique<JsonlReader>(path, o.dataset_column);
+  if (k == "txt") return std::make_unique<TextReader>(path);
+  if (k == "parquet") return std::make_unique<TableReader>(open_parquet(path, o.dataset_column));
+  if (k == "arrow") return std::make_unique<TableReader>(open_arrow(path, o.dataset_column));
+  if (k == "bin") return std::make_unique<BinReader>(path, o.context_size);
+  // .npy
+  at::Tensor t = read_npy(path);
+  const auto st = t.scalar_type();
+  if (st == at::kFloat || st == at::kDouble || st == at::kHalf || st == at::kBool)
+    fail("{}: expected integer token ids (int32, int64 or uint16), got a {} array", path,
+         std::string(c10::toString(st)));
+  if (t.dim() == 1) return std::make_unique<TensorReader>(t, o.context_size);
+  if (t.dim() == 2) return std::make_unique<TensorReader>(t, t.size(1));
+  fail("{}: expected a 1-D or 2-D array of token ids, got {} dimensions", path, t.dim());
 }
 
 // Every data file under a folder, sorted by path; an error when none is readable.
 std::vector<std::string> list_files(const std::string& dir, const std::string& what) {
-  std::vector<std::string> files, unreadable;
+  std::vector<std::string> files;
   for (auto& e :
        fs::recursive_directory_iterator(dir, fs::directory_options::follow_directory_symlink)) {
-    if (!e.is_regular_file()) continue;
-    const std::string p = e.path().string(), x = ext_of(p);
-    if (readable_ext(x))
-      files.push_back(p);
-    else if (unreadable_ext(x))
-      unreadable.push_back(p);
+    if (e.is_regular_file() && is_token_file_name(e.path().string()))
+      files.push_back(e.path().string());
   }
   std::sort(files.begin(), files.end());
-  if (files.empty()) {
-    if (!unreadable.empty())
-      fail(
-          "{}: holds only parquet/arrow files ({}), which saelab cannot read; convert them to "
-          "jsonl, .npy or "
-          ".bin",
-          what, unreadable.front());
-    fail("{}: no token files (.jsonl, .txt, .npy, .bin) found", what);
-  }
+  if (files.empty())
+    fail("{}: no token files (.parquet, .arrow, .jsonl, .txt, .npy, .bin) found", what);
   return files;
-}
-
-std::string hub_cache_dir() {
-  if (const char* c = std::getenv("HF_HUB_CACHE"); c && *c) return c;
-  if (const char* h = std::getenv("HF_HOME"); h && *h) return std::string(h) + "/hub";
-  const char* home = std::getenv("HOME");
-  return std::string(home ? home : "") + "/.cache/huggingface/hub";
-}
-
-// datasets--ORG--NAME/snapshots/<rev> in the hub cache (refs/main first, else the newest).
-std::optional<std::string> find_dataset_snapshot(const std::string& id, const std::string& cache) {
-  std::string folder = "datasets--";
-  for (char c : id) folder += c == '/' ? std::string("--") : std::string(1, c);
-  const fs::path repo = fs::path(cache) / folder;
-  if (!fs::is_directory(repo / "snapshots")) return std::nullopt;
-  std::ifstream ref(repo / "refs" / "main");
-  std::string rev;
-  if (ref && std::getline(ref, rev) && fs::is_directory(repo / "snapshots" / rev))
-    return (repo / "snapshots" / rev).string();
-  std::optional<fs::path> best;
-  for (auto& e : fs::directory_iterator(repo / "snapshots"))
-    if (e.is_directory() && (!best || fs::last_write_time(e.path()) > fs::last_write_time(*best)))
-      best = e.path();
-  if (!best) return std::nullopt;
-  return best->string();
 }
 
 class FileTokenSource : public TokenSource {
@@ -348,7 +339,7 @@ class FileTokenSource : public TokenSource {
     while (ready_.empty()) {
       if (!reader_) {
         if (file_ >= files_.size()) return false;
-        reader_ = open_reader(files_[file_], o_.context_size);
+        reader_ = open_reader(files_[file_], o_);
       }
       if (!reader_->next(it)) {
         reader_.reset();
@@ -395,21 +386,26 @@ std::unique_ptr<TokenSource> open_token_source(const TokenSourceOptions& o) {
         "\"othello\"");
   if (p == "othello") return make_othello_token_source(o.context_size, o.seed);
   if (fs::is_regular_file(p)) {
-    const std::string e = ext_of(p);
-    if (!readable_ext(e)) (void)open_reader(p, o.context_size);  // throws the precise message
+    (void)open_reader(p, o);  // a bad file fails here, before training starts
     return std::make_unique<FileTokenSource>(o, std::vector<std::string>{p}, p);
   }
-  if (fs::is_directory(p)) return std::make_unique<FileTokenSource>(o, list_files(p, p), p);
-  const std::string cache = hub_cache_dir();
+  // The first file of a folder or dataset is opened here too, so that a file saelab cannot read
+  // stops the run before training starts.
+  if (fs::is_directory(p)) {
+    auto files = list_files(p, p);
+    (void)open_reader(files.front(), o);
+    return std::make_unique<FileTokenSource>(o, std::move(files), p);
+  }
   if (p.find('/') != std::string::npos && p.front() != '/' && p.front() != '.') {
-    if (auto snap = find_dataset_snapshot(p, cache))
-      return std::make_unique<FileTokenSource>(
-          o, list_files(*snap, "dataset " + p + " (" + *snap + ")"), p);
+    if (auto d = resolve_hf_dataset(p, o.dataset_revision, o.dataset_split)) {
+      (void)open_reader(d->files.front(), o);
+      return std::make_unique<FileTokenSource>(o, d->files, p + " (" + d->where + ")");
+    }
   }
   fail(
-      "dataset_path = '{}': not a file or folder, and not a dataset in the Hugging Face cache {} "
-      "(fetch it with `huggingface-cli download --repo-type dataset {}`, in jsonl/npy/bin form)",
-      p, cache, p);
+      "dataset_path = '{}': not a file or folder, and not a dataset in the Hugging Face hub cache "
+      "{} or datasets cache {} (fetch it with `huggingface-cli download --repo-type dataset {}`)",
+      p, hf_dataset_hub_cache_dir(), hf_datasets_cache_dir(), p);
 }
 
 }  // namespace saelab

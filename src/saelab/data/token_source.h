@@ -1,9 +1,10 @@
 // Token sources: where the ActivationsStore gets its context_size windows of token ids (int64).
-// REFERENCE.md §6. A source reads pretokenized rows (jsonl `input_ids`/`tokens`, .npy,
-// nanoGPT-style flat .bin with a `<file>.json` sidecar), raw text (jsonl `text`, .txt: one document
-// per line) tokenized and packed as SAELens's concat_and_batch_sequences does, a folder of such
-// files, a Hugging Face dataset id found in the local hub cache, or the Othello game generator
-// (dataset_path = "othello", othello.h).
+// A source reads pretokenized rows (jsonl `input_ids`/`tokens`, Parquet and Arrow list columns,
+// .npy, nanoGPT-style flat .bin with a `<file>.json` sidecar), raw text (jsonl `text`, Parquet /
+// Arrow string columns, .txt: one document per line; jsonl and txt also as .gz / .zst) tokenized
+// and packed as SAELens's concat_and_batch_sequences does, a folder of such files, a Hugging Face
+// dataset id found in the local hub cache or `datasets` cache (dataset_resolve.h), or the Othello
+// game generator (dataset_path = "othello", othello.h).
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -28,6 +29,11 @@ struct TokenSourceOptions {
   bool disable_concat_sequences = false;
   std::shared_ptr<const Tokenizer> tokenizer;  // raw text only
   uint64_t seed = 42;                          // the Othello generator
+  // Table files and jsonl: the column to read; "" = SAELens's choice (input_ids, tokens, text).
+  std::string dataset_column;
+  // A Hugging Face dataset id: the hub-cache snapshot (commit hash or ref; "" = main) and split.
+  std::string dataset_revision;
+  std::string dataset_split = "train";
 };
 
 class TokenSource {
@@ -42,8 +48,8 @@ class TokenSource {
   virtual std::string describe() const = 0;
 };
 
-// Opens dataset_path (a file, a folder, "othello", or a Hugging Face dataset id in the hub cache).
-// Errors name the path and what was expected (parquet / arrow files are named as unreadable).
+// Opens dataset_path (a file, a folder, "othello", or a Hugging Face dataset id in the local
+// caches). Errors name the path and what was expected.
 std::unique_ptr<TokenSource> open_token_source(const TokenSourceOptions& opts);
 
 // SAELens's sequence_separator_token resolved against the tokenizer's special ids: "bos", "eos",
