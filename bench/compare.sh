@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Side-by-side speed of saelab's training step and PyTorch eager (issue 7), in one run:
+# Side-by-side speed of saelab's training step and PyTorch eager, in one run:
 #   1. the machine's float32 sgemm rate (saelab bench --sgemm-n N, no architectures);
 #   2. per shape, the PyTorch reference: ../shared/bench/pytorch_eager_step.py (standard, topk)
 #      and bench/pytorch_eager_more.py (gated, jumprelu, batchtopk), with Debian's /usr/bin/python3;

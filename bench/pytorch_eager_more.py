@@ -1,5 +1,5 @@
 """The other architectures of saelab bench in the style of ../shared/bench/pytorch_eager_step.py
-(PyTorch eager + Adam, SAELens's math): gated, jumprelu (straight-through threshold, REFERENCE §2)
+(PyTorch eager + Adam, SAELens's math): gated, jumprelu (straight-through threshold)
 and batchtopk (dense decode); standard and topk are copies of the shared reference's, for devices
 it does not run on. Same init, data and output lines as the shared reference.
 usage: python3 pytorch_eager_more.py D_IN D_SAE BATCH STEPS [K] [ARCH,ARCH,...]

@@ -67,6 +67,12 @@ for k, v in sd.items(): expect("nested.pt", "model." + k, v)
 expect("nested.pt", "cfg.W", nested["cfg"]["W"])
 expect("nested.pt", "param", nested["param"])
 
+# Zero strides: torch.save keeps an expanded tensor's one-element storage and its view.
+small = collections.OrderedDict(b=torch.arange(3.).expand(4, 3))
+torch.save(small, os.path.join(d, "broadcast_small.pt"))
+expect("broadcast_small.pt", "b", small["b"])
+torch.save({"huge": torch.zeros(1).expand(1 << 14, 1 << 14)}, os.path.join(d, "broadcast_huge.pt"))
+
 torch.save(sd, os.path.join(d, "legacy.pt"), _use_new_zipfile_serialization=False)
 torch.save(torch.ones(3), os.path.join(d, "bare.pt"))
 
@@ -169,6 +175,8 @@ TEST_F(TorchPickle, LinearAndEmbeddingStateDict) {
 
 TEST_F(TorchPickle, EveryDtype) { check_file("dtypes.pt", 10); }
 
+TEST_F(TorchPickle, SmallBroadcastViewsLoad) { check_file("broadcast_small.pt", 1); }
+
 TEST_F(TorchPickle, ViewsWithOffsetsAndStridesSharingOneStorage) {
   ASSERT_TRUE((*manifest_)["views_share"].get<bool>());  // the fixture really shares a storage
   check_file("views.pt", 5);
@@ -220,6 +228,8 @@ TEST_F(TorchPickle, HostilePicklesFailCleanly) {
       {"inst.pt", "unsupported pickle opcode 0x69"},
       {"nostorage.pt", "missing from the archive"},
       {"shortstorage.pt", "bytes but the pickle says"},
+      // 2^28 elements (1 GiB) from a 4-byte storage: refused before anything is allocated.
+      {"broadcast_huge.pt", "repeats storage"},
   };
   for (auto [file, fragment] : cases) {
     SCOPED_TRACE(file);

@@ -131,7 +131,7 @@ TEST_F(Gpt2RealVocab, DecodeInvertsEncode) {
 
 TEST_F(Gpt2RealVocab, SpecialTokenIsSplitOutAndIsBos) {
   // The JS encoder has no special tokens, so the expected ids are its ids for the text around
-  // <|endoftext|> with 50256 (REFERENCE §6) in between.
+  // <|endoftext|> with 50256 (GPT-2's) in between.
   auto parts = js_encode({"Hello there", " world.\n", "Hello world"});
   EXPECT_EQ(parts[2], (std::vector<int64_t>{15496, 995}));  // GPT-2's well-known ids
   std::vector<int64_t> want = parts[0];

@@ -169,7 +169,7 @@ TEST(TokenizerJson, UnknownWithoutByteFallbackFusesUnk) {
 TEST(TokenizerJson, PrependBosLikeTransformerLens) {
   saelab::test::TempDir dir;
   auto tok = load_json(dir, sp_style_tokenizer_json(false, true, false));
-  // The post_processor starts with <bos>: the HF tokenizer adds BOS itself (id 2, REFERENCE §6).
+  // The post_processor starts with <bos>: the HF tokenizer adds BOS itself (id 2, as Gemma's).
   EXPECT_EQ(tok->bos_token_id(), 2);
   EXPECT_TRUE(tok->adds_bos_by_default());
   ids_t body{piece("h"), piece("e"), piece("llo")};
@@ -332,6 +332,22 @@ TEST(TokenizerErrors, UnsupportedAndBrokenFiles) {
   auto tok = load_json(d2, sp_style_tokenizer_json(false, true, false));
   msg = error_of([&] { tok->decode({99999}); });
   EXPECT_NE(msg.find("token id 99999"), std::string::npos) << msg;
+}
+
+// Pretokenized data needs no tokenizer, so a model folder without one is fine; but a tokenizer file
+// that is there and broken is reported as itself, not later as "no tokenizer was loaded".
+TEST(TokenizerErrors, IfPresentIsNullOnlyWhenThereIsNoTokenizerFile) {
+  saelab::test::TempDir dir;
+  EXPECT_EQ(saelab::load_tokenizer_if_present(dir.path()), nullptr);
+  saelab::test::write_text(dir / "vocab.json", "{}");  // half of a vocab + merges pair
+  EXPECT_EQ(saelab::load_tokenizer_if_present(dir.path()), nullptr);
+  saelab::test::write_text(dir / "tokenizer.json", "{\"model\": {\"type\": \"BPE\", ");
+  auto msg = error_of([&] { saelab::load_tokenizer_if_present(dir.path()); });
+  EXPECT_NE(msg.find(dir / "tokenizer.json"), std::string::npos) << msg;
+  EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
+  saelab::test::TempDir good;
+  load_json(good, sp_style_tokenizer_json(false, true, false));
+  EXPECT_NE(saelab::load_tokenizer_if_present(good.path()), nullptr);
 }
 
 }  // namespace

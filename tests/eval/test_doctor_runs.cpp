@@ -90,6 +90,11 @@ const MiniRun kRuns[] = {
     // lr 10x higher from step 0, no resampling: 121 of 128 dead, EV -0.07
     {"run5_dead_from_lr", "--set lr=0.2 --set lr_warm_up_steps=0 --set resample_dead_latents=false",
      "dead_from_lr"},
+    // A healthy run whose features fire on 0.25% of tokens, with a density window (2000 steps)
+    // longer than the run: a density averaged over the whole run counts its dense first steps
+    // and called most latents dense. The doctor judges the final SAE's density instead.
+    {"run7_healthy_long_window",
+     "--set toy_feature_probability=0.0025 --set feature_sampling_window=2000", ""},
 };
 
 // Secondary findings a miniature may carry besides its cause: each of runs #1-#4 ends with many

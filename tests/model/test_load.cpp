@@ -199,7 +199,7 @@ TEST(TlNative, LnPreCheckpointGetsUnitNorms) {
 }
 
 TEST(TlNative, BuiltInConfigsMatchReference) {
-  // REFERENCE.md §5's table.
+  // TransformerLens's hook table.
   const ModelConfig o = tl_native_config("othello-gpt");
   EXPECT_EQ(o.d_model, 512);
   EXPECT_EQ(o.n_layers, 8);

@@ -1,4 +1,4 @@
-// Test-side reference for the SAE formulas (REFERENCE.md §2 and SAELens's run-time normalisation),
+// Test-side reference for the SAE formulas (SAELens's losses and run-time normalisation),
 // in float64 with plain loops over std::vector, so no expected value goes through the code under
 // test. Shared by the sae tests.
 #pragma once

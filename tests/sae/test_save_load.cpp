@@ -136,7 +136,7 @@ print(json.dumps(res))
   for (auto& [arch, w] : want.items()) {
     EXPECT_EQ(res[arch]["tensors"], w) << arch;
     const json& cfg = res[arch]["cfg"];
-    // REFERENCE.md §3 fields, flat, plus SAELens 5's required ones and v6's metadata object.
+    // SAELens's cfg.json fields, flat, plus SAELens 5's required ones and v6's metadata object.
     for (const char* key : {"architecture",
                             "d_in",
                             "d_sae",

@@ -7,8 +7,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "saelab/config/runner_config.h"
 #include "saelab/core/error.h"
-#include "saelab/train/config.h"
 #include "saelab/train/sources.h"
 #include "test_paths.h"
 #include "test_util.h"
@@ -369,7 +369,7 @@ TEST(Sources, FactoryPicksToyAndRefusesModels) {
   ASSERT_TRUE(src->true_features().has_value());
   EXPECT_EQ(src->true_features()->size(0), 32);
   EXPECT_EQ(src->next_batch(10).sizes(), (std::vector<int64_t>{10, 8}));
-  // A model run needs the model pipeline (issue 5) and, here, a model in the local cache: without
+  // A model run needs the model pipeline and, here, a model in the local cache: without
   // one it is a saelab::Error, never a crash.
   EXPECT_THROW(make_activation_source(load_runner_config(
                    "", {"dataset_path=NeelNanda/pile-10k", "model_name=no-such-model-xyz"})),

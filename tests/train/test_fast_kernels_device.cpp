@@ -4,8 +4,8 @@
 #include <torch/torch.h>
 
 #include "saelab/core/error.h"
-#include "saelab/train/fast_kernels.h"
-#include "saelab/train/training_sae.h"
+#include "saelab/sae/kernels/fast_kernels.h"
+#include "saelab/sae/training_sae.h"
 
 namespace saelab {
 namespace {

@@ -9,11 +9,11 @@
 #include <set>
 #include <utility>
 
+#include "saelab/sae/kernels/fast_kernels.h"
+#include "saelab/sae/kernels/fast_loops.h"
+#include "saelab/sae/training_sae.h"
 #include "saelab/train/adam.h"
-#include "saelab/train/fast_kernels.h"
-#include "saelab/train/fast_loops.h"
 #include "saelab/train/init.h"
-#include "saelab/train/training_sae.h"
 
 namespace saelab {
 namespace {

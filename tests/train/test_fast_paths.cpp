@@ -8,9 +8,9 @@
 #include <typeinfo>
 #include <vector>
 
-#include "saelab/train/fast_dense.h"
+#include "saelab/sae/kernels/fast_dense.h"
+#include "saelab/sae/training_sae.h"
 #include "saelab/train/fast_training_sae.h"
-#include "saelab/train/training_sae.h"
 
 namespace saelab {
 namespace {

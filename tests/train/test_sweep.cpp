@@ -15,11 +15,11 @@
 #include <thread>
 
 #include "model/test_load_fixtures.h"
+#include "saelab/config/runner_config.h"
 #include "saelab/core/error.h"
 #include "saelab/core/io.h"
 #include "saelab/core/safetensors.h"
 #include "saelab/train/checkpoint.h"
-#include "saelab/train/config.h"
 #include "saelab/train/sources.h"
 #include "saelab/train/sweep.h"
 #include "saelab/train/trainer.h"

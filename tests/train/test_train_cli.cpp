@@ -10,11 +10,11 @@
 #include <cstdlib>
 #include <thread>
 
+#include "saelab/config/default_config.h"
+#include "saelab/config/runner_config.h"
 #include "saelab/core/io.h"
 #include "saelab/core/json.h"
 #include "saelab/train/checkpoint.h"
-#include "saelab/train/config.h"
-#include "saelab/train/default_config.h"
 #include "test_paths.h"
 #include "test_util.h"
 

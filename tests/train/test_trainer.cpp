@@ -7,12 +7,12 @@
 #include <atomic>
 #include <filesystem>
 
+#include "saelab/config/runner_config.h"
 #include "saelab/core/error.h"
 #include "saelab/core/io.h"
 #include "saelab/core/safetensors.h"
 #include "saelab/sae/sae.h"
 #include "saelab/train/checkpoint.h"
-#include "saelab/train/config.h"
 #include "saelab/train/sources.h"
 #include "saelab/train/trainer.h"
 #include "test_util.h"

@@ -12,13 +12,13 @@
 #include <set>
 
 #include "model/test_transformer_models.h"
+#include "saelab/config/runner_config.h"
 #include "saelab/core/json.h"
 #include "saelab/data/token_source.h"
 #include "saelab/model/hooks.h"
 #include "saelab/model/transformer.h"
 #include "saelab/sae/sae.h"
 #include "saelab/store/activations_store.h"
-#include "saelab/train/config.h"
 #include "saelab/train/sources.h"
 #include "saelab/train/trainer.h"
 #include "test_util.h"

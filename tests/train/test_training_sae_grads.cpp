@@ -1,5 +1,5 @@
 // Gradients of every training architecture, in float64: each forward_backward is compared with an
-// independent formulation of REFERENCE §2's losses written here (autograd on plain expressions),
+// independent formulation of SAELens's losses written here (autograd on plain expressions),
 // with central finite differences of the returned loss where the loss has no detached parts, and,
 // for jumprelu, with the straight-through formulas written out by hand.
 #include <gtest/gtest.h>
@@ -7,7 +7,7 @@
 
 #include <cmath>
 
-#include "saelab/train/training_sae.h"
+#include "saelab/sae/training_sae.h"
 
 namespace saelab {
 namespace {
@@ -125,7 +125,7 @@ TEST(TrainingSaeGrads, StandardGhostGradsMatchReference) {
   auto x_hat = f.mm(L["W_dec"]) + L["b_dec"];
   auto mse_el = (x_hat - x).pow(2);
   auto loss = mse_el.sum(1).mean() + 0.1 * f.sum(1).mean();
-  // REFERENCE §2: r = x − x̂; g = exp(z_dead) W_dec,dead; g·sg(‖r‖/(2‖g‖ + 1e-6));
+  // Ghost grads: r = x − x̂; g = exp(z_dead) W_dec,dead; g·sg(‖r‖/(2‖g‖ + 1e-6));
   // loss = mean(sg(mse / (mse_g + 1e-6)) · mse_g), mse_g = (g − sg(r))².
   auto r = x - x_hat;
   auto idx = torch::tensor({1, 4, 7});
@@ -279,7 +279,7 @@ TEST(TrainingSaeGrads, JumpReLUStraightThroughFormulas) {
   ctx.l0_coefficient = 0.7;
   auto out = sae->forward_backward(x, ctx);
 
-  // Everything by hand (REFERENCE §2), float64, no autograd.
+  // Everything by hand, float64, no autograd.
   const auto& P = sae->params();
   const double eps = 0.5, lam = 0.7;
   auto xin = x - P.at("b_dec");

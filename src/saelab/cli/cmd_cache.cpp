@@ -1,16 +1,10 @@
-// `saelab cache`: runs a config's model over its dataset and writes the activations at hook_name to
-// cached_activations_path (safetensors shards + manifest.json, store/activation_cache.h), so that
-// `saelab train` with use_cached_activations = true trains on them without the model. Writes
-// training_tokens rows; a killed run resumes where the manifest says.
+// `saelab cache`: parses options, runs train/cache.h's run_cache and prints what it wrote.
 #include <cstdio>
 #include <iostream>
 
 #include "saelab/cli/command.h"
 #include "saelab/core/error.h"
-#include "saelab/log/progress.h"
-#include "saelab/store/activation_cache.h"
-#include "saelab/train/config.h"
-#include "saelab/train/sources.h"
+#include "saelab/train/cache.h"
 
 namespace {
 using saelab::json;
@@ -23,39 +17,15 @@ struct Args {
 };
 
 int run_cache(const Args& a) {
-  if (a.config.empty()) saelab::fail("cache: expected a run config (CONFIG)");
-  saelab::RunnerConfig cfg = saelab::load_runner_config(a.config, a.sets);
-  if (cfg.is_toy()) saelab::fail("dataset_path = \"toy\": the toy model needs no cache");
-  if (!cfg.cached_activations_path || cfg.cached_activations_path->empty())
-    saelab::fail("{}: cached_activations_path: the folder to write the cache to is not set",
-                 a.config);
-  if (a.shard_tokens <= 0)
-    saelab::fail("--shard-tokens: expected a positive integer, got {}", a.shard_tokens);
-  auto store = saelab::make_activations_store(cfg);
-  saelab::CacheInfo info;
-  info.model_name = cfg.model_name;
-  info.hook_name = cfg.hook_name;
-  info.hook_head_index = cfg.hook_head_index;
-  info.dataset_path = cfg.dataset_path;
-  info.context_size = cfg.context_size;
-  info.d_in = cfg.d_in;
-  info.total_tokens = cfg.training_tokens;
-  info.shard_tokens = a.shard_tokens;
-  std::FILE* msg = a.json_out ? stderr : stdout;
-  std::fprintf(msg, "caching %lld tokens of %s -> %s/\n", static_cast<long long>(info.total_tokens),
-               store->describe().c_str(), cfg.cached_activations_path->c_str());
-  std::fflush(msg);
-  saelab::ProgressOptions po;
-  po.total_tokens = info.total_tokens;
-  po.quiet = a.json_out;
-  saelab::ConsoleProgress bar(po);
-  bool first = true;
-  auto r =
-      saelab::write_activation_cache(*store, *cfg.cached_activations_path, info, [&](int64_t done) {
-        if (first) bar.set_start_tokens(done), first = false;
-        bar.update(done, {});
-      });
-  bar.finish(r.tokens, {});
+  saelab::CacheRequest req;
+  req.config = a.config;
+  req.sets = a.sets;
+  req.shard_tokens = a.shard_tokens;
+  req.quiet = a.json_out;
+  req.messages = a.json_out ? stderr : stdout;
+  const saelab::CacheOutcome out = saelab::run_cache(req);
+  const saelab::RunnerConfig& cfg = out.cfg;
+  const auto& r = out.result;
   if (a.json_out) {
     std::cout << json{{"path", *cfg.cached_activations_path},
                       {"tokens", r.tokens},

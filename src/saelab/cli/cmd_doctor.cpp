@@ -18,20 +18,6 @@ struct DoctorOptions {
   int64_t d_vocab = 0;
 };
 
-// The model's loss on its own data, as logged by a baseline run (mean of its logged values).
-double baseline_ce_loss(const std::string& run_dir) {
-  auto m = read_metrics_jsonl(run_dir + "/metrics.jsonl");
-  for (const char* name :
-       {"model_performance_preservation/ce_loss_without_sae", "metrics/ce_loss_without_sae"}) {
-    auto it = m.find(name);
-    if (it == m.end() || it->second.empty()) continue;
-    double s = 0;
-    for (const auto& p : it->second) s += p.value;
-    return s / double(it->second.size());
-  }
-  fail("{}/metrics.jsonl: --baseline run has no ce_loss_without_sae values", run_dir);
-}
-
 int run(const DoctorOptions& o) {
   DoctorInputs in = read_doctor_inputs(o.run_dir);
   if (o.reference_ce_loss >= 0) {

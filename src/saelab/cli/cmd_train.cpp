@@ -1,66 +1,66 @@
-// `saelab train`: trains an SAE from a run config (SAELens's field names), or the embedded default
-// toy run when no config is given; resumes a stopped run with --resume. Exit codes: 0 when the run
-// completed, 130 / 143 when SIGINT / SIGTERM stopped it after writing a checkpoint, 1 on an error.
-#include <unistd.h>
-
+// `saelab train`: parses options, runs train/run.h's run_training (a run config, the embedded toy
+// run, a sweep, or --resume) and prints the end-of-run summary, the sweep's table, or one JSON
+// object. Exit codes: 0 when the run completed, 130 / 143 when SIGINT / SIGTERM stopped it after
+// writing a checkpoint, 1 on an error.
 #include <cstdio>
-#include <filesystem>
 #include <iostream>
 
 #include "saelab/cli/command.h"
-#include "saelab/cli/train_sweep.h"
 #include "saelab/core/error.h"
-#include "saelab/core/io.h"
-#include "saelab/train/checkpoint.h"
-#include "saelab/train/config.h"
-#include "saelab/train/default_config.h"
-#include "saelab/train/sources.h"
-#include "saelab/train/stop_signal.h"
-#include "saelab/train/trainer.h"
+#include "saelab/train/run.h"
 
+namespace saelab::cli {
 namespace {
-namespace fs = std::filesystem;
-using saelab::json;
 
 struct Args {
-  std::string config;
-  std::vector<std::string> sets;
-  std::string run_dir;
-  std::string resume;
+  TrainRequest request;
   bool json_out = false;
 };
 
-saelab::RunnerConfig load_config(const Args& a) {
-  if (!a.resume.empty()) {
-    if (!a.config.empty()) saelab::fail("train: give either CONFIG or --resume RUN_DIR, not both");
-    std::string path = a.resume + "/config.toml";
-    if (!saelab::path_exists(path))
-      saelab::fail("{}: expected the config.toml of a saelab run directory (--resume)", path);
-    return saelab::load_runner_config(path, a.sets);
-  }
-  if (!a.config.empty()) return saelab::load_runner_config(a.config, a.sets);
-  return saelab::load_runner_config_text(saelab::default_toy_config_toml(),
-                                         "configs/toy.toml (embedded)", a.sets);
+std::string num(const json& e, const char* key) {
+  if (!e.contains(key) || !e[key].is_number()) return "n/a";
+  if (e[key].is_number_integer()) return std::to_string(e[key].get<int64_t>());
+  return fmt::format("{:.4f}", e[key].get<double>());
 }
 
-// <checkpoint_path>/<run name>, with _2, _3, ... appended when that folder already holds a run.
-std::string choose_run_dir(const saelab::RunnerConfig& cfg, const Args& a) {
-  if (!a.resume.empty()) return a.resume;
-  if (!a.run_dir.empty()) {
-    if (saelab::path_exists(a.run_dir + "/config.toml"))
-      saelab::fail(
-          "{}: already holds a run; continue it with --resume {} or pick another --run-dir",
-          a.run_dir, a.run_dir);
-    return a.run_dir;
+void print_table(const SweepSpec& spec, const SweepResult& r, std::FILE* out) {
+  bool toy = false, ce = false;
+  size_t w = 6;
+  for (size_t i = 0; i < r.members.size(); ++i) {
+    toy |= r.members[i].eval.contains("metrics/mmcs");
+    ce |= r.members[i].eval.contains("model_performance_preservation/ce_loss_score");
+    w = std::max(w, spec.members[i].name.size());
   }
-  std::string base = cfg.checkpoint_path + "/" + cfg.resolved_run_name();
-  std::string dir = base;
-  for (int i = 2; saelab::path_exists(dir + "/config.toml"); ++i)
-    dir = base + "_" + std::to_string(i);
-  return dir;
+  std::string head = fmt::format("{:<{}}  {:>9}  {:>8}  {:>6}  {:>6}", "member", w, "expl.var",
+                                 "L0", "dead", "dense");
+  if (toy) head += fmt::format("  {:>7}  {:>9}", "MMCS", "recovered");
+  if (ce) head += fmt::format("  {:>8}", "CE score");
+  std::fprintf(out, "\nsweep of %zu SAEs, %.1f s (measured on held-out tokens)\n%s\n",
+               r.members.size(), r.seconds, head.c_str());
+  for (size_t i = 0; i < r.members.size(); ++i) {
+    const json& e = r.members[i].eval;
+    std::string line;
+    if (!r.errors[i].empty()) {
+      line = fmt::format("{:<{}}  failed: {}", spec.members[i].name, w, r.errors[i]);
+    } else {
+      line = fmt::format("{:<{}}  {:>9}  {:>8}  {:>6}  {:>6}", spec.members[i].name, w,
+                         num(e, "metrics/explained_variance"), num(e, "metrics/l0"),
+                         num(e, "sparsity/dead_features"), num(e, "sparsity/dense_features"));
+      if (toy)
+        line += fmt::format("  {:>7}  {:>9}", num(e, "metrics/mmcs"),
+                            num(e, "metrics/features_recovered"));
+      if (ce)
+        line += fmt::format("  {:>8}", num(e, "model_performance_preservation/ce_loss_score"));
+    }
+    std::fprintf(out, "%s\n", line.c_str());
+  }
+  std::fprintf(out,
+               "files:\n  sweep        %s/sweep.json\n  members      %s/<member>/ (config.toml, "
+               "metrics.jsonl, final/)\n",
+               r.run_dir.c_str(), r.run_dir.c_str());
 }
 
-void print_summary(const saelab::TrainSummary& s, std::FILE* out) {
+void print_summary(const TrainSummary& s, std::FILE* out) {
   const json& e = s.eval;
   auto num = [&](const char* key) -> std::string {
     if (!e.contains(key) || !e[key].is_number()) return "n/a";
@@ -100,97 +100,58 @@ void print_summary(const saelab::TrainSummary& s, std::FILE* out) {
     std::fprintf(out, "  checkpoint   %s/\n", s.last_checkpoint.c_str());
 }
 
-int train_in(const saelab::RunnerConfig& cfg, const std::string& run_dir, const Args& a) {
-  auto source = saelab::make_activation_source(cfg);
-  saelab::TrainerOptions opts;
-  opts.run_dir = run_dir;
-  opts.quiet = a.json_out;
-  opts.stop_signal = &saelab::install_stop_signal_handlers();
-  // A language model's activations: CE/KL evals every eval step and at the end, on that model.
-  if (auto* store = dynamic_cast<saelab::ActivationsStore*>(source.get()))
-    opts.model_eval = saelab::make_model_eval(cfg, *store);
-  std::FILE* msg = a.json_out ? stderr : stdout;
-  std::string describe = source->describe();
-  saelab::Trainer trainer(cfg, std::move(source), opts);
-  if (!a.resume.empty()) {
-    // --set on a resumed run changes its config from here on; the run directory records it.
-    if (!a.sets.empty()) saelab::write_file_atomic(run_dir + "/config.toml", saelab::to_toml(cfg));
-    std::string ckpt = saelab::latest_checkpoint(run_dir);
-    if (ckpt.empty()) {
-      std::fprintf(msg, "no checkpoint in %s/checkpoints; starting the run from the beginning\n",
-                   run_dir.c_str());
-    } else {
-      trainer.resume_from(ckpt);
-      std::fprintf(msg, "resuming from %s (step %lld)\n", ckpt.c_str(),
-                   static_cast<long long>(trainer.step()));
+int run_train(Args a) {
+  a.request.quiet = a.json_out;
+  a.request.messages = a.json_out ? stderr : stdout;
+  std::FILE* msg = a.request.messages;
+  const TrainOutcome out = run_training(a.request);
+  if (out.is_sweep) {
+    const SweepResult& r = out.sweep;
+    if (a.json_out) {
+      json j = r.to_json(out.spec);
+      j["run_dir"] = out.run_dir;
+      std::cout << j.dump() << std::endl;
+    } else if (r.stop_signal == 0) {
+      print_table(out.spec, r, stdout);
     }
+    for (size_t i = 0; i < r.errors.size(); ++i)
+      if (!r.errors[i].empty())
+        std::fprintf(stderr, "saelab: error: sweep member %s: %s\n",
+                     out.spec.members[i].name.c_str(), r.errors[i].c_str());
+    if (r.stop_signal != 0)
+      std::fprintf(msg,
+                   "stopped by signal %d; every member wrote a checkpoint; continue with: "
+                   "saelab train --resume %s\n",
+                   r.stop_signal, out.run_dir.c_str());
+    return out.exit_code;
   }
-  std::fprintf(msg, "training a %s SAE (d_in=%lld, d_sae=%lld) on %s for %lld steps -> %s/\n",
-               cfg.architecture.c_str(), static_cast<long long>(cfg.d_in),
-               static_cast<long long>(cfg.resolved_d_sae()), describe.c_str(),
-               static_cast<long long>(cfg.steps()), run_dir.c_str());
-  std::fflush(msg);
-  saelab::TrainSummary s = trainer.run();
-  if (cfg.log_to_wandb)
-    std::fprintf(msg, "wandb sync %s/ uploads the TensorBoard files to Weights & Biases\n",
-                 run_dir.c_str());
-  if (a.json_out) {
+  const TrainSummary& s = out.summary;
+  if (a.json_out)
     std::cout << s.to_json().dump() << std::endl;
-  } else if (s.completed) {
+  else if (s.completed)
     print_summary(s, stdout);
-  }
-  if (!s.completed) {
+  if (!s.completed)
     std::fprintf(msg,
                  "stopped by signal %d at step %lld; checkpoint %s; continue with: saelab train "
                  "--resume %s\n",
                  s.stop_signal, static_cast<long long>(s.steps), s.last_checkpoint.c_str(),
-                 run_dir.c_str());
-    return 128 + s.stop_signal;
-  }
-  return 0;
-}
-
-// A failed run leaves its error in RUN_DIR/error.txt, where `saelab doctor` finds it.
-int run_train(const Args& a) {
-  // A list of values for a key is a sweep (train/sweep.h): every combination on one stream.
-  if (!a.resume.empty() && a.config.empty() && saelab::is_sweep_dir(a.resume))
-    return saelab::cli::train_sweep(saelab::load_sweep_dir(a.resume, a.sets), a.resume, true,
-                                    !a.sets.empty(), a.json_out);
-  if (a.resume.empty()) {
-    saelab::SweepSpec spec =
-        a.config.empty() ? saelab::load_sweep_config_text(saelab::default_toy_config_toml(),
-                                                          "configs/toy.toml (embedded)", a.sets)
-                         : saelab::load_sweep_config(a.config, a.sets);
-    if (spec.is_sweep())
-      return saelab::cli::train_sweep(spec, saelab::cli::choose_sweep_dir(spec, a.run_dir), false,
-                                      false, a.json_out);
-  }
-  saelab::RunnerConfig cfg = load_config(a);
-  std::string run_dir = choose_run_dir(cfg, a);
-  try {
-    return train_in(cfg, run_dir, a);
-  } catch (const saelab::Error& e) {
-    try {
-      saelab::make_dirs(run_dir);
-      saelab::write_file_atomic(run_dir + "/error.txt", std::string(e.what()) + "\n");
-    } catch (const saelab::Error&) {
-      // The run directory itself is unwritable; the message still reaches the user below.
-    }
-    throw;
-  }
+                 out.run_dir.c_str());
+  return out.exit_code;
 }
 
 auto setup = [](CLI::App* sub) -> std::function<int()> {
   auto a = std::make_shared<Args>();
-  sub->add_option("config", a->config,
+  sub->add_option("config", a->request.config,
                   "Run config (.toml or .json, SAELens field names); default: the embedded toy run "
                   "(configs/toy.toml)");
-  sub->add_option("--set", a->sets, "Override a config key: --set architecture=topk --set lr=1e-3")
+  sub->add_option("--set", a->request.sets,
+                  "Override a config key: --set architecture=topk --set lr=1e-3")
       ->take_all()
       ->allow_extra_args(false);
-  sub->add_option("--run-dir", a->run_dir,
+  sub->add_option("--run-dir", a->request.run_dir,
                   "Write the run here instead of <checkpoint_path>/<run_name>");
-  sub->add_option("--resume", a->resume, "Continue the run in RUN_DIR from its latest checkpoint");
+  sub->add_option("--resume", a->request.resume,
+                  "Continue the run in RUN_DIR from its latest checkpoint");
   sub->add_flag("--json", a->json_out,
                 "Print the end-of-run summary as one JSON object (progress goes to stderr)");
   sub->footer(
@@ -208,3 +169,4 @@ auto setup = [](CLI::App* sub) -> std::function<int()> {
 
 }  // namespace
 SAELAB_COMMAND("train", "Train an SAE (default: the embedded toy run)", setup);
+}  // namespace saelab::cli

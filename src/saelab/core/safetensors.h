@@ -1,4 +1,4 @@
-// safetensors files (REFERENCE.md §3): a validated, memory-mapped reader and an atomic writer.
+// safetensors files: a validated, memory-mapped reader and an atomic writer.
 // The header parsing itself lives in safetensors_format.h (no torch), so the fuzzer can drive it.
 #pragma once
 #include <ATen/core/Tensor.h>

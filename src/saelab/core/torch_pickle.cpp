@@ -18,6 +18,10 @@
 namespace saelab {
 namespace {
 
+// The most elements a tensor may have beyond its storage's size (a zero-stride view that loading
+// would materialise): 2^26, 256 MiB of float32.
+constexpr int64_t kMaxBroadcastElements = int64_t(1) << 26;
+
 struct Obj;
 using Val = std::shared_ptr<Obj>;
 
@@ -430,6 +434,20 @@ class Unpickler {
     const int64_t n = storage.numel();
     if (offset < 0 || offset > n) bad("tensor offset {} outside storage of {} elements", offset, n);
     const bool empty = std::find(size.begin(), size.end(), 0) != size.end();
+    // Loading makes every tensor contiguous, so its element count is what gets allocated. A view
+    // with zero strides may repeat its storage (torch.save of an expanded tensor), but a few bytes
+    // of storage must not become gigabytes: beyond the storage's own size, at most
+    // kMaxBroadcastElements.
+    int64_t numel = 1;
+    for (int64_t s : size) {
+      if (s != 0 && numel > (int64_t(1) << 62) / s)
+        bad("tensor of size {} has more than 2^62 elements", fmt::join(size, "x"));
+      numel *= s;
+    }
+    if (numel > n && numel > kMaxBroadcastElements)
+      bad("tensor of size {} ({} elements) repeats storage '{}' of {} elements beyond the {} "
+          "elements a broadcast view may hold",
+          fmt::join(size, "x"), numel, a[0]->s, n, kMaxBroadcastElements);
     int64_t last = offset;  // index of the last element the view touches
     for (size_t k = 0; k < size.size() && !empty; ++k) {
       if (stride[k] > 0 && (size[k] - 1) > (n - last) / stride[k])

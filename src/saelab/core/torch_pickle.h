@@ -1,4 +1,4 @@
-// torch.save checkpoints (REFERENCE.md §5): a zip of <name>/data.pkl plus one raw storage per
+// torch.save checkpoints: a zip of <name>/data.pkl plus one raw storage per
 // tensor under <name>/data/<key>, read with a restricted unpickler of our own. Only the globals a
 // state dict needs are accepted (collections.OrderedDict, torch._utils._rebuild_tensor_v2 /
 // _rebuild_parameter, the torch.*Storage types); any other global is refused before anything runs,

@@ -99,8 +99,6 @@ CachedActivations::CachedActivations(const std::string& path, uint64_t seed, int
 
 CachedActivations::~CachedActivations() = default;
 
-int CachedActivations::open_shards() const { return open_count_; }
-
 std::vector<int64_t> CachedActivations::shard_order(int64_t epoch) const {
   at::Tensor p = permutation(int64_t(shards_.size()), mix(seed_ ^ mix(uint64_t(epoch) * 2 + 1)));
   std::vector<int64_t> order(p.data_ptr<int64_t>(), p.data_ptr<int64_t>() + p.numel());

@@ -36,7 +36,6 @@ class CachedActivations : public ActivationSource {
   int64_t epoch() const { return epoch_; }
   const std::vector<std::string>& shard_paths() const { return shards_; }
   // How many shards are memory-mapped now (≤ 1), and the most ever at once.
-  int open_shards() const;
   int max_open_shards() const { return max_open_; }
 
  private:

@@ -1,4 +1,4 @@
-// The synthetic Othello dataset of OthelloGPT (REFERENCE.md §6): random legal games, black first
+// The synthetic Othello dataset of OthelloGPT: random legal games, black first
 // from the standard start (black d5/e4 = [3,4],[4,3], white d4/e5 = [3,3],[4,4]), each move uniform
 // over the legal moves; a player without a move passes implicitly (no pass token); the game ends
 // when neither can move. Token ids follow TransformerLens/ARENA's othello utils: 0 = pass (unused),

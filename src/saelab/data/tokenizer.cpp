@@ -157,6 +157,17 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& model_dir) {
   return tok;
 }
 
+std::unique_ptr<Tokenizer> load_tokenizer_if_present(const std::string& model_dir) {
+  std::string dir = model_dir;
+  if (fs::is_regular_file(model_dir)) dir = fs::path(model_dir).parent_path().string();
+  if (dir.empty()) dir = ".";
+  auto has = [&](const char* name) { return fs::is_regular_file(dir + "/" + name); };
+  const bool present = has("tokenizer.json") || has("tokenizer.model") ||
+                       (has("vocab.json") && has("merges.txt")) ||
+                       (has("encoder.json") && has("vocab.bpe"));
+  return present ? load_tokenizer(model_dir) : nullptr;
+}
+
 std::vector<int64_t> to_tokens(const Tokenizer& tok, const std::string& text, bool prepend_bos) {
   std::vector<int64_t> ids;
   if (prepend_bos) {

@@ -1,7 +1,7 @@
 // Tokenizers of the language models saelab runs: GPT-2-style byte-level BPE (tokenizer.json, or
 // vocab.json + merges.txt, or GPT-2's original encoder.json + vocab.bpe), SentencePiece-style BPE
 // with byte fallback (Gemma / Llama-2 tokenizer.json) and SentencePiece tokenizer.model files.
-// REFERENCE.md §6. encode() never adds BOS/EOS itself; to_tokens() adds BOS the way
+// encode() never adds BOS/EOS itself; to_tokens() adds BOS the way
 // TransformerLens's HookedTransformer.to_tokens(prepend_bos=...) does.
 #pragma once
 #include <cstdint>
@@ -57,6 +57,9 @@ class Tokenizer {
 // tokenizer file and are overridden by tokenizer_config.json / special_tokens_map.json when
 // present. A folder with none of these is a saelab::Error naming the folder and the files tried.
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& model_dir);
+// The same, or nullptr when the folder holds no tokenizer files at all (pretokenized data needs
+// none); tokenizer files that are there but unreadable are still an error naming the file.
+std::unique_ptr<Tokenizer> load_tokenizer_if_present(const std::string& model_dir);
 
 // TransformerLens's to_tokens for one string: the text's ids, with the BOS id first when
 // prepend_bos (GPT-2: <|endoftext|> = 50256). Tokenizers that add BOS themselves in Hugging Face

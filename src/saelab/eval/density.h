@@ -1,5 +1,5 @@
 // Feature density: how often each latent fires, summarised the way SAE practitioners read it
-// (REFERENCE.md §4): dead latents never fire, dense ones fire on more than 1 token in 100, healthy
+//: dead latents never fire, dense ones fire on more than 1 token in 100, healthy
 // mass sits between log10 density −5 and −3. Shared by ReconstructionStats, the trainer's
 // sparsity logging, `saelab info` (from sparsity.safetensors) and the report's histograms.
 #pragma once
@@ -52,7 +52,7 @@ Histogram histogram(const at::Tensor& values, double lo, double hi, int64_t bins
 Histogram density_histogram(const at::Tensor& log10_density, int64_t bins = 50);
 
 // The key under which `saelab eval --json` reports that histogram: the trainer's TensorBoard tag
-// for the same histogram (REFERENCE §4).
+// for the same histogram.
 constexpr const char* kDensityHistogramKey = "plots/feature_density_line_chart";
 // density_histogram(log10_density, bins) as JSON: {"value": "log10(feature density + 1e-10)",
 // "bin_edges": [bins + 1 numbers, -10 .. 0], "counts": [bins integers]}. Bin i holds

@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "saelab/sae/registry.h"
+
 namespace saelab {
 namespace {
 
@@ -139,7 +141,7 @@ Figures compute_figures(const DoctorInputs& in) {
   } else if (in.final_density) {
     f.dead = double(in.final_density->dead);
   }
-  const double dense_threshold = in.config.dense_density_threshold();
+  const double dense_threshold = in.config.dense_density_threshold;
   if (in.final_density) {
     int64_t dense = in.final_density->dense;
     if (dense_threshold > kDenseThreshold && !in.final_log10_density.empty()) {
@@ -170,21 +172,41 @@ int64_t suggested_d_sae(int64_t live, int64_t d_sae, int64_t d_in) {
 
 std::string sparsity_knob(const DoctorConfig& c, const std::string& how) {
   if (c.k_sparse()) return fmt::format("k (activation_fn_kwargs = {{ k = {} }})", c.k);
-  if (c.architecture == "jumprelu") return "l0_coefficient";
+  if (c.sparsity_coefficient != "l1_coefficient") return c.sparsity_coefficient;
   return fmt::format("l1_coefficient (now {})", fmt_num(c.l1_coefficient)) + how;
 }
 
 }  // namespace
 
-double DoctorConfig::dense_density_threshold() const {
-  if (dataset_path != "toy" || toy_n_features <= 0 || !(toy_feature_probability > 0))
-    return kDenseThreshold;
-  // data/toy_model: p_i ∝ (i+1)^-alpha, rescaled to mean p; the largest is p_0.
-  double norm = 0;
-  for (int64_t i = 0; i < toy_n_features; ++i)
-    norm += std::pow(double(i + 1), -toy_probability_power_law);
-  const double p_max = std::min(1.0, toy_feature_probability * double(toy_n_features) / norm);
-  return std::max(kDenseThreshold, 2.0 * p_max);
+DoctorConfig doctor_config(const RunnerConfig& r) {
+  DoctorConfig c;
+  c.architecture = r.architecture;
+  c.sparsity_coefficient = find_architecture(r.architecture, "architecture").sparsity_coefficient;
+  c.model_name = r.model_name;
+  c.dataset_path = r.dataset_path;
+  c.d_in = r.d_in;
+  c.d_sae = r.resolved_d_sae();
+  c.lr = r.lr;
+  c.lr_warm_up_steps = r.lr_warm_up_steps;
+  c.lr_decay_steps = r.lr_decay_steps;
+  c.l1_coefficient = r.l1_coefficient;
+  c.l1_warm_up_steps = r.l1_warm_up_steps;
+  c.l0_warm_up_steps = r.l0_warm_up_steps;
+  c.k = r.k();
+  c.resample_dead_latents = r.resample_dead_latents;
+  c.use_ghost_grads = r.use_ghost_grads;
+  c.training_tokens = r.training_tokens;
+  c.train_batch_size_tokens = r.train_batch_size_tokens;
+  c.dense_density_threshold = kDenseThreshold;
+  if (r.is_toy()) {
+    // data/toy_model: p_i ∝ (i+1)^-alpha, rescaled to mean p; the largest is p_0.
+    double norm = 0;
+    for (int64_t i = 0; i < r.toy_n_features; ++i)
+      norm += std::pow(double(i + 1), -r.toy_probability_power_law);
+    const double p_max = std::min(1.0, r.toy_feature_probability * double(r.toy_n_features) / norm);
+    c.dense_density_threshold = std::max(kDenseThreshold, 2.0 * p_max);
+  }
+  return c;
 }
 
 json doctor_figures(const DoctorInputs& in) {
@@ -403,7 +425,7 @@ std::vector<Finding> diagnose(const DoctorInputs& in) {
 
   // dense_latents: many latents firing on more than 1 token in 100.
   if (f.dense && *f.dense > kManyDenseFraction * d_sae) {
-    const double density_bar = f.dense_from_file ? c.dense_density_threshold() : kDenseThreshold;
+    const double density_bar = f.dense_from_file ? c.dense_density_threshold : kDenseThreshold;
     out.push_back(
         {"dense_latents",
          fmt::format("{} of {} latents ({}%) fire on more than {}% of tokens: dense latents "

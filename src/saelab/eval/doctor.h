@@ -5,8 +5,8 @@
 // docs/doctor.md explains every finding, its evidence and its thresholds in plain words.
 //
 // The doctor depends only on what a run directory holds (config.toml, metrics.jsonl,
-// final/sparsity.safetensors, error.txt), not on the trainer's code: config.toml is read as
-// generic TOML, so the doctor also reads runs written by an older or newer saelab.
+// final/sparsity.safetensors, error.txt), not on the trainer's code; config.toml is read by the
+// config module, as `saelab train` reads it.
 #pragma once
 #include <cstdint>
 #include <map>
@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "saelab/config/runner_config.h"
 #include "saelab/core/json.h"
 #include "saelab/eval/density.h"
 #include "saelab/log/metrics_jsonl.h"
@@ -57,38 +58,36 @@ constexpr double kCeMismatchRatio = 2.0;
 constexpr int64_t kDefaultVocab = 50257;  // GPT-2's tokenizer, which the seed's models use
 }  // namespace doctor
 
-// What the doctor needs from config.toml (SAELens LanguageModelSAERunnerConfig names). Missing
-// keys keep SAELens's defaults.
+// What the rules read of a run's config, derived from the RunnerConfig that config.toml holds (read
+// with the trainer's own reader, so defaults and validation are the trainer's).
 struct DoctorConfig {
-  std::string architecture = "standard";
+  std::string architecture;
+  std::string sparsity_coefficient;  // the key scaling its sparsity penalty ("" when k-sparse)
   std::string model_name;
   std::string dataset_path;
   int64_t d_in = 0;
-  int64_t d_sae = 0;  // d_sae, or d_in * expansion_factor (4 when neither is given)
-  double lr = 3e-4;
+  int64_t d_sae = 0;
+  double lr = 0;
   int64_t lr_warm_up_steps = 0;
   int64_t lr_decay_steps = 0;
-  double l1_coefficient = 1e-3;
+  double l1_coefficient = 0;
   int64_t l1_warm_up_steps = 0;
   int64_t l0_warm_up_steps = 0;
-  int64_t k = 0;  // activation_fn_kwargs.k for topk / batchtopk / matryoshka_batchtopk, else 0
+  int64_t k = 0;  // topk / batchtopk / matryoshka_batchtopk's k, else 0
   bool resample_dead_latents = false;
   bool use_ghost_grads = false;
   int64_t training_tokens = 0;
-  int64_t train_batch_size_tokens = 4096;
-  // The toy model of superposition (dataset_path = "toy"): how often its true features fire.
-  int64_t toy_n_features = 512;
-  double toy_feature_probability = 0.01;
-  double toy_probability_power_law = 0.0;
-
+  int64_t train_batch_size_tokens = 0;
   // The density above which a latent counts as dense: 1/100 (the seed), raised for toy runs to
   // twice the most frequent true feature's firing rate, since a latent that learned that feature
   // fires as often as it does (the default toy's features fire on exactly 1/100 of tokens).
-  double dense_density_threshold() const;
+  double dense_density_threshold = 0;
 
   double expansion_factor() const { return d_in > 0 ? double(d_sae) / double(d_in) : 0.0; }
   bool k_sparse() const { return k > 0; }
 };
+
+DoctorConfig doctor_config(const RunnerConfig& cfg);
 
 struct DoctorInputs {
   DoctorConfig config;
@@ -117,8 +116,10 @@ std::vector<Finding> diagnose(const DoctorInputs& in);
 
 // Reading a run directory. Each throws saelab::Error with one line naming the file and the fault;
 // read_doctor_inputs names what is missing when RUN_DIR is not a run.
-DoctorConfig read_doctor_config(const std::string& config_toml_path);
 DoctorInputs read_doctor_inputs(const std::string& run_dir);
+// The model's loss on its own data as a baseline run logged it (the mean of its
+// ce_loss_without_sae values), for DoctorInputs::reference_ce_loss.
+double baseline_ce_loss(const std::string& run_dir);
 
 // {"findings": [{"code", "message", "evidence", "suggestion"}, ...]}
 json findings_json(const std::vector<Finding>& findings);

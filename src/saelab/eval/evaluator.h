@@ -1,4 +1,4 @@
-// Model-based SAE evaluation (REFERENCE.md §4, SAELens's run_evals): CE and KL loss recovered with
+// Model-based SAE evaluation (SAELens's run_evals): CE and KL loss recovered with
 // the SAE's reconstruction spliced in at its hook, against the clean model and a zero ablation,
 // plus the model-free metrics (ReconstructionStats) and the consistent-activation heuristic on the
 // hook activations of the same tokens. docs/metrics.md ("Model-based evals") states every
@@ -64,7 +64,7 @@ class ModelEvaluator {
   void add_batch(const at::Tensor& tokens);
 
   int64_t n_prompts() const { return n_prompts_; }
-  // Every metric name of REFERENCE §4 (model_performance_preservation/*,
+  // Every metric name of SAELens's run_evals (model_performance_preservation/*,
   // model_behavior_preservation/*, reconstruction_quality/*, shrinkage/*, sparsity/*) plus
   // n_tokens, and "notes" when a value is undefined. Throws saelab::Error when no batch (or no
   // non-excluded token) was added.

@@ -1,4 +1,4 @@
-// Model-free SAE metrics (REFERENCE.md §4) as a streaming accumulator: feed batches of inputs x,
+// Model-free SAE metrics as a streaming accumulator: feed batches of inputs x,
 // reconstructions x̂ and latent activations f, read the metrics of everything seen so far. The eval
 // verb, the trainer and the model-based evaluator all use this one implementation, so a number
 // means the same thing wherever it is printed. docs/metrics.md gives every formula and convention.
@@ -32,8 +32,8 @@ class ReconstructionStats {
   int64_t d_in() const { return d_in_; }
   int64_t d_sae() const { return d_sae_; }
 
-  // Metric name -> value, names exactly as REFERENCE §4 (reconstruction_quality/..., shrinkage/...,
-  // sparsity/...) plus "n_tokens". Throws saelab::Error when no token was added.
+  // Metric name -> value, names exactly as SAELens's evals (reconstruction_quality/...,
+  // shrinkage/..., sparsity/...) plus "n_tokens". Throws saelab::Error when no token was added.
   json metrics() const;
 
   // Per latent: number of tokens with f_i > 0 (int64 [d_sae], CPU).

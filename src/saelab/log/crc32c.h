@@ -1,5 +1,5 @@
 // CRC32C (Castagnoli, reflected polynomial 0x82F63B78) and TensorFlow's CRC mask, as used by the
-// TFRecord framing of TensorBoard event files (REFERENCE.md §7).
+// TFRecord framing of TensorBoard event files.
 #pragma once
 #include <cstddef>
 #include <cstdint>

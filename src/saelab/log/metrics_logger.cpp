@@ -45,7 +45,5 @@ void MetricsLogger::flush() {
 }
 
 std::string MetricsLogger::jsonl_path() const { return jsonl_ ? jsonl_->path() : ""; }
-std::string MetricsLogger::tensorboard_path() const { return tb_ ? tb_->path() : ""; }
-std::string MetricsLogger::wandb_sync_command() const { return "wandb sync " + run_dir_ + "/"; }
 
 }  // namespace saelab

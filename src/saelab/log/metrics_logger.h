@@ -1,5 +1,5 @@
 // MetricsLogger: what the trainer logs through: metrics.jsonl plus TensorBoard event files in the
-// run directory, with SAELens's metric names (REFERENCE.md §4). With log_to_wandb = true the run
+// run directory, with SAELens's metric names. With log_to_wandb = true the run
 // prints `wandb sync <run>/`, which uploads these TensorBoard files to Weights & Biases.
 #pragma once
 #include <ATen/core/Tensor.h>
@@ -33,10 +33,8 @@ class MetricsLogger {
   void log_histogram(int64_t step, const std::string& tag, const at::Tensor& values);
   void flush();
 
-  std::string jsonl_path() const;        // "" when disabled
-  std::string tensorboard_path() const;  // "" when disabled
+  std::string jsonl_path() const;  // "" when disabled
   // "wandb sync <run_dir>/" — the command that uploads the TensorBoard files.
-  std::string wandb_sync_command() const;
 
  private:
   std::string run_dir_;

@@ -36,7 +36,6 @@ class ConsoleProgress {
   // Print a message line without corrupting the bar.
   void message(const std::string& line);
   void set_start_tokens(int64_t tokens_start) { tokens_start_ = tokens_start; }
-  bool is_tty() const { return tty_; }
 
  private:
   std::string render(int64_t tokens_done, const ProgressStats& stats, double elapsed_s) const;

@@ -1,4 +1,4 @@
-// TensorBoard event files written by hand (REFERENCE.md §7). Protobuf wire format in brief: each
+// TensorBoard event files written by hand. Protobuf wire format in brief: each
 // field is a varint key (field_number << 3 | wire_type) then its value; wire types used here are
 // 0 varint, 1 fixed64 (double), 2 length-delimited (strings, sub-messages, packed doubles) and
 // 5 fixed32 (float). Messages (tensorflow/core/util/event.proto, summary.proto):

@@ -1,4 +1,4 @@
-// A TensorBoard event-file writer of our own (REFERENCE.md §7): TFRecord framing (u64 length,
+// A TensorBoard event-file writer of our own: TFRecord framing (u64 length,
 // masked CRC32C of the length, bytes, masked CRC32C of the bytes) around hand-encoded `Event`
 // protobufs: the file_version record first, then scalars (Summary.Value.simple_value) and
 // histograms (Summary.Value.histo = HistogramProto). TensorBoard reads the folder directly, and

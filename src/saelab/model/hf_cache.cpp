@@ -134,13 +134,6 @@ std::optional<std::string> tl_official_model_name(const std::string& name) {
   return std::nullopt;
 }
 
-std::vector<std::string> tl_aliases() {
-  std::vector<std::string> out;
-  for (auto& [official, aliases] : alias_table())
-    for (auto& a : aliases) out.push_back(a);
-  return out;
-}
-
 std::optional<std::string> find_hf_snapshot(const std::string& repo_id,
                                             const std::string& cache_dir) {
   const fs::path repo = fs::path(cache_dir) / cache_folder_name(repo_id);

@@ -1,5 +1,5 @@
 // Where a model named by the user lives on disk: a path, a Hugging Face repo id or a
-// TransformerLens alias, looked up in the local Hugging Face hub cache (REFERENCE.md §5). No
+// TransformerLens alias, looked up in the local Hugging Face hub cache. No
 // network: a model that is not in the cache is an error naming the folder looked in and the
 // `huggingface-cli download` command that fetches it.
 #pragma once
@@ -16,8 +16,6 @@ std::string hf_hub_cache_dir();
 // get_official_model_name), or nullopt when `name` is no known alias. Official repo ids map to
 // themselves.
 std::optional<std::string> tl_official_model_name(const std::string& name);
-// The aliases saelab knows, for messages.
-std::vector<std::string> tl_aliases();
 
 // models--ORG--NAME/snapshots/<rev> for a repo id in `cache_dir`: the rev named by refs/main when
 // present, else the only (or newest) snapshot. nullopt when the repo is not cached.

@@ -173,4 +173,28 @@ at::Tensor HookState::operator()(const std::string& name, at::Tensor act) {
   return act;
 }
 
+int64_t sae_hook_width(const ModelConfig& cfg, const std::string& hook,
+                       std::optional<int64_t> head) {
+  const auto shape = model_hook_shape(cfg, hook, 1, 2);  // checks the name
+  if (shape.size() == 4 && hook.find("pattern") == std::string::npos &&
+      hook.find("attn_scores") == std::string::npos) {
+    if (head) {
+      if (*head < 0 || *head >= shape[2])
+        fail("hook_head_index = {}: {} has {} heads", *head, hook, shape[2]);
+      return shape[3];
+    }
+    return shape[2] * shape[3];
+  }
+  if (shape.size() == 3) {
+    if (head)
+      fail("hook_head_index = {}: {} has no head axis (use a per-head hook such as hook_z)", *head,
+           hook);
+    return shape[2];
+  }
+  fail(
+      "hook_name = '{}': SAEs train on [batch, pos, d] or per-head [batch, pos, head, d_head] "
+      "hooks; this one is not",
+      hook);
+}
+
 }  // namespace saelab

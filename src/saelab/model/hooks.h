@@ -1,4 +1,4 @@
-// Hook points in TransformerLens's names (REFERENCE.md §5): the catalogue of which hooks a model
+// Hook points in TransformerLens's names: the catalogue of which hooks a model
 // has and their shapes, and the per-run state that reads, replaces and caches activations.
 // Transformer (transformer.h) is the user-facing API; this header is what it and its parts share.
 #pragma once
@@ -47,6 +47,12 @@ std::vector<int64_t> model_hook_shape(const ModelConfig& cfg, const std::string&
 // The block a hook belongs to, as SAELens's hook_layer: blocks.L.* -> L, hook_embed and
 // hook_pos_embed -> 0, ln_final.* -> n_layers - 1.
 int64_t model_hook_layer(const ModelConfig& cfg, const std::string& name);
+// The width of the rows an SAE at `name` reads: d of a [batch, pos, d] hook; for a per-head hook
+// [batch, pos, head, d_head], d_head with a head index, else head·d_head (hook_z flattened as
+// SAELens does). Attention patterns and scores are not SAE inputs. Errors name the hook and the
+// head index.
+int64_t sae_hook_width(const ModelConfig& cfg, const std::string& name,
+                       std::optional<int64_t> head_index);
 
 // One forward pass's hooks and cache. The runtime calls operator() at every hook point.
 class HookState {

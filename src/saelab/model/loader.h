@@ -2,7 +2,7 @@
 // architecture from config.json (or TransformerLens's config for TL-native .pth models), read the
 // weights (model.safetensors, a sharded model.safetensors.index.json, pytorch_model.bin, or a .pth
 // state dict), upcast to float32 and convert Hugging Face names to the canonical TransformerLens
-// state-dict names that Transformer consumes (convert_<family>.cpp). REFERENCE.md §5.
+// state-dict names that Transformer consumes (convert_<family>.cpp).
 #pragma once
 #include <ATen/core/Tensor.h>
 
@@ -59,7 +59,6 @@ ModelConfig model_config_from_tl(const json& config, const std::string& where);
 // TL's built-in config of a TL-native alias ("attn-only-2l-demo", "othello-gpt" or their repo ids);
 // throws when there is none.
 ModelConfig tl_native_config(const std::string& official_name);
-std::vector<std::string> supported_model_types();
 
 // Every tensor of a Hugging Face model folder (single or sharded safetensors, pytorch_model.bin),
 // in the stored names, upcast to float32 when floating point.

@@ -187,10 +187,6 @@ ModelConfig llama_like_config(const json& c, const std::string& w, const std::st
 
 }  // namespace
 
-std::vector<std::string> supported_model_types() {
-  return {"gpt2", "gpt_neo", "gemma2", "llama", "mistral", "qwen2"};
-}
-
 ModelConfig model_config_from_hf(const json& c, const std::string& where) {
   if (!c.is_object()) fail("{}: expected a JSON object", where);
   std::string mt = get_field_or<std::string>(c, "model_type", "", where);
@@ -268,8 +264,8 @@ ModelConfig model_config_from_tl(const json& c, const std::string& w) {
 
 ModelConfig tl_native_config(const std::string& name) {
   if (name == "NeelNanda/Attn-Only-2L512W-Shortformer-6B-big-lr" || name == "attn-only-2l-demo") {
-    // REFERENCE.md §5: 512 x 2, 8 heads of 64, no MLP, no LayerNorm, shortformer positions,
-    // the NeoX tokenizer (vocab 50277).
+    // TransformerLens's attn-only models: 512 x 2, 8 heads of 64, no MLP, no LayerNorm, shortformer
+    // positions, the NeoX tokenizer (vocab 50277).
     return model_config_from_tl(json{{"d_model", 512},
                                      {"n_layers", 2},
                                      {"n_heads", 8},

@@ -103,8 +103,11 @@ T as(const json& v, const std::string& key, const std::string& where, const char
 int64_t hook_layer_from_name(const std::string& hook_name) {
   static const std::regex re(R"(^blocks\.(\d+)\.)");
   std::smatch m;
-  if (std::regex_search(hook_name, m, re)) return std::stoll(m[1].str());
-  return 0;
+  if (!std::regex_search(hook_name, m, re)) return 0;
+  // std::stoll throws std::out_of_range on a long digit run; no model has a billion blocks.
+  if (m[1].length() > 9)
+    fail("hook_name '{}': block number {} is out of range", hook_name, m[1].str());
+  return std::stoll(m[1].str());
 }
 
 }  // namespace
@@ -129,28 +132,14 @@ SaeConfig SaeConfig::from_json(const json& j, const std::string& where) {
     fail("{}: missing key 'architecture' (required in a SAELens 6 cfg.json)", where);
   }
   used.insert("architecture");
-  // A batchtopk SAE is a JumpReLU at inference: SAELens's BatchTopKTrainingSAE saves threshold = θ
-  // for every latent and architecture "jumprelu"; saelab's trainer does the same. Accept the name.
-  if (c.architecture == "batchtopk") c.architecture = "jumprelu";
-
   // v5 topk: activation_fn_str "topk" (alias activation_fn) with activation_fn_kwargs.k.
   std::string activation_fn = "relu";
   for (const char* key : {"activation_fn_str", "activation_fn"}) {
     used.insert(key);
     if (auto* v = r.find_top(key)) activation_fn = as<std::string>(*v, key, where, "a string");
   }
-  if (activation_fn != "relu" && activation_fn != "topk")
-    fail("{}: activation_fn_str '{}' is not supported (expected relu or topk)", where,
-         activation_fn);
-  if (activation_fn == "topk") {
-    if (c.architecture != "standard" && c.architecture != "topk")
-      fail("{}: activation_fn_str 'topk' with architecture '{}' is not supported", where,
-           c.architecture);
-    c.architecture = "topk";
-  }
-  if (!is_sae_architecture(c.architecture))
-    fail("{}: unknown architecture '{}' (expected standard, gated, topk, batchtopk or jumprelu)",
-         where, c.architecture);
+  c.architecture = saved_architecture(c.architecture, activation_fn, where);
+  c.activation_fn = activation_fn == "tanh-relu" ? activation_fn : "relu";
 
   auto need_int = [&](const char* key) {
     auto* v = r.find_top(key);
@@ -163,7 +152,7 @@ SaeConfig SaeConfig::from_json(const json& j, const std::string& where) {
   c.d_in = need_int("d_in");
   c.d_sae = need_int("d_sae");
 
-  if (c.architecture == "topk") {
+  if (find_architecture(c.architecture, where).k_sparse) {
     const json* kwargs_k = nullptr;
     if (auto* kw = r.find_top("activation_fn_kwargs"); kw && kw->is_object() && kw->contains("k"))
       kwargs_k = &(*kw)["k"];
@@ -287,14 +276,15 @@ json SaeConfig::to_json() const {
   json kwargs = j.contains("activation_fn_kwargs") && j["activation_fn_kwargs"].is_object()
                     ? j["activation_fn_kwargs"]
                     : json::object();
-  if (architecture == "topk") {
+  const bool k_sparse = find_architecture(architecture, "SAE config").k_sparse;
+  if (k_sparse) {
     kwargs["k"] = k;
     j["k"] = k;
   } else {
     kwargs.erase("k");
   }
   j["activation_fn_kwargs"] = kwargs;
-  j["activation_fn_str"] = architecture == "topk" ? "topk" : "relu";
+  j["activation_fn_str"] = k_sparse ? "topk" : activation_fn;
   if (!j.contains("finetuning_scaling_factor")) j["finetuning_scaling_factor"] = false;
   if (!j.contains("dataset_trust_remote_code")) j["dataset_trust_remote_code"] = true;
   if (!j.contains("sae_lens_training_version")) j["sae_lens_training_version"] = nullptr;

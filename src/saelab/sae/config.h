@@ -1,4 +1,4 @@
-// SaeConfig: the fields of SAELens's cfg.json (REFERENCE.md §3). Reads both the flat v5 layout and
+// SaeConfig: the fields of SAELens's cfg.json. Reads both the flat v5 layout and
 // v6's layout with model/hook/dataset fields under "metadata"; unknown fields are kept and written
 // back so a round trip through saelab loses nothing.
 #pragma once
@@ -11,8 +11,11 @@
 namespace saelab {
 
 struct SaeConfig {
-  // "standard" | "gated" | "topk" | "jumprelu". batchtopk is stored as "jumprelu".
+  // "standard" | "gated" | "topk" | "jumprelu" (an inference architecture of sae/registry.h).
+  // batchtopk and matryoshka_batchtopk are stored as "jumprelu".
   std::string architecture = "standard";
+  // standard only: "relu" or "tanh-relu" (SAELens 5's activation_fn_str: f = tanh(ReLU(z))).
+  std::string activation_fn = "relu";
   int64_t d_in = 0;
   int64_t d_sae = 0;
   std::string dtype = "float32";

@@ -1,5 +1,5 @@
-// The architecture list: parameter names/shapes (REFERENCE.md §3) and factories, and cfg.dtype
-// names.
+// The architecture table and what is derived from it (parameter specs, names, FLOP counts), and
+// cfg.dtype names.
 #include "saelab/sae/registry.h"
 
 #include <torch/torch.h>
@@ -7,37 +7,166 @@
 #include <algorithm>
 
 #include "saelab/core/error.h"
+#include "saelab/sae/batchtopk/batchtopk.h"
+#include "saelab/sae/gated/gated.h"
+#include "saelab/sae/jumprelu/jumprelu.h"
+#include "saelab/sae/matryoshka/matryoshka.h"
 #include "saelab/sae/sae.h"
+#include "saelab/sae/standard/standard.h"
+#include "saelab/sae/topk/topk.h"
+#include "saelab/sae/training_sae.h"
 
 namespace saelab {
 
-const std::vector<std::string>& sae_architectures() {
-  static const std::vector<std::string> names = {"standard", "gated", "topk", "jumprelu"};
-  return names;
+const std::vector<Architecture>& architectures() {
+  // Dense products per step: standard/jumprelu's hand-written step does 5 (encode, decode, dL/df,
+  // dW_dec, dW_enc) against autograd's 6 (plus dx̃); gated 7 (one encoder product, both decodes,
+  // both products with W_decᵀ, dW_dec, one dW_enc) against autograd's 11; the k-sparse steps 1
+  // (the encoder) plus 4 sparse products per level (decode, gather-dot, two row scatters), their
+  // autograd bodies 3 (encode, dense decode and its dW_dec).
+  static const std::vector<Architecture> table = {
+      // name, saved_as, inference params, activation_fns, k_sparse, sparsity key, ghost grads,
+      // matryoshka,
+      // products (fast, autograd, sparse), factories (inference, autograd, hand-written)
+      {"standard",
+       "standard",
+       {"b_enc"},
+       {"relu", "tanh-relu"},
+       false,
+       "l1_coefficient",
+       true,
+       false,
+       5,
+       6,
+       0,
+       make_standard_sae,
+       make_standard_training_sae,
+       make_fast_standard_training_sae},
+      {"gated",
+       "gated",
+       {"b_gate", "b_mag", "r_mag"},
+       {"relu"},
+       false,
+       "l1_coefficient",
+       false,
+       false,
+       7,
+       11,
+       0,
+       make_gated_sae,
+       make_gated_training_sae,
+       make_fast_gated_training_sae},
+      {"topk",
+       "topk",
+       {"b_enc"},
+       {"topk"},
+       true,
+       "",
+       false,
+       false,
+       1,
+       3,
+       4,
+       make_topk_sae,
+       make_topk_training_sae,
+       make_fast_topk_training_sae},
+      {"batchtopk",
+       "jumprelu",
+       {},
+       {"relu"},
+       true,
+       "",
+       false,
+       false,
+       1,
+       3,
+       4,
+       nullptr,
+       make_batchtopk_training_sae,
+       make_fast_batchtopk_training_sae},
+      {"jumprelu",
+       "jumprelu",
+       {"b_enc", "threshold"},
+       {"relu"},
+       false,
+       "l0_coefficient",
+       false,
+       false,
+       5,
+       6,
+       0,
+       make_jumprelu_sae,
+       make_jumprelu_training_sae,
+       make_fast_jumprelu_training_sae},
+      {"matryoshka_batchtopk",
+       "jumprelu",
+       {},
+       {"relu"},
+       true,
+       "",
+       false,
+       true,
+       1,
+       3,
+       4,
+       nullptr,
+       make_matryoshka_training_sae,
+       make_fast_matryoshka_training_sae},
+  };
+  return table;
 }
 
-bool is_sae_architecture(const std::string& name) {
-  const auto& a = sae_architectures();
-  return std::find(a.begin(), a.end(), name) != a.end();
+const Architecture* lookup_architecture(const std::string& name) {
+  for (const auto& a : architectures())
+    if (a.name == name) return &a;
+  return nullptr;
+}
+
+std::string architecture_names(bool inference_only) {
+  std::string out;
+  for (const auto& a : architectures()) {
+    if (inference_only && !a.make_sae) continue;
+    out += (out.empty() ? "" : " | ") + a.name;
+  }
+  return out;
+}
+
+const Architecture& find_architecture(const std::string& name, const std::string& where) {
+  if (const Architecture* a = lookup_architecture(name)) return *a;
+  fail("{}: unknown architecture '{}' (expected {})", where, name, architecture_names());
+}
+
+std::string saved_architecture(const std::string& architecture, const std::string& activation_fn,
+                               const std::string& where) {
+  const Architecture* a = lookup_architecture(architecture);
+  if (!a)
+    fail("{}: unknown architecture '{}' (expected {})", where, architecture, architecture_names());
+  if (activation_fn == "relu") return a->saved_as;
+  if (activation_fn != "topk" && activation_fn != "tanh-relu")
+    fail("{}: activation_fn_str '{}' is not supported (expected relu, tanh-relu or topk)", where,
+         activation_fn);
+  // SAELens 5 wrote a topk SAE as a standard one with activation_fn_str "topk".
+  if (activation_fn == "topk" && a->name == "standard") return "topk";
+  for (const auto& fn : a->activation_fns)
+    if (fn == activation_fn) return a->saved_as;
+  fail("{}: activation_fn_str '{}' with architecture '{}' is not supported", where, activation_fn,
+       architecture);
+}
+
+double training_step_flops(const Architecture& arch, bool fast, int64_t N, int64_t d_in,
+                           int64_t d_sae, int64_t k, int64_t levels) {
+  const double dense = 2.0 * double(N) * double(d_in) * double(d_sae);
+  if (!fast) return arch.dense_products_autograd * dense;
+  return arch.dense_products_fast * dense +
+         double(arch.sparse_products * levels) * 2.0 * double(N) * double(k) * double(d_in);
 }
 
 std::vector<SaeParamSpec> sae_param_specs(const SaeConfig& cfg) {
-  const int64_t d_in = cfg.d_in, d_sae = cfg.d_sae;
+  const Architecture& a = find_architecture(cfg.architecture, "SAE config");
+  const Architecture& saved = find_architecture(a.saved_as, "SAE config");
   std::vector<SaeParamSpec> specs = {
-      {"W_enc", {d_in, d_sae}}, {"W_dec", {d_sae, d_in}}, {"b_dec", {d_in}}};
-  if (cfg.architecture == "standard" || cfg.architecture == "topk") {
-    specs.push_back({"b_enc", {d_sae}});
-  } else if (cfg.architecture == "jumprelu" || cfg.architecture == "batchtopk") {
-    specs.push_back({"b_enc", {d_sae}});
-    specs.push_back({"threshold", {d_sae}});
-  } else if (cfg.architecture == "gated") {
-    specs.push_back({"b_gate", {d_sae}});
-    specs.push_back({"b_mag", {d_sae}});
-    specs.push_back({"r_mag", {d_sae}});
-  } else {
-    fail("unknown SAE architecture '{}' (expected standard, gated, topk, batchtopk or jumprelu)",
-         cfg.architecture);
-  }
+      {"W_enc", {cfg.d_in, cfg.d_sae}}, {"W_dec", {cfg.d_sae, cfg.d_in}}, {"b_dec", {cfg.d_in}}};
+  for (const auto& name : saved.inference_params) specs.push_back({name, {cfg.d_sae}});
   return specs;
 }
 
@@ -68,25 +197,14 @@ std::string sae_dtype_name(at::ScalarType t) {
 }
 
 std::unique_ptr<Sae> make_sae(const SaeConfig& cfg_in) {
-  // A batchtopk SAE at inference is a JumpReLU with threshold = θ (SAELens saves it so), whether
-  // the name came from a cfg.json (from_json maps it already) or from code.
+  // A trainable architecture saved as another (batchtopk, matryoshka: a JumpReLU with threshold
+  // θ) is made as that one, whether the name came from a cfg.json or from code.
   SaeConfig cfg = cfg_in;
-  if (cfg.architecture == "batchtopk") cfg.architecture = "jumprelu";
+  cfg.architecture = find_architecture(cfg.architecture, "SAE config").saved_as;
   if (cfg.d_in <= 0 || cfg.d_sae <= 0)
     fail("SAE config: d_in and d_sae must be positive, got d_in={} d_sae={}", cfg.d_in, cfg.d_sae);
   const auto dtype = sae_scalar_type(cfg.dtype, "SAE config");
-  std::unique_ptr<Sae> sae;
-  if (cfg.architecture == "standard")
-    sae = make_standard_sae(cfg);
-  else if (cfg.architecture == "topk")
-    sae = make_topk_sae(cfg);
-  else if (cfg.architecture == "jumprelu")
-    sae = make_jumprelu_sae(cfg);
-  else if (cfg.architecture == "gated")
-    sae = make_gated_sae(cfg);
-  else
-    fail("SAE config: unknown architecture '{}' (expected standard, gated, topk or jumprelu)",
-         cfg.architecture);
+  std::unique_ptr<Sae> sae = find_architecture(cfg.architecture, "SAE config").make_sae(cfg);
   for (const auto& spec : sae_param_specs(cfg))
     sae->params()[spec.name] = torch::zeros(spec.shape, torch::TensorOptions().dtype(dtype));
   return sae;

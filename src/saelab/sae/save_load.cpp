@@ -1,4 +1,4 @@
-// Save and load of the SAELens SAE directory (REFERENCE.md §3; SAELens SAE.save_model /
+// Save and load of the SAELens SAE directory (SAELens SAE.save_model /
 // load_from_disk): cfg.json, sae_weights.safetensors with exactly the parameters of the
 // architecture, and sparsity.safetensors (`sparsity` [d_sae]) when given.
 #include <torch/torch.h>

@@ -179,37 +179,12 @@ struct ActivationsStore::Producer {
   }
 };
 
-int64_t ActivationsStore::hook_width(const Transformer& model, const std::string& hook,
-                                     std::optional<int64_t> head) {
-  model.check_hook_name(hook);
-  const auto shape = model.hook_shape(hook, 1, 2);
-  if (shape.size() == 4 && hook.find("pattern") == std::string::npos &&
-      hook.find("attn_scores") == std::string::npos) {
-    if (head) {
-      if (*head < 0 || *head >= shape[2])
-        fail("hook_head_index = {}: {} has {} heads", *head, hook, shape[2]);
-      return shape[3];
-    }
-    return shape[2] * shape[3];
-  }
-  if (shape.size() == 3) {
-    if (head)
-      fail("hook_head_index = {}: {} has no head axis (use a per-head hook such as hook_z)", *head,
-           hook);
-    return shape[2];
-  }
-  fail(
-      "hook_name = '{}': SAEs train on [batch, pos, d] or per-head [batch, pos, head, d_head] "
-      "hooks; this one is not",
-      hook);
-}
-
 ActivationsStore::ActivationsStore(std::shared_ptr<const Transformer> model,
                                    std::unique_ptr<TokenSource> tokens,
                                    ActivationsStoreOptions opts)
     : model_(std::move(model)), tokens_(std::move(tokens)), o_(std::move(opts)) {
   if (!model_ || !tokens_) fail("activations store: needs a model and a token source");
-  d_in_ = hook_width(*model_, o_.hook_name, o_.hook_head_index);
+  d_in_ = sae_hook_width(model_->cfg(), o_.hook_name, o_.hook_head_index);
   if (o_.context_size > model_->cfg().n_ctx)
     fail("context_size = {} is longer than model '{}' allows (n_ctx = {})", o_.context_size,
          o_.model_name, model_->cfg().n_ctx);

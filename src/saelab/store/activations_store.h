@@ -3,7 +3,7 @@
 // token source, runs the model up to the hook's layer, applies hook_head_index / seqpos_slice /
 // special-token exclusion and hands the rows over through a bounded queue (2 chunks), so the model
 // runs while the SAE trains. The consumer keeps a mixing buffer of at most
-// n_batches_in_buffer × store_batch_size_prompts × context_size rows (REFERENCE §1: sized in
+// n_batches_in_buffer × store_batch_size_prompts × context_size rows (SAELens: sized in
 // tokens), refills it when it is half empty (new rows mixed with the remaining half, shuffled with
 // a generator seeded by (seed, refill number)) and serves batches from it.
 //
@@ -87,10 +87,6 @@ class ActivationsStore : public ActivationSource {
   int64_t max_buffer_numel() const { return max_numel_; }  // the most ever held
   int64_t windows_read() const { return windows_consumed_; }
   int64_t dataset_restarts() const;
-
-  // The hook's activation width for a model (errors name the hook and the head index).
-  static int64_t hook_width(const Transformer& model, const std::string& hook_name,
-                            std::optional<int64_t> head_index);
 
  private:
   struct Producer;

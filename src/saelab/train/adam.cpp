@@ -7,7 +7,7 @@
 #include <cmath>
 
 #include "saelab/core/error.h"
-#include "saelab/train/fast_loops.h"
+#include "saelab/sae/kernels/fast_loops.h"
 
 namespace saelab {
 

@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 
 #include "saelab/core/error.h"
@@ -22,13 +23,20 @@ void write_checkpoint(const std::string& dir, const Sae& sae, const at::Tensor& 
                         .string();
   std::error_code ec;
   fs::remove_all(tmp, ec);
-  make_dirs(tmp);
-  save_sae(sae, tmp, log10_sparsity);
-  NamedTensors named;
-  for (const auto& [name, t] : data.tensors) named.emplace_back(name, t.detach().contiguous());
-  save_safetensors(tmp + "/trainer_state.safetensors", named);
-  write_json_atomic(tmp + "/trainer_state.json", data.state);
-  rename_dir_atomic(tmp, dir);
+  try {
+    make_dirs(tmp);
+    save_sae(sae, tmp, log10_sparsity);
+    NamedTensors named;
+    for (const auto& [name, t] : data.tensors) named.emplace_back(name, t.detach().contiguous());
+    save_safetensors(tmp + "/trainer_state.safetensors", named);
+    write_json_atomic(tmp + "/trainer_state.json", data.state);
+    rename_dir_atomic(tmp, dir);
+  } catch (const Error& e) {
+    // A failed write (a full disk) leaves no half checkpoint behind, and the message says which
+    // checkpoint was lost; the previous one is untouched.
+    fs::remove_all(tmp, ec);
+    fail("cannot write checkpoint {}: {}", dir, e.what());
+  }
 }
 
 CheckpointData read_checkpoint(const std::string& dir) {
@@ -39,6 +47,23 @@ CheckpointData read_checkpoint(const std::string& dir) {
   d.state = read_json_file(js);
   d.tensors = load_safetensors(st);
   return d;
+}
+
+std::vector<std::string> checkpoints_newest_first(const std::string& run_dir) {
+  std::vector<std::pair<long long, std::string>> found;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(fs::path(run_dir) / "checkpoints", ec)) {
+    std::string name = e.path().filename().string();
+    if (name.empty() || name.size() > 18 ||
+        name.find_first_not_of("0123456789") != std::string::npos)
+      continue;
+    found.emplace_back(std::stoll(name), e.path().string());
+  }
+  std::sort(found.begin(), found.end(),
+            [](const auto& a, const auto& b) { return a.first > b.first; });
+  std::vector<std::string> out;
+  for (auto& f : found) out.push_back(std::move(f.second));
+  return out;
 }
 
 std::string latest_checkpoint(const std::string& run_dir) {

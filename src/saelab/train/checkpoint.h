@@ -10,6 +10,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "saelab/core/json.h"
 
@@ -27,6 +28,9 @@ void write_checkpoint(const std::string& dir, const Sae& sae, const at::Tensor& 
                       const CheckpointData& data);
 // Reads trainer_state.{json,safetensors} from a checkpoint directory; errors name the file.
 CheckpointData read_checkpoint(const std::string& dir);
+// Every checkpoint directory under <run_dir>/checkpoints (named by its token count), most tokens
+// first, whether or not it is whole: --resume tries them in this order.
+std::vector<std::string> checkpoints_newest_first(const std::string& run_dir);
 // The checkpoint directory with the most tokens under <run_dir>/checkpoints, or "" if none.
 std::string latest_checkpoint(const std::string& run_dir);
 

@@ -5,10 +5,10 @@
 
 #include <cmath>
 
+#include "saelab/config/runner_config.h"
 #include "saelab/core/error.h"
-#include "saelab/train/config.h"
-#include "saelab/train/fast_loops.h"
-#include "saelab/train/training_sae.h"
+#include "saelab/sae/kernels/fast_loops.h"
+#include "saelab/sae/training_sae.h"
 
 namespace saelab {
 

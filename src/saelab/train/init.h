@@ -1,4 +1,4 @@
-// Initialisation of a training SAE (REFERENCE §2, SAELens's initialize_weights and
+// Initialisation of a training SAE (SAELens's initialize_weights and
 // initialize_b_dec): weights, the decoder bias from the first batch, and the activation scale of
 // normalize_activations = expected_average_only_in.
 #pragma once

@@ -12,8 +12,8 @@
 #include "saelab/eval/evaluator.h"
 #include "saelab/model/loader.h"
 #include "saelab/model/transformer.h"
+#include "saelab/sae/training_sae.h"
 #include "saelab/store/activation_cache.h"
-#include "saelab/train/training_sae.h"
 
 namespace saelab {
 
@@ -66,11 +66,8 @@ std::unique_ptr<ActivationsStore> make_activations_store(const RunnerConfig& cfg
   std::shared_ptr<const Transformer> model(lm.model.release());
   std::shared_ptr<const Tokenizer> tok;
   if (cfg.dataset_path != "othello" && !lm.dir.empty()) {
-    try {
-      tok = load_tokenizer(lm.dir);
-    } catch (const Error&) {
-      // Pretokenized data needs no tokenizer; raw text reports its absence when it is read.
-    }
+    // Pretokenized data needs no tokenizer; raw text reports its absence when it is read.
+    tok = load_tokenizer_if_present(lm.dir);
   }
   if (cfg.exclude_special_tokens.is_boolean() && cfg.exclude_special_tokens.get<bool>() && !tok &&
       cfg.dataset_path != "othello")
@@ -107,12 +104,13 @@ std::unique_ptr<ActivationsStore> make_activations_store(const RunnerConfig& cfg
   so.background = background;
   so.token_source = to;
 
-  const int64_t width = ActivationsStore::hook_width(*model, cfg.hook_name, cfg.hook_head_index);
-  if (width != cfg.d_in)
+  // The store checks the hook and finds its width before any data is read.
+  auto store = std::make_unique<ActivationsStore>(model, open_token_source(to), so);
+  if (store->d_in() != cfg.d_in)
     fail("d_in = {} but {}{} of model '{}' has width {}; set d_in = {}", cfg.d_in, cfg.hook_name,
          cfg.hook_head_index ? fmt::format(" (head {})", *cfg.hook_head_index) : std::string(),
-         cfg.model_name, width, width);
-  return std::make_unique<ActivationsStore>(model, open_token_source(to), so);
+         cfg.model_name, store->d_in(), store->d_in());
+  return store;
 }
 
 std::unique_ptr<ActivationSource> make_activation_source(const RunnerConfig& cfg) {

@@ -5,11 +5,11 @@
 #include <functional>
 #include <memory>
 
+#include "saelab/config/runner_config.h"
 #include "saelab/core/json.h"
 #include "saelab/data/activation_source.h"
 #include "saelab/data/toy_model.h"
 #include "saelab/store/activations_store.h"
-#include "saelab/train/config.h"
 
 namespace saelab {
 

@@ -17,12 +17,15 @@
 #include <condition_variable>
 #include <cstdio>
 #include <deque>
+#include <filesystem>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "saelab/core/error.h"
 #include "saelab/core/io.h"
 #include "saelab/log/progress.h"
+#include "saelab/log/run_error.h"
 
 namespace saelab {
 
@@ -323,10 +326,7 @@ SweepResult run_sweep(const SweepSpec& spec, std::unique_ptr<ActivationSource> s
         r.members[i].run_dir = opts.run_dir + "/" + spec.members[i].name;
         r.members[i].architecture = spec.members[i].cfg.architecture;
         r.members[i].steps = trainers[i]->step();
-        try {
-          write_file_atomic(r.members[i].run_dir + "/error.txt", r.errors[i] + "\n");
-        } catch (const std::exception&) {
-        }
+        write_run_error(r.members[i].run_dir, r.errors[i]);
       }
       b.finish(i);
     });
@@ -347,6 +347,49 @@ SweepResult run_sweep(const SweepSpec& spec, std::unique_ptr<ActivationSource> s
   end["source"] = b.source().describe();
   write_file_atomic(opts.run_dir + "/sweep.json", end.dump(2) + "\n");
   return r;
+}
+
+std::vector<std::string> sweep_resume_checkpoints(const SweepSpec& spec, const std::string& dir) {
+  namespace fs = std::filesystem;
+  std::vector<std::set<int64_t>> have;
+  bool any = false;
+  for (const auto& m : spec.members) {
+    std::set<int64_t> tokens;
+    std::string ck = dir + "/" + m.name + "/checkpoints";
+    if (fs::is_directory(ck))
+      for (const auto& e : fs::directory_iterator(ck)) {
+        const std::string name = e.path().filename().string();
+        if (!e.is_directory() || name.empty() ||
+            name.find_first_not_of("0123456789") != std::string::npos)
+          continue;
+        if (!path_exists(e.path().string() + "/trainer_state.json")) continue;
+        tokens.insert(std::stoll(name));
+      }
+    any |= !tokens.empty();
+    have.push_back(tokens);
+  }
+  std::vector<std::string> out(spec.members.size());
+  if (!any) return out;
+  int64_t best = -1;
+  for (int64_t t : have[0]) {
+    bool all = true;
+    for (const auto& h : have) all &= h.count(t) > 0;
+    if (all) best = std::max(best, t);
+  }
+  if (best < 0) {
+    std::string which;
+    for (size_t i = 0; i < have.size(); ++i)
+      which +=
+          fmt::format("{}{}: {}", i ? "; " : "", spec.members[i].name,
+                      have[i].empty() ? std::string("none") : std::to_string(*have[i].rbegin()));
+    fail(
+        "{}: the members have no checkpoint at a common token count ({}); a sweep resumes only "
+        "from a point every member reached (SIGINT / SIGTERM checkpoints all of them)",
+        dir, which);
+  }
+  for (size_t i = 0; i < out.size(); ++i)
+    out[i] = dir + "/" + spec.members[i].name + "/checkpoints/" + std::to_string(best);
+  return out;
 }
 
 }  // namespace saelab

@@ -13,8 +13,11 @@
 #include "saelab/core/io.h"
 #include "saelab/log/metrics_logger.h"
 #include "saelab/log/progress.h"
+#include "saelab/sae/registry.h"
+#include "saelab/sae/sae.h"
 #include "saelab/train/checkpoint.h"
 #include "saelab/train/init.h"
+#include "saelab/train/update.h"
 
 namespace saelab {
 
@@ -75,12 +78,44 @@ static at::Tensor normalize_batch(const at::Tensor& x, const std::string& mode, 
   return x;
 }
 
+// A NaN or infinity in the input poisons the SAE within a step: stop at the first batch that holds
+// one, naming where it is (one pass over the batch, small beside the step itself).
+static void require_finite(const at::Tensor& x, const std::string& which, const std::string& source,
+                           const std::string& last_checkpoint) {
+  if (at::isfinite(x).all().item<bool>()) return;
+  const int64_t row = (~at::isfinite(x)).any(1).nonzero()[0][0].item<int64_t>();
+  fail(
+      "input activations contain NaN or infinity: {}, row {} of {}, from {}; last good checkpoint: "
+      "{}",
+      which, row, x.size(0), source, last_checkpoint.empty() ? "none" : last_checkpoint);
+}
+
 void Trainer::initialize() {
-  init_sae_weights(*sae_, sae_init_options(cfg_), gen_);
   const bool scale = cfg_.normalize_activations == "expected_average_only_in";
+  if (cfg_.from_pretrained_path) {
+    // As SAELens: a pretrained SAE replaces initialisation (b_dec included); only the dataset-wide
+    // scale is estimated, since the saved weights have it folded in.
+    if (scale)
+      scale_ = estimate_norm_scaling_factor(
+          source_->next_batch(std::max<int64_t>(cfg_.train_batch_size_tokens, 8192)));
+    const std::string where = "from_pretrained_path = '" + *cfg_.from_pretrained_path + "'";
+    std::unique_ptr<Sae> pretrained;
+    try {
+      pretrained = load_sae(*cfg_.from_pretrained_path);
+    } catch (const Error& e) {
+      fail("{}: {}", where, e.what());
+    }
+    sae_->load_inference(*pretrained, scale_, where);
+    to_device();
+    initialized_ = true;
+    return;
+  }
+  init_sae_weights(*sae_, sae_init_options(cfg_), gen_);
   if (cfg_.b_dec_init_method != "zeros" || scale) {
     // SAELens estimates both from the first buffer; we draw a dedicated sample of >= 8192 rows.
     auto sample = source_->next_batch(std::max<int64_t>(cfg_.train_batch_size_tokens, 8192));
+    require_finite(sample, "the sample that initialises b_dec and the scale (before step 1)",
+                   source_->describe(), last_checkpoint_);
     if (scale) scale_ = estimate_norm_scaling_factor(sample);
     init_b_dec(*sae_, cfg_.b_dec_init_method,
                normalize_batch(sample, cfg_.normalize_activations, scale_));
@@ -96,7 +131,11 @@ at::Tensor Trainer::next_batch() {
   auto x = source_->next_batch(n);
   if (x.dim() != 2 || x.size(0) != n || x.size(1) != cfg_.d_in)
     fail("activation source ({}): expected a batch [{}, {}]", source_->describe(), n, cfg_.d_in);
-  return normalize_batch(x.to(device_, torch::kFloat32), cfg_.normalize_activations, scale_);
+  require_finite(x,
+                 fmt::format("batch of step {} (tokens {}..{} of the run)", step_ + 1, n_tokens_,
+                             n_tokens_ + n),
+                 source_->describe(), last_checkpoint_);
+  return normalize_batch(x.to(device_, sae_->cfg().dtype), cfg_.normalize_activations, scale_);
 }
 
 // Initialisation and checkpoints work on CPU; the step runs on device_.
@@ -131,17 +170,17 @@ void Trainer::train_step() {
          step_ + 1, last_checkpoint_.empty() ? "none" : last_checkpoint_);
   update_firing_stats(out.feature_acts);
   last_out_mse_ = out.losses["mse_loss"];
-  if (cfg_.normalize_sae_decoder) remove_gradient_parallel_to_decoder_directions(*sae_);
-  clip_grad_norm(sae_->grads(), 1.0);
   const double lr = schedule_.at(step_);
-  adam_.step(sae_->params(), sae_->grads(), lr);
-  if (cfg_.normalize_sae_decoder) set_decoder_norm_to_unit_norm(*sae_);
-  sae_->after_step(out);
+  apply_update(*sae_, adam_, out, lr, cfg_.normalize_sae_decoder);
   ++step_;
   n_tokens_ += cfg_.train_batch_size_tokens;
 
   if (cfg_.wandb_log_frequency > 0 && step_ % cfg_.wandb_log_frequency == 0)
-    log_step(x, out, lr, cfg_.architecture == "jumprelu" ? ctx.l0_coefficient : ctx.l1_coefficient);
+    log_step(x, out, lr,
+             find_architecture(cfg_.architecture, "architecture").sparsity_coefficient ==
+                     "l0_coefficient"
+                 ? ctx.l0_coefficient
+                 : ctx.l1_coefficient);
   if (cfg_.feature_sampling_window > 0 && step_ % cfg_.feature_sampling_window == 0)
     log_density_and_resample(x);
   if (opts_.model_eval && cfg_.wandb_log_frequency > 0 && cfg_.eval_every_n_wandb_logs > 0 &&
@@ -195,7 +234,7 @@ void Trainer::resume_from(const std::string& dir) {
       fail("{}/trainer_state.safetensors: tensor '{}' has the wrong shape", dir, key);
     return it->second.clone();
   };
-  for (auto& [name, t] : sae_->params()) t = take("param." + name, t).to(torch::kFloat32);
+  for (auto& [name, t] : sae_->params()) t = take("param." + name, t).to(t.scalar_type());
   for (auto& [name, t] : sae_->buffers()) t = take("buffer." + name, t).to(t.scalar_type());
   adam_.load(d.tensors, d.state);
   since_fired_ = take("since_fired", since_fired_).to(torch::kInt64);
@@ -261,13 +300,15 @@ TrainSummary Trainer::run() {
       ps.dead = dead_mask().sum().item<int64_t>();
       progress_->finish(n_tokens_, ps);
     }
+    // The held-out evaluation first: its density of the final SAE is what final/ records.
+    s.eval = final_eval();
     s.final_dir = opts_.run_dir + "/final";
     std::string tmp = opts_.run_dir + "/.final.tmp";
     make_dirs(tmp);
-    save_sae(*inference_sae(), tmp, sparsity_for_save());
+    save_sae(*inference_sae(), tmp,
+             final_log10_density_.defined() ? final_log10_density_ : sparsity_for_save());
     rename_dir_atomic(tmp, s.final_dir);
     s.completed = true;
-    s.eval = final_eval();
   }
   s.last_checkpoint = last_checkpoint_;
   s.steps = step_;

@@ -2,7 +2,7 @@
 // One step: next batch (scaled when normalize_activations asks) → forward_backward → NaN check →
 // firing statistics → parallel-gradient removal (normalize_sae_decoder) → clip to norm 1.0 →
 // Adam with the scheduled lr → unit decoder rows → architecture after_step (batchtopk threshold).
-// Around it: logging every wandb_log_frequency steps (REFERENCE §4 names), density statistics,
+// Around it: logging every wandb_log_frequency steps (SAELens's metric names), density statistics,
 // histogram and optional resampling every feature_sampling_window steps, n_checkpoints evenly
 // spaced checkpoints, a checkpoint-and-stop on SIGINT/SIGTERM, and the final SAE in <run>/final/.
 #pragma once
@@ -18,12 +18,12 @@
 #include <string>
 #include <vector>
 
+#include "saelab/config/runner_config.h"
 #include "saelab/core/json.h"
 #include "saelab/data/activation_source.h"
+#include "saelab/sae/training_sae.h"
 #include "saelab/train/adam.h"
-#include "saelab/train/config.h"
 #include "saelab/train/schedules.h"
-#include "saelab/train/training_sae.h"
 
 namespace saelab {
 
@@ -40,7 +40,7 @@ struct TrainerOptions {
   // Model-based evals (sources.h make_model_eval; empty = no model, e.g. the toy or cached
   // activations). Called on inference_sae() every wandb_log_frequency × eval_every_n_wandb_logs
   // steps (SAELens's sae_trainer) and once at the end; every numeric "group/name" key it returns
-  // is logged under that name (REFERENCE §4), except the density counts the trainer already logs
+  // is logged under that name, except the density counts the trainer already logs
   // from its sampling window (kModelEvalSkippedKeys). The end-of-run result goes into
   // TrainSummary::eval too.
   std::function<json(const Sae&)> model_eval;
@@ -117,6 +117,9 @@ class Trainer {
   at::Tensor window_fires_;  // float64 [d_sae]: tokens each latent fired on in this sampling window
   int64_t window_tokens_ = 0;
   at::Tensor last_window_log10_;  // float32 [d_sae]: the last complete window's log10 density
+  // float32 [d_sae]: the final SAE's log10 density over the held-out summary batches. final/
+  // records it rather than a sampling window, which can span the run's dense first steps.
+  at::Tensor final_log10_density_;
   std::string last_checkpoint_;
   bool resumed_ = false;
   double last_out_mse_ = 0.0;

@@ -1,5 +1,5 @@
-// What the trainer measures and logs (REFERENCE §4 names), the resampling of dead latents
-// (Anthropic 2023, REFERENCE §2) and the held-out evaluation behind the end-of-run summary.
+// What the trainer measures and logs (SAELens's metric names), the resampling of dead latents
+// (Anthropic 2023) and the held-out evaluation behind the end-of-run summary.
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -167,6 +167,7 @@ json Trainer::final_eval() {
       e["sparsity/dead_features"] = ds.dead;
       e["sparsity/dense_features"] = ds.dense;
       e["n_eval_tokens"] = stats.n_tokens();
+      final_log10_density_ = stats.log10_feature_density().to(torch::kFloat32);
     } catch (const Error& err) {
       e["eval_error"] = err.what();
     }

@@ -1,0 +1,126 @@
+// CPU loops of the CSR kernels (see fast_kernels.h). Contiguous rows, dispatch on float/double,
+// parallel over tokens (decode, gather) or over latent ranges (scatter: no two threads write the
+// same row, so no atomics). This file is built with -fopenmp (CMakeLists.txt), so at::parallel_for
+// runs on LibTorch's OpenMP threads; compiled without it, at::parallel_for is a plain serial call.
+#include "saelab/sae/kernels/fast_kernels.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+namespace saelab::fast {
+namespace {
+
+// The inner loops, vectorised by OpenMP's simd (a pragma may not stand inside the
+// AT_DISPATCH macro's argument, so they live here).
+template <typename T>
+inline void axpy(T* __restrict out, const T* __restrict x, T a, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) out[i] += a * x[i];
+}
+template <typename T>
+inline T dot(const T* __restrict a, const T* __restrict b, int64_t n) {
+  T acc = 0;
+#pragma omp simd reduction(+ : acc)
+  for (int64_t i = 0; i < n; ++i) acc += a[i] * b[i];
+  return acc;
+}
+
+bool g_force_aten = false;
+
+// Off CPU (CUDA) the kernels are ATen gathers and index_add_ (atomics there): each CSR entry's
+// token is n repeated row_ptr[n+1] - row_ptr[n] times.
+at::Tensor entry_rows(const at::Tensor& row_ptr) {
+  const int64_t n = row_ptr.numel() - 1;
+  return at::repeat_interleave(row_ptr.narrow(0, 1, n).sub(row_ptr.narrow(0, 0, n)));
+}
+
+}  // namespace
+
+void set_force_aten_kernels(bool on) { g_force_aten = on; }
+bool force_aten_kernels() { return g_force_aten; }
+
+void csr_decode(const at::Tensor& row_ptr, const at::Tensor& col, const at::Tensor& coef,
+                const at::Tensor& W, at::Tensor& out) {
+  if (!out.is_cpu() || g_force_aten) {
+    out.index_add_(0, entry_rows(row_ptr), W.index_select(0, col).mul_(coef.unsqueeze(1)));
+    return;
+  }
+  const int64_t N = out.size(0), D = out.size(1);
+  auto rp = row_ptr.contiguous(), cl = col.contiguous(), cf = coef.contiguous(), w = W.contiguous();
+  const int64_t* r = rp.data_ptr<int64_t>();
+  const int64_t* c = cl.data_ptr<int64_t>();
+  AT_DISPATCH_FLOATING_TYPES(out.scalar_type(), "csr_decode", [&] {
+    const scalar_t* a = cf.data_ptr<scalar_t>();
+    const scalar_t* wp = w.data_ptr<scalar_t>();
+    scalar_t* o = out.data_ptr<scalar_t>();
+    at::parallel_for(0, N, 16, [&](int64_t b, int64_t e) {
+      for (int64_t n = b; n < e; ++n) {
+        scalar_t* on = o + n * D;
+        for (int64_t i = r[n]; i < r[n + 1]; ++i) {
+          const scalar_t s = a[i];
+          const scalar_t* row = wp + c[i] * D;
+          axpy(on, row, s, D);
+        }
+      }
+    });
+  });
+}
+
+at::Tensor csr_gather_dot(const at::Tensor& row_ptr, const at::Tensor& col, const at::Tensor& W,
+                          const at::Tensor& v) {
+  if (!v.is_cpu() || g_force_aten)
+    return W.index_select(0, col).mul_(v.index_select(0, entry_rows(row_ptr))).sum(1);
+  const int64_t N = v.size(0), D = v.size(1);
+  auto rp = row_ptr.contiguous(), cl = col.contiguous(), w = W.contiguous(), vc = v.contiguous();
+  auto out = at::empty({col.numel()}, v.options());
+  const int64_t* r = rp.data_ptr<int64_t>();
+  const int64_t* c = cl.data_ptr<int64_t>();
+  AT_DISPATCH_FLOATING_TYPES(v.scalar_type(), "csr_gather_dot", [&] {
+    const scalar_t* wp = w.data_ptr<scalar_t>();
+    const scalar_t* vp = vc.data_ptr<scalar_t>();
+    scalar_t* o = out.data_ptr<scalar_t>();
+    at::parallel_for(0, N, 16, [&](int64_t b, int64_t e) {
+      for (int64_t n = b; n < e; ++n) {
+        const scalar_t* vn = vp + n * D;
+        for (int64_t i = r[n]; i < r[n + 1]; ++i) {
+          const scalar_t* row = wp + c[i] * D;
+          scalar_t acc = 0;
+          acc += dot(row, vn, D);
+          o[i] = acc;
+        }
+      }
+    });
+  });
+  return out;
+}
+
+void csr_scatter_rows(const at::Tensor& row_ptr, const at::Tensor& col, const at::Tensor& coef,
+                      const at::Tensor& v, at::Tensor& out) {
+  if (!out.is_cpu() || g_force_aten) {
+    out.index_add_(0, col, v.index_select(0, entry_rows(row_ptr)).mul_(coef.unsqueeze(1)));
+    return;
+  }
+  const int64_t N = v.size(0), D = v.size(1), S = out.size(0);
+  auto rp = row_ptr.contiguous(), cl = col.contiguous(), cf = coef.contiguous(),
+       vc = v.contiguous();
+  const int64_t* r = rp.data_ptr<int64_t>();
+  const int64_t* c = cl.data_ptr<int64_t>();
+  AT_DISPATCH_FLOATING_TYPES(v.scalar_type(), "csr_scatter_rows", [&] {
+    const scalar_t* a = cf.data_ptr<scalar_t>();
+    const scalar_t* vp = vc.data_ptr<scalar_t>();
+    scalar_t* o = out.data_ptr<scalar_t>();
+    at::parallel_for(0, S, 256, [&](int64_t lo, int64_t hi) {
+      for (int64_t n = 0; n < N; ++n) {
+        const scalar_t* vn = vp + n * D;
+        for (int64_t i = r[n]; i < r[n + 1]; ++i) {
+          if (c[i] < lo || c[i] >= hi) continue;
+          const scalar_t s = a[i];
+          scalar_t* row = o + c[i] * D;
+          axpy(row, vn, s, D);
+        }
+      }
+    });
+  });
+}
+
+}  // namespace saelab::fast

@@ -1,0 +1,25 @@
+// Sparse kernels of the hand-written k-sparse training step. A batch's active latents
+// are kept in CSR form: token n owns entries row_ptr[n] .. row_ptr[n+1]-1, each a latent col[e]
+// with a coefficient. Every kernel touches only the decoder/encoder rows of active latents, so a
+// topk step costs O(N·k·d_in) here instead of the O(N·d_sae·d_in) of a dense decode.
+#pragma once
+#include <ATen/core/Tensor.h>
+
+namespace saelab::fast {
+
+// out[n] += Σ_e coef[e] · W[col[e]]          (W [S, D], out [N, D], the sparse decode)
+void csr_decode(const at::Tensor& row_ptr, const at::Tensor& col, const at::Tensor& coef,
+                const at::Tensor& W, at::Tensor& out);
+// returns d[e] = W[col[e]] · v[n]             (the gradient of a sparse decode w.r.t. coef)
+at::Tensor csr_gather_dot(const at::Tensor& row_ptr, const at::Tensor& col, const at::Tensor& W,
+                          const at::Tensor& v);
+// out[col[e]] += coef[e] · v[n]               (out [S, D]; threads own disjoint latent ranges)
+void csr_scatter_rows(const at::Tensor& row_ptr, const at::Tensor& col, const at::Tensor& coef,
+                      const at::Tensor& v, at::Tensor& out);
+
+// Off CPU every kernel is a few ATen gathers and index_add_ calls; tests switch that version on
+// for CPU tensors too, to compare it with the loops.
+void set_force_aten_kernels(bool on);
+bool force_aten_kernels();  // the k-sparse step then also uses its ATen selection (fast_sparse.cpp)
+
+}  // namespace saelab::fast

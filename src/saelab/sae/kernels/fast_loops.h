@@ -1,0 +1,93 @@
+// Raw CPU loops of the k-sparse training step and of the optimiser, compiled with OpenMP
+// (fast_loops.cpp is built with -fopenmp, without the shared precompiled header). Every function
+// takes contiguous float32/float64 CPU tensors; the callers keep an ATen path for other devices
+// and dtypes (the same code later runs on CUDA).
+//
+// Selection rule (all the selections): the largest values win; among equal values the one
+// that comes first in row-major order wins (per token: the lowest latent; batchtopk: the lowest
+// token, then the lowest latent). torch.topk leaves
+// ties unspecified, so the selected *set* equals torch.topk's whenever the values at the
+// boundary are distinct. NaN is never selected.
+#pragma once
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <vector>
+
+namespace saelab::fast {
+
+// Active entries in CSR form: token n owns entries row_ptr[n] .. row_ptr[n+1]-1, each a latent
+// col[e] (int64, increasing within a row) with value val[e] (z's dtype).
+struct SparseRows {
+  at::Tensor row_ptr, col, val;
+};
+
+// The selections read the values z[n, j] + bias[j] (bias [S] of z's dtype, or undefined: none),
+// so the encoder's bias is added in the selection pass instead of a pass of its own.
+//
+// Per token, the (at most) k largest values that are > 0 (topk then ReLU, with the zero entries
+// dropped: they carry neither activation nor gradient). If write_back, z becomes the dense
+// activations (selected values kept, every other entry 0) in the same pass.
+SparseRows topk_rows_positive(at::Tensor& z, const at::Tensor& bias, int64_t k, bool write_back);
+
+// The keep largest values of the whole of z [N, S] that are > 0 (batchtopk: keep = k·N), found
+// by a parallel radix histogram on the float bits of the positives and a selection inside the
+// one bucket that holds the boundary (no sort of N·S values). write_back as above.
+SparseRows topk_batch_positive(at::Tensor& z, const at::Tensor& bias, int64_t keep,
+                               bool write_back);
+
+// topk_batch_positive over the prefix z[:, :width] (z [N, S] itself, no copy; matryoshka's inner
+// levels): the keep largest values > 0 of the first width columns, CSR columns < width. z is not
+// modified.
+SparseRows topk_batch_positive_prefix(const at::Tensor& z, const at::Tensor& bias, int64_t width,
+                                      int64_t keep);
+
+// Per token, the k largest values of z [N, S] among the columns cols (int64 [C], k <= C),
+// negative values included (AuxK's top-k over dead latents). z is not modified.
+SparseRows topk_rows_of_columns(const at::Tensor& z, const at::Tensor& bias, const at::Tensor& cols,
+                                int64_t k);
+
+// The gradients of the sparse decode and encode, each row written exactly once (no zeroing pass,
+// no [d_sae, d_in] transpose buffer). For the entries e of A (coefficients a, encoder gradients
+// dz) and optionally of Z (AuxK: b, dz_z), token n(e), latent j(e):
+//   gW_dec[j]    = Σ_{e∈A} a_e g_n + Σ_{e∈Z} b_e h_n        (gW_dec [S, D]; rows of idle latents 0)
+//   gW_enc[:, j] = Σ_{e∈A} dz_e x_n + Σ_{e∈Z} dzz_e x_n     (gW_enc [D, S])
+//   gb_enc[j]    = Σ dz_e + Σ dzz_e
+// Z's tensors may be undefined (no AuxK).
+void sparse_weight_grads(const SparseRows& A, const at::Tensor& dz, const at::Tensor& g,
+                         const SparseRows& Z, const at::Tensor& dzz, const at::Tensor& h,
+                         const at::Tensor& x, at::Tensor& gW_dec, at::Tensor& gW_enc,
+                         at::Tensor& gb_enc);
+
+// The same for any number of entry groups (matryoshka: the outer and inner levels, AuxK): group
+// entries with a defined coef add coef_e v[n] to gW_dec[j]; entries with a defined dz add
+// dz_e x_n to gW_enc[:, j] and dz_e to gb_enc[j]. Groups with no entries are skipped.
+struct GradGroup {
+  SparseRows rows;
+  at::Tensor coef, v;  // decoder term (both undefined: none)
+  at::Tensor dz;       // encoder term (undefined: none)
+};
+void sparse_weight_grads(const std::vector<GradGroup>& groups, const at::Tensor& x,
+                         at::Tensor& gW_dec, at::Tensor& gW_enc, at::Tensor& gb_enc);
+
+// The union of CSR entry sets of one batch, entries of one (token, latent) summed (parts in
+// order), columns increasing within a row.
+SparseRows sum_rows(const std::vector<SparseRows>& parts);
+
+// True where the raw loops below apply: a defined, contiguous float32/float64 CPU tensor.
+bool raw_loop_ok(const at::Tensor& t);
+
+// One fused pass of torch.optim.Adam (no weight decay, no amsgrad) over p, with its gradient g
+// and moments m, v (all raw_loop_ok, one dtype, one size), in p's dtype and torch's order:
+//   m = β1·m + (1−β1)·g;  v = β2·v + (1−β2)·g·g;  p = p − step_size · m / (√v / bias2_sqrt + eps)
+void adam_update(at::Tensor& p, const at::Tensor& g, at::Tensor& m, at::Tensor& v, double beta1,
+                 double beta2, double eps, double step_size, double bias2_sqrt);
+
+// Σ t², accumulated in double from t's own dtype (raw_loop_ok t), in one pass.
+double sum_of_squares(const at::Tensor& t);
+
+// For each row r of g and W ([S, D], raw_loop_ok, one dtype): g[r] −= (g[r]·W[r]) W[r], the dot
+// accumulated in double (removal of the gradient parallel to unit decoder rows), one pass.
+void remove_row_parallel(at::Tensor& g, const at::Tensor& W);
+
+}  // namespace saelab::fast

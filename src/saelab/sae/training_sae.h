@@ -1,0 +1,131 @@
+// Training SAEs: one class per architecture (each in its folder under sae/, listed in
+// registry.cpp), each owning its parameters (float32 unless TrainingSaeConfig::dtype says float64)
+// by SAELens's training names and exposing ONE step interface, forward_backward, that fills a
+// gradient for every parameter and returns the batch's losses and activations. The trainer only
+// talks to this interface, so a hand-written forward/backward can replace the LibTorch
+// autograd bodies without touching any caller.
+//
+// Parameters (training names): W_enc [d_in, d_sae], W_dec [d_sae, d_in], b_dec [d_in], and
+//   standard, topk, batchtopk, matryoshka_batchtopk: b_enc [d_sae]
+//   gated: b_gate, b_mag, r_mag [d_sae]
+//   jumprelu: b_enc, log_threshold [d_sae] (threshold = exp(log_threshold), as SAELens trains it)
+// Buffers (state that Adam does not touch): batchtopk / matryoshka: topk_threshold (0-dim float64).
+#pragma once
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "saelab/sae/sae.h"
+
+namespace saelab {
+
+// What the training SAE needs of the run config (kept separate so tests build one in two lines).
+struct TrainingSaeConfig {
+  std::string architecture = "standard";
+  int64_t d_in = 0;
+  int64_t d_sae = 0;
+  at::ScalarType dtype = at::kFloat;   // of the parameters, gradients and Adam moments
+  std::string activation_fn = "relu";  // standard: relu | tanh-relu (f = tanh(ReLU(z)))
+  int64_t k = 0;  // topk: per token; batchtopk/matryoshka: mean per token (k·N kept per batch)
+  bool apply_b_dec_to_input = true;
+  bool scale_sparsity_penalty_by_decoder_norm = false;
+  double lp_norm = 1.0;
+  std::optional<std::string> mse_loss_normalization;  // null | "dense_batch"
+  bool use_ghost_grads = false;
+  double aux_loss_coefficient = 1.0;
+  double jumprelu_init_threshold = 0.001;
+  double jumprelu_bandwidth = 0.001;
+  double topk_threshold_lr = 0.01;
+  std::vector<int64_t> matryoshka_widths;  // increasing; the last level d_sae is implied
+  // Hand-written forward/backward (fast_*.cpp) where one implements this configuration;
+  // false forces the autograd bodies (the tests' reference).
+  bool use_fast_path = true;
+};
+
+// Per-step inputs that the trainer owns.
+struct StepContext {
+  double l1_coefficient = 0.0;  // current (warmed-up) sparsity coefficient
+  double l0_coefficient = 0.0;  // jumprelu's current L0 coefficient
+  at::Tensor dead_mask;  // bool [d_sae]: latents dead for dead_feature_window steps (or undefined)
+};
+
+struct TrainStepOutput {
+  double loss = 0.0;                     // the total loss that was differentiated
+  std::map<std::string, double> losses;  // mse_loss, l1_loss, auxiliary_reconstruction_loss, ...
+  at::Tensor feature_acts;               // [N, d_sae] detached latent activations
+  at::Tensor sae_out;                    // [N, d_in] detached reconstruction
+};
+
+class TrainingSae {
+ public:
+  explicit TrainingSae(TrainingSaeConfig cfg);
+  virtual ~TrainingSae() = default;
+
+  const TrainingSaeConfig& cfg() const { return cfg_; }
+  // Trained parameters by name; the trainer updates them in place (they never require grad).
+  std::map<std::string, at::Tensor>& params() { return params_; }
+  const std::map<std::string, at::Tensor>& params() const { return params_; }
+  // d loss / d param for the last forward_backward, same names and shapes as params().
+  std::map<std::string, at::Tensor>& grads() { return grads_; }
+  // Non-trained state saved with checkpoints (batchtopk's threshold).
+  std::map<std::string, at::Tensor>& buffers() { return buffers_; }
+
+  // Forward pass on x [N, d_in] (already normalised), every loss term, and the gradients of the
+  // summed loss into grads().
+  virtual TrainStepOutput forward_backward(const at::Tensor& x, const StepContext& ctx) = 0;
+  // Latent activations without gradients, as the training forward computes them.
+  virtual at::Tensor encode(const at::Tensor& x) const = 0;
+  at::Tensor decode(const at::Tensor& f) const;
+  // Called after the optimiser step with that step's output (batchtopk updates its threshold).
+  virtual void after_step(const TrainStepOutput& out) { (void)out; }
+
+  // The SAE in SAELens's inference layout (batchtopk/matryoshka as jumprelu, log_threshold as
+  // threshold), with activation scaling s folded in (W_enc·s, W_dec/s, b_dec/s; thresholds and
+  // b_enc unchanged). base carries the cfg.json metadata fields.
+  std::unique_ptr<Sae> to_inference(const SaeConfig& base, double activation_scale) const;
+  // The inverse: takes the weights of an inference SAE of this architecture (from_pretrained_path)
+  // into the training parameters, unfolding the activation scale s. Errors name `where`.
+  void load_inference(const Sae& sae, double activation_scale, const std::string& where);
+
+  // Moves parameters, gradients and buffers to device (call before the first step: the fast
+  // paths allocate their work buffers like the parameters). The inference SAE is always on CPU.
+  void to(const at::Device& device);
+
+ protected:
+  at::Tensor sae_in(const at::Tensor& x, const at::Tensor& b_dec) const;
+  // Reconstruction error per element under mse_loss_normalization, [N, d_in].
+  at::Tensor mse_elements(const at::Tensor& x_hat, const at::Tensor& x) const;
+  // Leaf copies of the parameters that record gradients.
+  std::map<std::string, at::Tensor> leaves() const;
+  void collect_grads(const std::map<std::string, at::Tensor>& leaves);
+  virtual void export_params(std::map<std::string, at::Tensor>& out) const;
+  // Sets every parameter from `in` (inference names); overrides map their own names first.
+  virtual void import_params(const std::map<std::string, at::Tensor>& in, const std::string& where);
+
+  TrainingSaeConfig cfg_;
+  std::map<std::string, at::Tensor> params_;
+  std::map<std::string, at::Tensor> grads_;
+  std::map<std::string, at::Tensor> buffers_;
+};
+
+// The device a run config's `device` names ("cpu", "cuda", "cuda:N"), checked against what this
+// LibTorch can use: one-line error for a CUDA device in a CPU-only build or a missing GPU.
+at::Device training_device(const std::string& name);
+
+// The architecture's training SAE with parameters allocated (zeros; the trainer initialises them):
+// its hand-written step when cfg.use_fast_path and one implements cfg, else its autograd body.
+std::unique_ptr<TrainingSae> make_training_sae(const TrainingSaeConfig& cfg);
+// The hand-written step for cfg, or nullptr where only the autograd body implements it
+// (mse_loss_normalization; standard with ghost grads or lp_norm != 1).
+std::unique_ptr<TrainingSae> make_fast_training_sae(const TrainingSaeConfig& cfg);
+
+// A gradient buffer of params()[name]'s shape and dtype for hand-written steps, reused while it
+// still fits.
+at::Tensor& fast_grad_buffer(TrainingSae& sae, const std::string& name);
+
+}  // namespace saelab

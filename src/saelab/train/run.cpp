@@ -1,0 +1,214 @@
+// A `saelab train` invocation (run.h).
+#include "saelab/train/run.h"
+
+#include "saelab/config/default_config.h"
+#include "saelab/config/runner_config.h"
+#include "saelab/core/error.h"
+#include "saelab/core/io.h"
+#include "saelab/log/run_error.h"
+#include "saelab/train/checkpoint.h"
+#include "saelab/train/sources.h"
+#include "saelab/train/stop_signal.h"
+
+namespace saelab {
+namespace {
+
+constexpr const char* kEmbeddedName = "configs/toy.toml (embedded)";
+
+RunnerConfig load_config(const TrainRequest& r) {
+  if (!r.resume.empty()) {
+    if (!r.config.empty()) fail("train: give either CONFIG or --resume RUN_DIR, not both");
+    const std::string path = r.resume + "/config.toml";
+    if (!path_exists(path))
+      fail("{}: expected the config.toml of a saelab run directory (--resume)", path);
+    return load_runner_config(path, r.sets);
+  }
+  if (!r.config.empty()) return load_runner_config(r.config, r.sets);
+  return load_runner_config_text(default_toy_config_toml(), kEmbeddedName, r.sets);
+}
+
+// `taken` tells whether a directory already holds a run (or a sweep).
+std::string choose_dir(const std::string& base, const std::string& given,
+                       bool (*taken)(const std::string&)) {
+  if (!given.empty()) {
+    if (taken(given))
+      fail(
+          "{}: already holds a run or a sweep; continue it with --resume {} or pick another "
+          "--run-dir",
+          given, given);
+    return given;
+  }
+  std::string dir = base;
+  for (int i = 2; taken(dir); ++i) dir = base + "_" + std::to_string(i);
+  return dir;
+}
+
+bool holds_run(const std::string& d) { return path_exists(d + "/config.toml"); }
+bool holds_run_or_sweep(const std::string& d) { return holds_run(d) || is_sweep_dir(d); }
+
+// `wandb sync` uploads the TensorBoard files into the config's W&B project (and entity, run id).
+void print_wandb_sync(std::FILE* msg, const RunnerConfig& c, const std::string& dirs,
+                      const char* what) {
+  std::string cmd = "wandb sync -p " + c.wandb_project;
+  if (c.wandb_entity) cmd += " -e " + *c.wandb_entity;
+  if (c.wandb_id) cmd += " --id " + *c.wandb_id;
+  std::fprintf(msg, "%s %s uploads %s TensorBoard files to Weights & Biases\n", cmd.c_str(),
+               dirs.c_str(), what);
+}
+
+TrainOutcome train_single(const RunnerConfig& cfg, const std::string& run_dir,
+                          const TrainRequest& r) {
+  std::FILE* msg = r.messages;
+  auto source = make_activation_source(cfg);
+  TrainerOptions opts;
+  opts.run_dir = run_dir;
+  opts.quiet = r.quiet;
+  // verbose = false: no progress bar and no start-of-run message (SAELens prints less too).
+  opts.progress = cfg.verbose;
+  opts.stop_signal = &install_stop_signal_handlers();
+  // A language model's activations: CE/KL evals every eval step and at the end, on that model.
+  if (auto* store = dynamic_cast<ActivationsStore*>(source.get()))
+    opts.model_eval = make_model_eval(cfg, *store);
+  const std::string describe = source->describe();
+  Trainer trainer(cfg, std::move(source), opts);
+  if (!r.resume.empty()) {
+    // --set on a resumed run changes its config from here on; the run directory records it.
+    if (!r.sets.empty()) write_file_atomic(run_dir + "/config.toml", to_toml(cfg));
+    // The newest checkpoint that reads back whole; broken newer ones (a truncated file, a disk
+    // that filled) are named and skipped. None whole: the newest one's fault is the error.
+    const std::vector<std::string> all = checkpoints_newest_first(run_dir);
+    std::string ckpt;
+    std::vector<std::string> skipped;
+    for (const auto& c : all) {
+      try {
+        trainer.resume_from(c);
+        ckpt = c;
+        break;
+      } catch (const Error& e) {
+        skipped.push_back(e.what());
+      }
+    }
+    if (all.empty()) {
+      std::fprintf(msg, "no checkpoint in %s/checkpoints; starting the run from the beginning\n",
+                   run_dir.c_str());
+    } else if (ckpt.empty()) {
+      fail("{}", all.size() == 1
+                     ? skipped[0]
+                     : fmt::format("none of the {} checkpoints in {}/checkpoints can be "
+                                   "read; the newest: {}",
+                                   all.size(), run_dir, skipped[0]));
+    } else {
+      for (size_t i = 0; i < skipped.size(); ++i)
+        std::fprintf(stderr, "saelab: warning: skipping checkpoint %s: %s\n", all[i].c_str(),
+                     skipped[i].c_str());
+      std::fprintf(msg, "resuming from %s (step %lld)\n", ckpt.c_str(),
+                   static_cast<long long>(trainer.step()));
+    }
+  }
+  if (cfg.verbose)
+    std::fprintf(msg, "training a %s SAE (d_in=%lld, d_sae=%lld) on %s for %lld steps -> %s/\n",
+                 cfg.architecture.c_str(), static_cast<long long>(cfg.d_in),
+                 static_cast<long long>(cfg.resolved_d_sae()), describe.c_str(),
+                 static_cast<long long>(cfg.steps()), run_dir.c_str());
+  std::fflush(msg);
+  TrainOutcome out;
+  out.run_dir = run_dir;
+  out.summary = trainer.run();
+  if (cfg.log_to_wandb) print_wandb_sync(msg, cfg, run_dir + "/", "the run's");
+  out.exit_code = out.summary.completed ? 0 : 128 + out.summary.stop_signal;
+  return out;
+}
+
+TrainOutcome train_sweep(const SweepSpec& spec, const std::string& dir, bool resume,
+                         const TrainRequest& r) {
+  std::FILE* msg = r.messages;
+  const RunnerConfig& c0 = spec.members.at(0).cfg;
+  SweepOptions so;
+  so.run_dir = dir;
+  so.quiet = r.quiet;
+  so.progress = c0.verbose;
+  auto source = make_activation_source(c0);
+  so.stop_signal = &install_stop_signal_handlers();
+  // A language model's activations: each member runs its own CE/KL evals on that model.
+  if (auto* store = dynamic_cast<ActivationsStore*>(source.get()))
+    so.member_options = [store](const RunnerConfig& c, TrainerOptions& o) {
+      o.model_eval = make_model_eval(c, *store);
+    };
+  if (resume) {
+    // --set on a resumed sweep changes every member's config from here on.
+    if (!r.sets.empty())
+      for (const auto& m : spec.members)
+        write_file_atomic(dir + "/" + m.name + "/config.toml", to_toml(m.cfg));
+    so.resume_checkpoints = sweep_resume_checkpoints(spec, dir);
+    if (so.resume_checkpoints.at(0).empty())
+      std::fprintf(msg,
+                   "no checkpoints in the members of %s; starting the sweep from the beginning\n",
+                   dir.c_str());
+    else
+      std::fprintf(
+          msg, "resuming every member from checkpoints/%s\n",
+          so.resume_checkpoints[0].substr(so.resume_checkpoints[0].rfind('/') + 1).c_str());
+  }
+  std::string keys;
+  for (const auto& k : spec.keys) keys += (keys.empty() ? "" : ", ") + k;
+  std::fprintf(msg, "sweeping %s: %zu SAEs (d_in=%lld) on %s for %lld steps -> %s/\n", keys.c_str(),
+               spec.members.size(), static_cast<long long>(c0.d_in), source->describe().c_str(),
+               static_cast<long long>(c0.steps()), dir.c_str());
+  for (const auto& m : spec.members)
+    std::fprintf(msg, "  %s  (%s, d_sae=%lld)\n", m.name.c_str(), m.cfg.architecture.c_str(),
+                 static_cast<long long>(m.cfg.resolved_d_sae()));
+  std::fflush(msg);
+  TrainOutcome out;
+  out.run_dir = dir;
+  out.is_sweep = true;
+  out.spec = spec;
+  out.sweep = run_sweep(spec, std::move(source), so);
+  for (const auto& m : spec.members)
+    if (m.cfg.log_to_wandb) {
+      print_wandb_sync(msg, m.cfg, dir + "/*/", "the members'");
+      break;
+    }
+  out.exit_code =
+      out.sweep.stop_signal != 0 ? 128 + out.sweep.stop_signal : (out.sweep.completed ? 0 : 1);
+  return out;
+}
+
+// Runs `body`, recording a failure in dir/error.txt, where `saelab doctor` finds it.
+template <typename F>
+TrainOutcome recording_errors(const std::string& dir, F&& body) {
+  try {
+    return body();
+  } catch (const Error& e) {
+    write_run_error(dir, e.what());
+    throw;
+  }
+}
+
+}  // namespace
+
+TrainOutcome run_training(const TrainRequest& r) {
+  // A list of values for a key is a sweep: every combination on one activation stream.
+  if (!r.resume.empty() && r.config.empty() && is_sweep_dir(r.resume)) {
+    const SweepSpec spec = load_sweep_dir(r.resume, r.sets);
+    return recording_errors(r.resume, [&] { return train_sweep(spec, r.resume, true, r); });
+  }
+  if (r.resume.empty()) {
+    const SweepSpec spec =
+        r.config.empty() ? load_sweep_config_text(default_toy_config_toml(), kEmbeddedName, r.sets)
+                         : load_sweep_config(r.config, r.sets);
+    if (spec.is_sweep()) {
+      const std::string dir =
+          choose_dir(spec.members.at(0).cfg.checkpoint_path + "/" + spec.sweep_name, r.run_dir,
+                     holds_run_or_sweep);
+      return recording_errors(dir, [&] { return train_sweep(spec, dir, false, r); });
+    }
+  }
+  const RunnerConfig cfg = load_config(r);
+  const std::string dir =
+      !r.resume.empty()
+          ? r.resume
+          : choose_dir(cfg.checkpoint_path + "/" + cfg.resolved_run_name(), r.run_dir, holds_run);
+  return recording_errors(dir, [&] { return train_single(cfg, dir, r); });
+}
+
+}  // namespace saelab
