@@ -1,14 +1,17 @@
 """Writes the seed corpora under fuzz/corpus/<target>/ with independent tools: Debian's python3
 torch (torch.save), numpy (np.save / np.savez / np.savez_compressed), zipfile and sentencepiece.
-The files from saelab's own writers (cfg.json, config.toml, metrics.jsonl, sae_weights.safetensors)
-are copied in by fuzz/make_corpus.sh from a tiny training run.
-Usage: /usr/bin/python3 fuzz/make_corpus.py fuzz/corpus"""
+With a saelab executable given, the files of its own writers (cfg.json, config.toml, metrics.jsonl,
+sae_weights.safetensors, trainer_state.safetensors) are added from a tiny toy run.
+Usage: /usr/bin/python3 fuzz/make_corpus.py fuzz/corpus [build/saelab]"""
 import collections
 import io
 import json
 import os
+import shutil
 import struct
+import subprocess
 import sys
+import tempfile
 import zipfile
 
 import numpy as np
@@ -162,3 +165,26 @@ put("safetensors", "several_dtypes.safetensors", safetensors(
      "b": {"dtype": "BF16", "shape": [2], "data_offsets": [24, 28]},
      "z": {"dtype": "I64", "shape": [0], "data_offsets": [28, 28]}}, 28))
 put("safetensors", "empty.safetensors", safetensors({}, 0))
+
+
+# saelab's own writers, from a toy run small enough that every file fits libFuzzer's 64 KiB.
+if len(sys.argv) > 2:
+    with tempfile.TemporaryDirectory() as tmp:
+        run = os.path.join(tmp, "run")
+        sets = ["training_tokens=5120", "train_batch_size_tokens=256", "d_sae=32", "n_checkpoints=1",
+                "wandb_log_frequency=4", "lr_warm_up_steps=2", "l1_warm_up_steps=2",
+                "l0_warm_up_steps=2", "lr_decay_steps=0", "feature_sampling_window=8"]
+        args = [sys.argv[2], "train", "--run-dir", run]
+        for kv in sets:
+            args += ["--set", kv]
+        subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
+        ckpt = os.path.join(run, "checkpoints", os.listdir(os.path.join(run, "checkpoints"))[0])
+        for target, src, name in [
+            ("safetensors", os.path.join(run, "final", "sae_weights.safetensors"), "saelab_sae_weights.safetensors"),
+            ("safetensors", os.path.join(ckpt, "trainer_state.safetensors"), "saelab_trainer_state.safetensors"),
+            ("cfg_json", os.path.join(run, "final", "cfg.json"), "saelab_cfg.json"),
+            ("run_config", os.path.join(run, "config.toml"), "saelab_resolved.toml"),
+            ("metrics_jsonl", os.path.join(run, "metrics.jsonl"), "saelab_run.jsonl"),
+        ]:
+            os.makedirs(os.path.join(out, target), exist_ok=True)
+            shutil.copyfile(src, os.path.join(out, target, name))
