@@ -24,8 +24,8 @@ TARGETS=(
   "cfg_json       | src/saelab/sae/config.cpp | lib:saelab_sae lib:saelab_core torch zip"
   "run_config     | src/saelab/config/config_io.cpp src/saelab/config/runner_config.cpp src/saelab/config/config_fields.cpp src/saelab/sae/config.cpp | lib:saelab_config lib:saelab_sae lib:saelab_core torch zip toml"
   # The table readers of data/ (Parquet, Arrow IPC) and the codecs they decompress with.
-  "parquet        | src/saelab/data/parquet.cpp src/saelab/data/parquet_meta.cpp src/saelab/data/parquet_encoding.cpp src/saelab/data/thrift_compact.cpp src/saelab/data/codec.cpp src/saelab/data/mapped_file.cpp src/saelab/data/table_column.cpp | codecs"
-  "arrow          | src/saelab/data/arrow_ipc.cpp src/saelab/data/flatbuffer.cpp src/saelab/data/codec.cpp src/saelab/data/mapped_file.cpp src/saelab/data/table_column.cpp | codecs"
+  "parquet        | src/saelab/data/parquet.cpp src/saelab/data/parquet_meta.cpp src/saelab/data/parquet_encoding.cpp src/saelab/data/thrift_compact.cpp src/saelab/data/codec.cpp src/saelab/data/snappy_decode.cpp src/saelab/data/mapped_file.cpp src/saelab/data/table_column.cpp | codecs"
+  "arrow          | src/saelab/data/arrow_ipc.cpp src/saelab/data/flatbuffer.cpp src/saelab/data/codec.cpp src/saelab/data/snappy_decode.cpp src/saelab/data/mapped_file.cpp src/saelab/data/table_column.cpp | codecs"
 )
 
 SECS=${1:-60}
@@ -77,7 +77,7 @@ build_target() {  # NAME SOURCES LINKS
       zip) libs+=(-lzip) ;;
       pcre2) libs+=(-lpcre2-8) ;;
       toml) libs+=(-ltomlplusplus) ;;
-      codecs) libs+=(-lsnappy -lzstd -lz -lbrotlidec -llz4) ;;
+      codecs) libs+=(-lzstd -lz -lbrotlidec -llz4) ;;
       *) echo "fuzz.sh: unknown link item '$l' for $name" >&2; exit 1 ;;
     esac
   done

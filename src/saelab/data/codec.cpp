@@ -3,9 +3,6 @@
 
 // CMake sets SAELAB_HAVE_<CODEC> to say which codec libraries it links; a build without it (the
 // fuzz build) uses each codec whose header is installed.
-#ifndef SAELAB_HAVE_SNAPPY
-#define SAELAB_HAVE_SNAPPY __has_include(<snappy-c.h>)
-#endif
 #ifndef SAELAB_HAVE_ZSTD
 #define SAELAB_HAVE_ZSTD __has_include(<zstd.h>)
 #endif
@@ -27,9 +24,6 @@
 #include <lz4.h>
 #include <lz4frame.h>
 #endif
-#if SAELAB_HAVE_SNAPPY
-#include <snappy-c.h>
-#endif
 #if SAELAB_HAVE_ZLIB
 #include <zlib.h>
 #endif
@@ -38,6 +32,7 @@
 #endif
 
 #include "saelab/core/error.h"
+#include "saelab/data/snappy_decode.h"
 
 namespace saelab {
 
@@ -106,26 +101,12 @@ void decompress(Codec c, const uint8_t* src, size_t n, size_t expected, std::vec
       if (n) std::copy(src, src + n, out.data());
       return;
     case Codec::kSnappy: {
-#if SAELAB_HAVE_SNAPPY
       size_t len = 0;
-      if (snappy_uncompressed_length(reinterpret_cast<const char*>(src), n, &len) != SNAPPY_OK)
-        fail("{}: corrupt Snappy data", where);
+      if (!snappy_declared_length(src, n, len)) fail("{}: corrupt Snappy data", where);
       short_output(len);
-      out.resize(expected);
-      size_t got = expected;
-      if (snappy_uncompress(reinterpret_cast<const char*>(src), n,
-                            reinterpret_cast<char*>(out.data()), &got) != SNAPPY_OK)
-        fail("{}: corrupt Snappy data", where);
-      short_output(got);
+      if (!snappy_decode(src, n, out)) fail("{}: corrupt Snappy data", where);
       return;
     }
-#else
-      fail(
-          "{}: {} data, but this saelab was built without libsnappy (run scripts/setup.sh and "
-          "rebuild)",
-          where, name);
-    }
-#endif
     case Codec::kGzip: {
 #if SAELAB_HAVE_ZLIB
       // windowBits 15 + 32: gzip or zlib headers, detected; concatenated gzip members are read on.

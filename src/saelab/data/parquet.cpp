@@ -335,14 +335,14 @@ class ParquetReader : public ColumnRowReader {
 
   // Levels of a v1 page: a 4-byte length, then RLE; returns the bytes used.
   size_t levels_v1(const uint8_t* p, size_t n, int32_t enc, uint16_t max, size_t count,
-                   std::vector<uint16_t>& out) {
+                   std::vector<uint16_t>& out, RleStats& st) {
     if (enc != kRle) fail("{}: levels in {} encoding, expected RLE", where_, encoding_name(enc));
     if (n < 4) fail("{}: a data page too short for its levels", where_);
     uint32_t len;
     std::memcpy(&len, p, 4);
     if (len > n - 4) fail("{}: levels of {} bytes overrun their page", where_, len);
     out.resize(count);
-    decode_rle_hybrid(p + 4, len, bit_width_of(max), count, out.data());
+    decode_rle_hybrid(p + 4, len, bit_width_of(max), count, out.data(), &st);
     return 4 + size_t(len);
   }
 
@@ -350,14 +350,19 @@ class ParquetReader : public ColumnRowReader {
     const size_t count = size_t(h.num_values);
     const uint8_t* vals;
     size_t vlen;
+    // Level statistics gathered while decoding: the largest of each, and the number of present
+    // values (definition level at its maximum).
+    RleStats rs, ds;
+    ds.target = max_def_;
     try {
       if (h.type == kDataPage) {
         decompress(codec_, body, size_t(h.compressed_size), size_t(h.uncompressed_size), page_buf_,
                    where_ + " data page");
         const uint8_t* p = page_buf_.data();
         size_t n = page_buf_.size(), used = 0;
-        if (max_rep_) used += levels_v1(p, n, h.rep_encoding, max_rep_, count, rep_);
-        if (max_def_) used += levels_v1(p + used, n - used, h.def_encoding, max_def_, count, def_);
+        if (max_rep_) used += levels_v1(p, n, h.rep_encoding, max_rep_, count, rep_, rs);
+        if (max_def_)
+          used += levels_v1(p + used, n - used, h.def_encoding, max_def_, count, def_, ds);
         vals = p + used;
         vlen = n - used;
       } else {
@@ -370,12 +375,13 @@ class ParquetReader : public ColumnRowReader {
         const size_t lv = size_t(h.rep_bytes) + size_t(h.def_bytes);
         if (max_rep_) {
           rep_.resize(count);
-          decode_rle_hybrid(body, size_t(h.rep_bytes), bit_width_of(max_rep_), count, rep_.data());
+          decode_rle_hybrid(body, size_t(h.rep_bytes), bit_width_of(max_rep_), count, rep_.data(),
+                            &rs);
         }
         if (max_def_) {
           def_.resize(count);
           decode_rle_hybrid(body + h.rep_bytes, size_t(h.def_bytes), bit_width_of(max_def_), count,
-                            def_.data());
+                            def_.data(), &ds);
         }
         const Codec c = h.is_compressed ? codec_ : Codec::kNone;
         decompress(c, body + lv, size_t(h.compressed_size) - lv, size_t(h.uncompressed_size) - lv,
@@ -383,25 +389,11 @@ class ParquetReader : public ColumnRowReader {
         vals = page_buf_.data();
         vlen = page_buf_.size();
       }
-      // Count the present values and check the levels in one pass.
-      size_t present = count;
-      bool bad = false;
-      if (max_rep_) {
-        present = 0;
-        for (size_t i = 0; i < count; ++i) {
-          present += def_[i] == max_def_;
-          bad |= (rep_[i] > max_rep_) | (def_[i] > max_def_);
-        }
-        if (count > 0 && rep_[0] != 0 && !in_row_)
-          fail("{}: a column chunk starts in the middle of a list", where_);
-      } else if (max_def_) {
-        present = 0;
-        for (size_t i = 0; i < count; ++i) {
-          present += def_[i] == max_def_;
-          bad |= def_[i] > max_def_;
-        }
-      }
-      if (bad) fail("{}: a level above its column's maximum", where_);
+      const size_t present = max_def_ ? ds.equal : count;
+      if (rs.max > max_rep_ || ds.max > max_def_)
+        fail("{}: a level above its column's maximum", where_);
+      if (max_rep_ && count > 0 && rep_[0] != 0 && !in_row_)
+        fail("{}: a column chunk starts in the middle of a list", where_);
       read_values(h.encoding, vals, vlen, present);
     } catch (const DecodeError& e) {
       fail("{}: corrupt data page ({})", where_, e.what());
@@ -418,12 +410,11 @@ class ParquetReader : public ColumnRowReader {
       if (!have_dict_) fail("{}: dictionary-encoded values without a dictionary page", where_);
       if (count > 0 && n < 1) fail("{}: dictionary indices truncated", where_);
       idx_.resize(count);
-      if (count) decode_rle_hybrid(p + 1, n - 1, p[0], count, idx_.data());
       const size_t dn = text_ ? dict_str_.size() : dict_int_.size();
-      uint32_t worst = 0;
-      for (size_t i = 0; i < count; ++i) worst = idx_[i] > worst ? idx_[i] : worst;
-      if (count > 0 && worst >= dn)
-        fail("{}: dictionary index {} beyond the dictionary's {} values", where_, worst, dn);
+      RleStats st;
+      if (count) decode_rle_hybrid(p + 1, n - 1, p[0], count, idx_.data(), &st);
+      if (count > 0 && st.max >= dn)
+        fail("{}: dictionary index {} beyond the dictionary's {} values", where_, st.max, dn);
       if (text_) {
         svals_.resize(count);
         for (size_t i = 0; i < count; ++i) svals_[i] = dict_str_[idx_[i]];

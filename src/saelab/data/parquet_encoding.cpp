@@ -57,10 +57,20 @@ void unpack(const uint8_t* p, size_t avail, int w, size_t count, T* out) {
   }
   // Byte-aligned widths (dictionary indices of 8, 16 or 32 bits) are plain little-endian loads.
   if ((w == 8 || w == 16 || w == 32) && count * size_t(w / 8) <= avail) {
-    for (size_t i = 0; i < count; ++i) {
-      uint32_t v = 0;
-      std::memcpy(&v, p + i * size_t(w / 8), size_t(w / 8));
-      out[i] = T(v);
+    if (w == 8) {
+      for (size_t i = 0; i < count; ++i) out[i] = T(p[i]);
+    } else if (w == 16) {
+      for (size_t i = 0; i < count; ++i) {
+        uint16_t v;
+        std::memcpy(&v, p + 2 * i, 2);
+        out[i] = T(v);
+      }
+    } else {
+      for (size_t i = 0; i < count; ++i) {
+        uint32_t v;
+        std::memcpy(&v, p + 4 * i, 4);
+        out[i] = T(v);
+      }
     }
     return;
   }
@@ -80,7 +90,7 @@ void unpack(const uint8_t* p, size_t avail, int w, size_t count, T* out) {
 }
 
 template <typename T>
-size_t rle_hybrid(const uint8_t* p, size_t n, int w, size_t count, T* out) {
+size_t rle_hybrid(const uint8_t* p, size_t n, int w, size_t count, T* out, RleStats* st) {
   if (w < 0 || w > 32) throw DecodeError("a bit width of " + std::to_string(w));
   if (sizeof(T) < 4 && w > int(8 * sizeof(T)))
     throw DecodeError("a level bit width of " + std::to_string(w));
@@ -102,6 +112,17 @@ size_t rle_hybrid(const uint8_t* p, size_t n, int w, size_t count, T* out) {
       const size_t have = size_t(end - q);
       if (need > have) throw DecodeError("a bit-packed run longer than its data");
       unpack(q, have, w, take, out + done);
+      if (st) {
+        uint32_t mx = st->max;
+        size_t eq = 0;
+        for (size_t k = 0; k < take; ++k) {
+          const uint32_t v = out[done + k];
+          mx = v > mx ? v : mx;
+          eq += v == st->target;
+        }
+        st->max = mx;
+        st->equal += eq;
+      }
       done += take;
       const size_t full = size_t(groups) * size_t(w);  // bytes of the whole run
       q += full < have ? full : have;
@@ -114,6 +135,10 @@ size_t rle_hybrid(const uint8_t* p, size_t n, int w, size_t count, T* out) {
       if (w < 32 && (v >> w)) throw DecodeError("an RLE value wider than its bit width");
       const size_t take = run < count - done ? size_t(run) : count - done;
       for (size_t k = 0; k < take; ++k) out[done + k] = T(v);
+      if (st) {
+        st->max = v > st->max ? v : st->max;
+        st->equal += v == st->target ? take : 0;
+      }
       done += take;
     }
   }
@@ -131,11 +156,13 @@ int bit_width_of(uint32_t v) {
   return w;
 }
 
-size_t decode_rle_hybrid(const uint8_t* p, size_t n, int w, size_t count, uint32_t* out) {
-  return rle_hybrid(p, n, w, count, out);
+size_t decode_rle_hybrid(const uint8_t* p, size_t n, int w, size_t count, uint32_t* out,
+                         RleStats* stats) {
+  return rle_hybrid(p, n, w, count, out, stats);
 }
-size_t decode_rle_hybrid(const uint8_t* p, size_t n, int w, size_t count, uint16_t* out) {
-  return rle_hybrid(p, n, w, count, out);
+size_t decode_rle_hybrid(const uint8_t* p, size_t n, int w, size_t count, uint16_t* out,
+                         RleStats* stats) {
+  return rle_hybrid(p, n, w, count, out, stats);
 }
 
 size_t decode_delta_binary(const uint8_t* p, size_t n, size_t count, int64_t* out) {

@@ -19,10 +19,20 @@ struct DecodeError : std::runtime_error {
 // Bits needed for values 0..max_value.
 int bit_width_of(uint32_t max_value);
 
+// What decode_rle_hybrid saw, gathered while decoding so callers need no second pass: the largest
+// value, and how many values equal `target`.
+struct RleStats {
+  uint32_t target = 0;
+  uint32_t max = 0;
+  size_t equal = 0;
+};
+
 // `count` values of `bit_width` bits (0..32) in the RLE / bit-packed hybrid encoding, without a
 // length prefix. Returns the bytes consumed.
-size_t decode_rle_hybrid(const uint8_t* p, size_t n, int bit_width, size_t count, uint32_t* out);
-size_t decode_rle_hybrid(const uint8_t* p, size_t n, int bit_width, size_t count, uint16_t* out);
+size_t decode_rle_hybrid(const uint8_t* p, size_t n, int bit_width, size_t count, uint32_t* out,
+                         RleStats* stats = nullptr);
+size_t decode_rle_hybrid(const uint8_t* p, size_t n, int bit_width, size_t count, uint16_t* out,
+                         RleStats* stats = nullptr);
 
 // DELTA_BINARY_PACKED: exactly `count` values (the header must declare that many); returns the
 // bytes consumed.
