@@ -57,7 +57,8 @@ void MetricsJsonl::flush() {
   if (file_) std::fflush(file_);
 }
 
-MetricSeries read_metrics_jsonl(const std::string& path, std::vector<std::string>* errors) {
+MetricSeries read_metrics_jsonl(const std::string& path, std::vector<std::string>* errors,
+                                MetricsJsonlInfo* info) {
   std::ifstream in(path);
   if (!in) fail("{}: cannot open for reading", path);
   MetricSeries m;
@@ -69,18 +70,27 @@ MetricSeries read_metrics_jsonl(const std::string& path, std::vector<std::string
     if (l.find_first_not_of(" \t\r") == std::string::npos) continue;
     json j = json::parse(l, nullptr, /*allow_exceptions=*/false);
     if (j.is_discarded() || !j.is_object()) {
-      if (i + 1 == lines.size()) break;  // a run killed mid-write leaves a partial last line
+      if (i + 1 == lines.size()) {  // a run killed mid-write leaves a partial last line
+        if (info) info->torn_last_line = true;
+        break;
+      }
       fail("{}:{}: expected one JSON object per line", path, i + 1);
     }
     auto st = j.find("step");
     if (st == j.end() || !st->is_number())
       fail("{}:{}: expected a numeric \"step\" field", path, i + 1);
     const int64_t step = st->get<int64_t>();
+    if (info) {
+      ++info->lines;
+      info->last_step = std::max(info->last_step, step);
+    }
     for (const auto& [k, v] : j.items()) {
       if (k == "step") continue;
       if (v.is_number()) {
         const double d = v.get<double>();
         if (std::isfinite(d)) m[k].push_back({step, d});
+      } else if (v.is_null() && info) {
+        info->non_finite_steps[k].push_back(step);
       } else if (v.is_string() && errors &&
                  (k == "error" || (k.size() > 6 && k.substr(k.size() - 6) == "/error"))) {
         errors->push_back(v.get<std::string>());

@@ -38,10 +38,19 @@ struct MetricPoint {
 // Metric name -> its values in step order (only finite numbers).
 using MetricSeries = std::map<std::string, std::vector<MetricPoint>>;
 
+// What the reader saw besides the finite values, for a report of a failed or killed run.
+struct MetricsJsonlInfo {
+  int64_t lines = 0;            // JSON lines read
+  int64_t last_step = -1;       // the largest step of any line
+  bool torn_last_line = false;  // a partial last line (killed mid-write) was skipped
+  // metric -> the steps where it was logged as null (a NaN or infinity when written)
+  std::map<std::string, std::vector<int64_t>> non_finite_steps;
+};
+
 // The one reader of metrics.jsonl. A torn last line (a run killed mid-write) is skipped; any other
 // malformed line is an error naming the file and line. String values under "error" or "*/error"
-// are appended to *errors when given.
-MetricSeries read_metrics_jsonl(const std::string& path,
-                                std::vector<std::string>* errors = nullptr);
+// are appended to *errors when given; *info, when given, receives what MetricsJsonlInfo lists.
+MetricSeries read_metrics_jsonl(const std::string& path, std::vector<std::string>* errors = nullptr,
+                                MetricsJsonlInfo* info = nullptr);
 
 }  // namespace saelab
