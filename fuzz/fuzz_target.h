@@ -39,6 +39,18 @@ inline std::string message_fault(const std::string& msg) {
   return "";
 }
 
+// For a body that parses several things from one input and catches each refusal itself: call it
+// inside the catch block. It counts the refusal and rethrows a message that breaks the contract,
+// so both drivers see it.
+inline int& caught_refusals() {
+  static int n = 0;
+  return n;
+}
+inline void note_refusal(const saelab::Error& e) {
+  ++caught_refusals();
+  if (!message_fault(e.what()).empty()) throw;
+}
+
 // Targets registered by name (ctest build only).
 inline std::map<std::string, Body>& registry() {
   static std::map<std::string, Body> r;

@@ -2,6 +2,7 @@
 // with a non-zero exit (1 for bad input, 2 for usage, 3 for an internal error).
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -27,6 +28,9 @@ bool register_command(std::string name, std::string summary, Setup setup) {
 
 int main(int argc, char** argv) {
   using namespace saelab::cli;
+  // A write past RLIMIT_FSIZE would kill the process with SIGXFSZ; ignored, the write fails with
+  // EFBIG and is reported like a full disk (one line naming the file).
+  std::signal(SIGXFSZ, SIG_IGN);
   // Debian's LibTorch starts with one intra-op thread; use every core unless the user chose.
   if (!std::getenv("OMP_NUM_THREADS"))
     at::set_num_threads(std::max(1u, std::thread::hardware_concurrency()));
@@ -44,7 +48,17 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e) == 0 ? 0 : 2;
+    // --help / --version print and exit 0; a usage error is one line like every other error.
+    if (e.get_exit_code() == 0) return app.exit(e);
+    std::string msg = e.what();
+    if (argc > 1 && argv[1][0] != '-' &&
+        std::none_of(reg.begin(), reg.end(), [&](auto& c) { return c.name == argv[1]; })) {
+      msg = std::string("unknown verb '") + argv[1] + "' (expected one of:";
+      for (const auto& c : reg) msg += " " + c.name;
+      msg += ")";
+    }
+    std::cerr << "saelab: error: " << saelab::Error(msg).what() << " (see saelab --help)\n";
+    return 2;
   } catch (const saelab::Error& e) {
     std::cerr << "saelab: error: " << e.what() << "\n";
     return 1;

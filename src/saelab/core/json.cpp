@@ -9,6 +9,9 @@ json parse_json(const std::string& text, const std::string& what) {
     return json::parse(text);
   } catch (const json::parse_error& e) {
     fail("{}: not valid JSON (byte {}: {})", what, e.byte, e.what());
+  } catch (const json::exception& e) {
+    // Valid syntax that nlohmann cannot hold, e.g. a number beyond double (out_of_range.406).
+    fail("{}: not valid JSON ({})", what, e.what());
   }
 }
 
