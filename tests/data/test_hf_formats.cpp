@@ -116,6 +116,17 @@ TEST_F(HfFormats, ArrowFilesAndStreamsEqualJsonl) {
   }
 }
 
+TEST_F(HfFormats, CompressedArrowBodiesAreDecodedAndSizeChecked) {
+  if (!fs::exists(f("data_zstd.arrow"))) GTEST_SKIP() << "the zstd tool is missing";
+  // Each buffer is Zstandard-decoded, and the decoded size is held against the declared one:
+  // apache-arrow's writer declares the compressed size (one byte short here), which is refused.
+  const std::string e = error_of([&] { windows(f("data_zstd.arrow"), 8); });
+  EXPECT_NE(e.find("data_zstd.arrow: column 'input_ids': Zstandard data decompressed to"),
+            std::string::npos)
+      << e;
+  EXPECT_NE(e.find("the header declares"), std::string::npos) << e;
+}
+
 TEST_F(HfFormats, GzipAndZstdJsonlEqualPlain) {
   // ids.jsonl.gz is two gzip members; the .zst is two Zstandard frames, as `cat` makes them.
   EXPECT_EQ(windows(f("ids.jsonl.gz"), 8), windows(f("ids.jsonl"), 8));

@@ -23,4 +23,8 @@ class MappedFile {
   size_t size_ = 0;
 };
 
+// Asks the kernel to start reading the first `max_bytes` of `path` in the background (the next
+// shard of a dataset while this one is decoded). Best effort: errors are ignored.
+void prefetch_file(const std::string& path, size_t max_bytes);
+
 }  // namespace saelab

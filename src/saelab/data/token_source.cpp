@@ -14,6 +14,7 @@
 #include "saelab/data/arrow_ipc.h"
 #include "saelab/data/compressed_lines.h"
 #include "saelab/data/dataset_resolve.h"
+#include "saelab/data/mapped_file.h"
 #include "saelab/data/othello.h"
 #include "saelab/data/parquet.h"
 #include "saelab/data/tokenizer.h"
@@ -340,6 +341,8 @@ class FileTokenSource : public TokenSource {
       if (!reader_) {
         if (file_ >= files_.size()) return false;
         reader_ = open_reader(files_[file_], o_);
+        // Bounded read-ahead: the next shard (its first 256 MiB) is read from disk meanwhile.
+        if (file_ + 1 < files_.size()) prefetch_file(files_[file_ + 1], size_t(256) << 20);
       }
       if (!reader_->next(it)) {
         reader_.reset();

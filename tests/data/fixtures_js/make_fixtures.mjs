@@ -7,6 +7,7 @@ import { createRequire } from 'module';
 import fs from 'fs';
 import path from 'path';
 import zlib from 'zlib';
+import { execFileSync } from 'child_process';
 
 const [npmDir, outDir, bigRowsArg] = process.argv.slice(2);
 const require = createRequire(path.join(path.resolve(npmDir), 'node_modules', 'x.js'));
@@ -104,6 +105,19 @@ function batched(large) {
 out('data.arrow', arrow.tableToIPC(batched(false), 'stream'));
 out('data_file.arrow', arrow.tableToIPC(batched(false), 'file'));
 out('data_large.arrow', arrow.tableToIPC(batched(true), 'file'));
+// Body compression: apache-arrow compresses each buffer with the codec registered for it; the
+// zstd tool (when installed) does the compressing. apache-arrow 21.2.0 writes each buffer's
+// compressed length where the format puts the uncompressed one, so readers must refuse this file.
+try {
+  execFileSync('zstd', ['--version']);
+  arrow.compressionRegistry.set(arrow.CompressionType.ZSTD, {
+    encode: (d) => new Uint8Array(execFileSync('zstd', ['-q', '-c'], { input: d })),
+  });
+  out('data_zstd.arrow', arrow.RecordBatchStreamWriter.writeAll(
+      batched(false), { compressionType: arrow.CompressionType.ZSTD }).toUint8Array(true));
+} catch (e) {
+  if (e.code !== 'ENOENT') throw e;
+}
 
 // Parquet by arrow-rs: every codec, page format v1 and v2, dictionary on and off, several row
 // groups and many small pages.
