@@ -21,8 +21,8 @@ TARGETS=(
   "tokenizer_json | src/saelab/data/tokenizer.cpp src/saelab/data/tokenizer_json.cpp src/saelab/data/tokenizer_bpe.cpp src/saelab/data/tokenizer_unicode.cpp src/saelab/data/tokenizer_sentencepiece.cpp src/saelab/core/io.cpp src/saelab/core/json.cpp | pcre2"
   "sentencepiece  | src/saelab/data/tokenizer_sentencepiece.cpp src/saelab/data/tokenizer_bpe.cpp src/saelab/data/tokenizer_unicode.cpp src/saelab/core/io.cpp | pcre2"
   "metrics_jsonl  | src/saelab/log/metrics_jsonl.cpp src/saelab/core/io.cpp src/saelab/core/json.cpp | "
-  "cfg_json       | src/saelab/sae/config.cpp | lib:saelab_sae lib:saelab_core torch zip"
-  "run_config     | src/saelab/config/config_io.cpp src/saelab/config/runner_config.cpp src/saelab/config/config_fields.cpp src/saelab/sae/config.cpp | lib:saelab_config lib:saelab_sae lib:saelab_core torch zip toml"
+  "cfg_json       | src/saelab/sae/config.cpp src/saelab/core/json.cpp | lib:saelab_sae lib:saelab_core torch zip"
+  "run_config     | src/saelab/config/config_io.cpp src/saelab/config/runner_config.cpp src/saelab/config/config_fields.cpp src/saelab/sae/config.cpp src/saelab/core/json.cpp src/saelab/core/io.cpp | lib:saelab_config lib:saelab_sae lib:saelab_core torch zip toml"
   # The table readers of data/ (Parquet, Arrow IPC) and the codecs they decompress with.
   "parquet        | src/saelab/data/parquet.cpp src/saelab/data/parquet_meta.cpp src/saelab/data/parquet_encoding.cpp src/saelab/data/thrift_compact.cpp src/saelab/data/codec.cpp src/saelab/data/snappy_decode.cpp src/saelab/data/mapped_file.cpp src/saelab/data/table_column.cpp | codecs"
   "arrow          | src/saelab/data/arrow_ipc.cpp src/saelab/data/flatbuffer.cpp src/saelab/data/codec.cpp src/saelab/data/snappy_decode.cpp src/saelab/data/mapped_file.cpp src/saelab/data/table_column.cpp | codecs"
