@@ -27,6 +27,14 @@ void expect_clean(const test::BrowserResult& b) {
   EXPECT_TRUE(b.result["page_errors"].empty()) << b.result.dump();
 }
 
+// browser_check.js opens a file path, which cannot carry a "#feature=N" fragment, so the page's
+// hash is set first and the expression evaluated once the page has routed to it (the same route()
+// the page runs on load).
+std::string at_feature(int64_t f, const std::string& expr) {
+  return "(async () => { location.hash = 'feature=" + std::to_string(f) +
+         "'; await new Promise((r) => setTimeout(r, 100)); return " + expr + "; })()";
+}
+
 json value_of(const test::BrowserResult& b) {
   return json::parse(b.result["value"].get<std::string>());
 }
@@ -46,11 +54,12 @@ TEST(VisBrowser, FeatureCardFromHashCarriesTheActivations) {
   test::BrowserOptions o;
   o.wait = "document.body.dataset.ready === '1'";
   o.eval =
-      "JSON.stringify({card: document.querySelector('#cards .card').dataset.feature,"
-      " ex: [...document.querySelectorAll('#cards .card .ex')].slice(0, 5).map((e) =>"
-      "  [...e.querySelectorAll('.tok')].map((t) => [+t.dataset.act, "
-      "t.classList.contains('mx')]))})";
-  auto b = test::open_in_browser(d / ("dash.html#feature=" + std::to_string(f)), o);
+      at_feature(f,
+                 "JSON.stringify({card: document.querySelector('#cards .card').dataset.feature,"
+                 " ex: [...document.querySelectorAll('#cards .card .ex')].slice(0, 5).map((e) =>"
+                 "  [...e.querySelectorAll('.tok')].map((t) => [+t.dataset.act, "
+                 "t.classList.contains('mx')]))})");
+  auto b = test::open_in_browser(d / "dash.html", o);
   expect_clean(b);
   const json v = value_of(b);
   EXPECT_EQ(v["card"], std::to_string(f));
@@ -120,15 +129,17 @@ TEST(VisBrowser, OthelloExamplesAreBoardsAndProbesAreDrawn) {
   }
   test::BrowserOptions o;
   o.wait = "document.body.dataset.ready === '1'";
-  o.eval =
+  o.eval = at_feature(
+      0,
       "JSON.stringify([...document.querySelectorAll('#cards .board[data-move]')].map((b) =>"
       " [+b.dataset.pieces, +b.dataset.move, b.querySelectorAll('[data-legal]').length,"
-      "  !!b.querySelector('rect[data-sq=\"' + b.dataset.move + '\"]')]))";
+      "  !!b.querySelector('rect[data-sq=\"' + b.dataset.move + '\"]')]))");
   o.screenshot = d / "board.png";
-  auto b = test::open_in_browser(d / "o.html#feature=0", o);
+  auto b = test::open_in_browser(d / "o.html", o);
   expect_clean(b);
   const json boards = value_of(b);
   const auto& top = st["features"][0]["top_examples"];
+  ASSERT_FALSE(top.empty());
   ASSERT_GE(boards.size(), top.size());
   for (size_t k = 0; k < top.size(); ++k) {
     // Before move t a game has 4 + t pieces (every move adds one; passes add none).
@@ -186,14 +197,17 @@ TEST(VisBrowser, SixteenThousandLatentsOpenFastAndStaySmall) {
   EXPECT_LT(per, 4096.0);
   test::BrowserOptions o;
   o.wait = "document.body.dataset.ready === '1' && document.querySelector('#cards .card')";
-  o.eval = "JSON.stringify({rows: document.querySelectorAll('#index tr.row').length})";
-  auto b = test::open_in_browser(d / "big.html#feature=16383", o);
+  o.eval = at_feature(16383,
+                      "JSON.stringify({rows: document.querySelectorAll('#index tr.row').length,"
+                      " card: document.querySelector('#cards .card').dataset.feature})");
+  auto b = test::open_in_browser(d / "big.html", o);
   expect_clean(b);
   const double ms = b.result["load_ms"].get<double>() + b.result["wait_ms"].get<double>();
   std::cerr << "16384-latent page: load " << b.result["load_ms"] << " ms + card "
             << b.result["wait_ms"] << " ms\n";
   EXPECT_LT(ms, 2000.0);
   EXPECT_GT(value_of(b)["rows"].get<int64_t>(), 0);
+  EXPECT_EQ(value_of(b)["card"], "16383");
 }
 
 }  // namespace

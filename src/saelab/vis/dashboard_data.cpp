@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <map>
 #include <numeric>
@@ -227,12 +228,20 @@ DashboardData build_feature_dashboard(const VisOptions& o) {
     acc.set_correlation_candidates(cand);
   }
 
-  ProgressOptions po;
-  po.total_tokens = o.n_prompts * ctx;
-  po.quiet = true;
-  po.interval_s = 5.0;
-  std::optional<ConsoleProgress> bar;
-  if (o.progress) bar.emplace(po);
+  // Progress on stderr: every few seconds, and once at the end.
+  const auto t_start = std::chrono::steady_clock::now();
+  auto last = t_start;
+  const int64_t total = o.n_prompts * ctx;
+  auto progress = [&](int64_t done, bool final) {
+    const auto now = std::chrono::steady_clock::now();
+    if (!o.progress || (!final && now - last < std::chrono::seconds(5))) return;
+    last = now;
+    const double s = std::chrono::duration<double>(now - t_start).count();
+    std::fprintf(
+        stderr, "vis: %s/%s tokens  %s tok/s  ETA %s\n", format_count(double(done)).c_str(),
+        format_count(double(total)).c_str(), format_count(done / std::max(s, 1e-9)).c_str(),
+        final ? "0:00" : format_duration(s / std::max<double>(done, 1) * (total - done)).c_str());
+  };
   auto next = [&]() -> at::Tensor { return reader.next(); };
   // The first batch was encoded to choose the latents; it is counted once, with those acts.
   {
@@ -241,11 +250,9 @@ DashboardData build_feature_dashboard(const VisOptions& o) {
     out.timing.stats_s +=
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
-  FeaturePassTiming rest =
-      run_feature_pass(model, sae, m.hook, m.head, next, acc, [&](int64_t done) {
-        if (bar) bar->update(done, {});
-      });
-  if (bar) bar->finish(acc.n_prompts() * ctx, {});
+  FeaturePassTiming rest = run_feature_pass(model, sae, m.hook, m.head, next, acc,
+                                            [&](int64_t done) { progress(done, false); });
+  progress(acc.n_prompts() * ctx, true);
   out.timing.forward_s += rest.forward_s;
   out.timing.encode_s += rest.encode_s;
   out.timing.stats_s += rest.stats_s;

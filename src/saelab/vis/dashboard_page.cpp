@@ -12,6 +12,12 @@
 namespace saelab::vis {
 namespace {
 
+// f[k] by reference, or an empty array when absent (json::value would copy the whole list).
+const json& list_at(const json& f, const char* k) {
+  static const json empty = json::array();
+  return f.contains(k) ? f.at(k) : empty;
+}
+
 constexpr size_t kChunk = 256;  // features per lazily parsed <script> chunk
 
 // x rounded to 4 significant digits: the page shows 3, and shorter numbers keep it small.
@@ -70,10 +76,10 @@ class Encoder {
       r["R"] = f["histogram"]["bin_edges"].back();
     }
     json t = json::array();
-    for (const auto& e : f.value("top_examples", json::array())) t.push_back(example(e, qmx));
+    for (const auto& e : list_at(f, "top_examples")) t.push_back(example(e, qmx));
     r["t"] = t;
     json bands = json::array();
-    for (const auto& b : f.value("quantile_groups", json::array())) {
+    for (const auto& b : list_at(f, "quantile_groups")) {
       json ex = json::array();
       for (const auto& e : b.at("examples")) ex.push_back(example(e, qmx));
       bands.push_back(
@@ -116,7 +122,7 @@ class Encoder {
 // The index row: [feature, density, max act, the token at the top example's position or -1].
 json index_row(const json& f) {
   int64_t top_tok = -1;
-  const auto& t = f.value("top_examples", json::array());
+  const auto& t = list_at(f, "top_examples");
   if (!t.empty()) {
     const auto& e = t[0];
     const int64_t k = e["position"].get<int64_t>() - e["context_start"].get<int64_t>();

@@ -19,6 +19,12 @@
 namespace saelab::vis {
 namespace {
 
+// f[k] by reference, or an empty array when absent (json::value would copy the whole list).
+const json& list_at(const json& f, const char* k) {
+  static const json empty = json::array();
+  return f.contains(k) ? f.at(k) : empty;
+}
+
 constexpr int64_t kPerToken = 8;  // latents listed per token
 constexpr int64_t kRanked = 25;   // latents ranked at the chosen position
 
@@ -179,8 +185,8 @@ json build_prompt_view(const VisOptions& o) {
     auto note = [&](const json& e) {
       for (const auto& id : e["token_ids"]) used.insert(id.get<int64_t>());
     };
-    for (const auto& e : r.value("top_examples", json::array())) note(e);
-    for (const auto& b : r.value("quantile_groups", json::array()))
+    for (const auto& e : list_at(r, "top_examples")) note(e);
+    for (const auto& b : list_at(r, "quantile_groups"))
       for (const auto& e : b["examples"]) note(e);
   }
   json vocab = json::object();

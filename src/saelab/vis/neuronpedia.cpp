@@ -5,12 +5,19 @@
 
 #include <algorithm>
 #include <cctype>
+#include <set>
 
 #include "saelab/core/error.h"
 #include "saelab/core/io.h"
 
 namespace saelab::vis {
 namespace {
+
+// f[k] by reference, or an empty array when absent (json::value would copy the whole list).
+const json& list_at(const json& f, const char* k) {
+  static const json empty = json::array();
+  return f.contains(k) ? f.at(k) : empty;
+}
 
 constexpr size_t kFeaturesPerBatch = 128;  // the endpoint's limit
 constexpr size_t kMaxLogits = 20;
@@ -29,13 +36,17 @@ json logits(const json& list, const std::function<std::string(int64_t)>& token) 
   return out;
 }
 
-json activation(const json& e, const std::function<std::string(int64_t)>& token) {
+// Values at excluded tokens (BOS/EOS/PAD, never counted) are written as 0: Neuronpedia takes the
+// max of "values" as the example's activation, and a large act at BOS would take its place.
+json activation(const json& e, const std::function<std::string(int64_t)>& token,
+                const std::set<int64_t>& excluded) {
   json tokens = json::array(), values = json::array();
   const auto& ids = e.at("token_ids");
   const auto& acts = e.at("acts");
   for (size_t k = 0; k < ids.size() && k < kMaxTokens; ++k) {
-    tokens.push_back(token(ids[k].get<int64_t>()));
-    values.push_back(acts[k].get<double>());
+    const int64_t id = ids[k].get<int64_t>();
+    tokens.push_back(token(id));
+    values.push_back(excluded.count(id) ? 0.0 : acts[k].get<double>());
   }
   return {{"tokens", tokens}, {"values", values}};
 }
@@ -49,6 +60,9 @@ NeuronpediaExport write_neuronpedia(const json& stats, const std::string& out_di
     fail("--neuronpedia-model-id: expected Neuronpedia's model id (e.g. gpt2-small)");
   if (source.empty()) fail("--neuronpedia-source: expected the source id (e.g. 6-res-jb)");
   make_dirs(out_dir);
+  std::set<int64_t> excluded;
+  for (const auto& id : stats.value("excluded_token_ids", json::array()))
+    excluded.insert(id.get<int64_t>());
   NeuronpediaExport ex;
   json batch = json::array();
   auto flush = [&] {
@@ -62,11 +76,10 @@ NeuronpediaExport write_neuronpedia(const json& stats, const std::string& out_di
   for (const auto& f : stats.at("features")) {
     const int64_t fires = f.value("fires", int64_t(0));
     json acts = json::array();
-    for (const auto& e : f.value("top_examples", json::array()))
-      acts.push_back(activation(e, token));
-    for (const auto& b : f.value("quantile_groups", json::array()))
+    for (const auto& e : list_at(f, "top_examples")) acts.push_back(activation(e, token, excluded));
+    for (const auto& b : list_at(f, "quantile_groups"))
       for (const auto& e : b.at("examples")) {
-        json a = activation(e, token);
+        json a = activation(e, token, excluded);
         a["quantileMin"] = b.at("lo").get<double>();
         a["quantileMax"] = b.at("hi").get<double>();
         a["quantileFraction"] =
