@@ -323,7 +323,7 @@ class ParquetReader : public ColumnRowReader {
 
   void plain_ints(const uint8_t* p, size_t count, int64_t* out) const {
     if (type_ == kInt64) {
-      std::memcpy(out, p, count * 8);
+      if (count) std::memcpy(out, p, count * 8);  // an empty dictionary may have no buffer
     } else {
       for (size_t i = 0; i < count; ++i) {
         int32_t v;
