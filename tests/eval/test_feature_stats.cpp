@@ -260,7 +260,8 @@ TEST(FeatureStats, PearsonCorrelationsOverCountedTokens) {
     double prev = 2;
     for (const auto& c : sums[k].correlated) {
       ASSERT_TRUE(want.count(c.index)) << c.index;
-      EXPECT_NEAR(c.corr, want[c.index], 1e-9) << i << " with " << c.index;
+      // The pass squares the acts in their own float32 before summing in float64.
+      EXPECT_NEAR(c.corr, want[c.index], 1e-6) << i << " with " << c.index;
       EXPECT_LE(c.corr, prev);
       prev = c.corr;
     }

@@ -19,7 +19,8 @@
 // - Correlations: Pearson's r over counted positions between each selected latent and its
 //   correlation candidates (set_correlation_candidates; any latents of the SAE). Σ a_i a_j needs
 //   only the positions where a_i > 0, so it is summed from the non-zero entries.
-// Sums are float64; activations stay in the SAE's dtype on its device until they are counted.
+// Sums are float64 (the squares behind each latent's variance are formed in the acts' dtype first);
+// stay in the SAE's dtype on its device until they are counted.
 #pragma once
 #include <ATen/core/Tensor.h>
 
