@@ -20,7 +20,7 @@
 //   correlation candidates (set_correlation_candidates; any latents of the SAE). Σ a_i a_j needs
 //   only the positions where a_i > 0, so it is summed from the non-zero entries.
 // Sums are float64 (the squares behind each latent's variance are formed in the acts' dtype first);
-// stay in the SAE's dtype on its device until they are counted.
+// activations stay in the SAE's dtype on its device until they are counted.
 #pragma once
 #include <ATen/core/Tensor.h>
 
