@@ -1,0 +1,395 @@
+// Faults during training, black-box on ./build/saelab: SIGKILL at random moments (some inside
+// checkpoint writes), a full disk (RLIMIT_FSIZE) while a checkpoint is written, corrupted and
+// truncated checkpoints given to --resume, NaN in the input activations, and a cache shard that
+// disappears mid-run. What must hold afterwards is read back in-process with saelab's own loaders.
+#include <dirent.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <torch/torch.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <thread>
+
+#include "saelab/core/safetensors.h"
+#include "saelab/sae/sae.h"
+#include "saelab/train/checkpoint.h"
+#include "test_paths.h"
+#include "test_util.h"
+
+namespace fs = std::filesystem;
+using saelab::test::TempDir;
+using saelab::test::write_text;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+// The toy run, small: 64-d toy activations, 64 latents, 256 tokens a step.
+std::vector<std::string> toy_args(int64_t steps, int n_checkpoints) {
+  return {"train",
+          "--set",
+          "training_tokens=" + std::to_string(steps * 256),
+          "--set",
+          "train_batch_size_tokens=256",
+          "--set",
+          "d_sae=64",
+          "--set",
+          "n_checkpoints=" + std::to_string(n_checkpoints),
+          "--set",
+          "wandb_log_frequency=20",
+          "--set",
+          "lr_warm_up_steps=2",
+          "--set",
+          "l1_warm_up_steps=2",
+          "--set",
+          "l0_warm_up_steps=2",
+          "--set",
+          "lr_decay_steps=0"};
+}
+
+std::vector<std::string> plus(std::vector<std::string> a, const std::vector<std::string>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
+// Starts saelab with `args`, output to log; fsize_limit > 0 caps every file it writes (bytes).
+pid_t spawn(const std::vector<std::string>& args, const std::string& log, rlim_t fsize_limit = 0) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    FILE* f = std::fopen(log.c_str(), "w");
+    if (f) {
+      dup2(fileno(f), 1);
+      dup2(fileno(f), 2);
+    }
+    if (fsize_limit > 0) {
+      rlimit lim{fsize_limit, fsize_limit};
+      setrlimit(RLIMIT_FSIZE, &lim);
+    }
+    std::vector<char*> argv;
+    std::string exe = SAELAB_EXE;
+    argv.push_back(exe.data());
+    std::vector<std::string> copy = args;
+    for (auto& a : copy) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execv(exe.c_str(), argv.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+// Waits for pid (killing it after `limit`); returns the exit code, or 128 + signal.
+int wait_for(pid_t pid, std::chrono::seconds limit = std::chrono::seconds(120)) {
+  auto deadline = Clock::now() + limit;
+  int status = 0;
+  while (waitpid(pid, &status, WNOHANG) == 0) {
+    if (Clock::now() > deadline) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      ADD_FAILURE() << "saelab did not finish within " << limit.count() << " s";
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+struct Outcome {
+  int rc;
+  std::string log;
+};
+Outcome run(const std::vector<std::string>& args, const std::string& log, rlim_t fsize_limit = 0) {
+  int rc = wait_for(spawn(args, log, fsize_limit));
+  std::ifstream in(log);
+  return {rc, std::string(std::istreambuf_iterator<char>(in), {})};
+}
+
+// The lines of text that start with prefix.
+std::vector<std::string> lines_starting(const std::string& text, const std::string& prefix) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  for (std::string l; std::getline(in, l);)
+    if (l.rfind(prefix, 0) == 0) out.push_back(l);
+  return out;
+}
+
+std::vector<std::string> checkpoint_dirs(const std::string& run_dir) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(run_dir + "/checkpoints", ec)) {
+    std::string n = e.path().filename().string();
+    if (!n.empty() && n.find_first_not_of("0123456789") == std::string::npos)
+      out.push_back(e.path().string());
+  }
+  std::sort(out.begin(), out.end(), [](const std::string& a, const std::string& b) {
+    return std::stoll(fs::path(a).filename()) < std::stoll(fs::path(b).filename());
+  });
+  return out;
+}
+
+// Every part of a checkpoint a resume reads: the SAE and the trainer state.
+void expect_loads(const std::string& dir) {
+  SCOPED_TRACE(dir);
+  EXPECT_NO_THROW(saelab::load_sae(dir));
+  EXPECT_NO_THROW(saelab::read_checkpoint(dir));
+}
+
+void expect_same_weights(const std::string& a, const std::string& b) {
+  auto ta = saelab::load_safetensors(a), tb = saelab::load_safetensors(b);
+  ASSERT_EQ(ta.size(), tb.size());
+  for (const auto& [name, t] : ta) {
+    ASSERT_TRUE(tb.count(name)) << name;
+    EXPECT_TRUE(torch::equal(t, tb.at(name))) << name << " differs between " << a << " and " << b;
+  }
+}
+
+bool has_temporary(const std::string& run_dir) {
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(run_dir + "/checkpoints", ec))
+    if (e.path().filename().string().find(".tmp-") != std::string::npos) return true;
+  return false;
+}
+
+std::string file_bytes(const std::string& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// At least 20 SIGKILLs, alternately at a random moment and the moment a checkpoint's temporary
+// folder appears (inside the write); after each, every checkpoint on disk loads. The resumed run
+// then completes with the same final weights as a run that was never interrupted.
+TEST(Faults, SigkillAtRandomMomentsThenResumeEqualsAnUninterruptedRun) {
+  TempDir d;
+  const auto args = toy_args(60, 20);
+  auto t0 = Clock::now();
+  Outcome ref = run(plus(args, {"--run-dir", d / "ref"}), d / "ref.log");
+  ASSERT_EQ(ref.rc, 0) << ref.log;
+  const double full = std::chrono::duration<double>(Clock::now() - t0).count();
+
+  const std::string killed = d / "killed";
+  std::mt19937 rng(20261202);
+  int kills = 0, inside_write = 0, attempts = 0;
+  while (kills < 20 && attempts++ < 60) {
+    const bool resumable = fs::exists(killed + "/config.toml");
+    pid_t pid = spawn(resumable ? std::vector<std::string>{"train", "--resume", killed}
+                                : plus(args, {"--run-dir", killed}),
+                      d / "attempt.log");
+    bool during_write = false;
+    if (kills % 2 == 0) {
+      // A random moment within the first 40% of a full run's time (startup included).
+      std::uniform_real_distribution<double> at(0.05, 0.4 * full);
+      std::this_thread::sleep_for(std::chrono::duration<double>(at(rng)));
+    } else {
+      // Poll for a checkpoint being written and kill inside it.
+      auto deadline = Clock::now() + std::chrono::duration<double>(full);
+      while (Clock::now() < deadline && !(during_write = has_temporary(killed))) {
+        int st;
+        if (waitpid(pid, &st, WNOHANG) == pid) break;
+      }
+    }
+    if (kill(pid, SIGKILL) == 0) {
+      int st;
+      waitpid(pid, &st, 0);
+      if (WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) {
+        ++kills;
+        inside_write += during_write;
+      }
+    }
+    for (const auto& c : checkpoint_dirs(killed)) expect_loads(c);
+    if (HasFailure()) return;
+  }
+  EXPECT_GE(kills, 20);
+  EXPECT_GE(inside_write, 1) << "no kill landed inside a checkpoint write";
+  Outcome last = run({"train", "--resume", killed}, d / "last.log");
+  ASSERT_EQ(last.rc, 0) << last.log;
+  expect_same_weights(d / "ref/final/sae_weights.safetensors",
+                      killed + "/final/sae_weights.safetensors");
+  std::printf("%d kills (%d inside a checkpoint write), full run %.2f s\n", kills, inside_write,
+              full);
+}
+
+// RLIMIT_FSIZE below a checkpoint's size: the write fails, saelab names the file in one line and
+// exits non-zero, and the previous checkpoint and final/ are untouched.
+TEST(Faults, DiskFullWhileWritingACheckpointKeepsThePreviousOne) {
+  TempDir d;
+  const std::string dir = d / "run";
+  Outcome first = run(plus(toy_args(16, 1), {"--run-dir", dir}), d / "first.log");
+  ASSERT_EQ(first.rc, 0) << first.log;
+  auto before = checkpoint_dirs(dir);
+  ASSERT_EQ(before.size(), 1u);
+  const std::string state = before[0] + "/trainer_state.safetensors";
+  const std::string kept = file_bytes(state),
+                    final_kept = file_bytes(dir + "/final/sae_weights.safetensors");
+  // Longer now, under a file-size cap that metrics and config fit in but a checkpoint does not.
+  Outcome full = run({"train", "--resume", dir, "--set", "training_tokens=8192"}, d / "full.log",
+                     kept.size() / 2);
+  EXPECT_EQ(full.rc, 1) << full.log;
+  auto errors = lines_starting(full.log, "saelab: error:");
+  ASSERT_EQ(errors.size(), 1u) << full.log;
+  std::printf("%s\n", errors[0].c_str());
+  EXPECT_NE(errors[0].find(".safetensors"), std::string::npos) << errors[0];
+  EXPECT_NE(errors[0].find(dir), std::string::npos) << errors[0];
+  EXPECT_EQ(lines_starting(full.log, "saelab: internal").size(), 0u) << full.log;
+  EXPECT_EQ(checkpoint_dirs(dir), before);
+  EXPECT_EQ(file_bytes(state), kept);
+  EXPECT_EQ(file_bytes(dir + "/final/sae_weights.safetensors"), final_kept);
+  expect_loads(before[0]);
+  EXPECT_FALSE(has_temporary(dir)) << "a failed write left its temporary folder";
+}
+
+// One checkpoint, truncated: --resume names the file and what is wrong in one line. Several, the
+// newest broken: --resume says it skips them and continues from the newest whole one, and the
+// run ends with the weights of an uninterrupted run.
+TEST(Faults, ResumeFromCorruptedCheckpoints) {
+  TempDir d;
+  const auto args = toy_args(40, 4);
+  Outcome ref = run(plus(args, {"--run-dir", d / "ref"}), d / "ref.log");
+  ASSERT_EQ(ref.rc, 0) << ref.log;
+  auto cps = checkpoint_dirs(d / "ref");
+  ASSERT_EQ(cps.size(), 4u);
+
+  // Several: copy the run without final/, truncate the newest state, break the next one's JSON.
+  const std::string several = d / "several";
+  fs::copy(d / "ref", several, fs::copy_options::recursive);
+  fs::remove_all(several + "/final");
+  auto sev = checkpoint_dirs(several);
+  fs::resize_file(sev[3] + "/trainer_state.safetensors",
+                  fs::file_size(sev[3] + "/trainer_state.safetensors") - 100);
+  write_text(sev[2] + "/trainer_state.json", "{\"step\": ");
+  Outcome r = run({"train", "--resume", several}, d / "several.log");
+  ASSERT_EQ(r.rc, 0) << r.log;
+  for (const auto& w : lines_starting(r.log, "saelab: warning: skipping"))
+    std::printf("%s\n", w.c_str());
+  EXPECT_NE(r.log.find(sev[3]), std::string::npos) << "the skipped checkpoint is not named\n"
+                                                   << r.log;
+  EXPECT_NE(r.log.find("resuming from " + sev[1]), std::string::npos) << r.log;
+  expect_same_weights(d / "ref/final/sae_weights.safetensors",
+                      several + "/final/sae_weights.safetensors");
+
+  // One: only the newest checkpoint, truncated.
+  const std::string one = d / "one";
+  fs::copy(d / "ref", one, fs::copy_options::recursive);
+  fs::remove_all(one + "/final");
+  auto all = checkpoint_dirs(one);
+  for (size_t i = 0; i + 1 < all.size(); ++i) fs::remove_all(all[i]);
+  fs::resize_file(all[3] + "/trainer_state.safetensors", 20);
+  Outcome bad = run({"train", "--resume", one}, d / "one.log");
+  EXPECT_EQ(bad.rc, 1) << bad.log;
+  auto errors = lines_starting(bad.log, "saelab: error:");
+  ASSERT_EQ(errors.size(), 1u) << bad.log;
+  std::printf("%s\n", errors[0].c_str());
+  EXPECT_NE(errors[0].find(all[3]), std::string::npos) << errors[0];
+  EXPECT_FALSE(fs::exists(one + "/final"));
+}
+
+// A cache shard of float32 activations [rows, d_in] written from the format's definition.
+void write_shard(const std::string& path, const std::vector<float>& values, int64_t d_in) {
+  const int64_t rows = static_cast<int64_t>(values.size()) / d_in;
+  std::string header = "{\"activations\":{\"dtype\":\"F32\",\"shape\":[" + std::to_string(rows) +
+                       "," + std::to_string(d_in) + "],\"data_offsets\":[0," +
+                       std::to_string(values.size() * 4) + "]}}";
+  std::ofstream out(path, std::ios::binary);
+  uint64_t n = header.size();
+  out.write(reinterpret_cast<const char*>(&n), 8);
+  out << header;
+  out.write(reinterpret_cast<const char*>(values.data()), values.size() * 4);
+}
+
+std::string cached_config(const std::string& cache, int64_t steps, int n_checkpoints) {
+  return "d_in = 16\nd_sae = 32\nuse_cached_activations = true\ncached_activations_path = \"" +
+         cache + "\"\ndataset_path = \"unused\"\nmodel_name = \"gelu-1l\"\n" +
+         "hook_name = \"blocks.0.hook_mlp_out\"\ntrain_batch_size_tokens = 64\n" +
+         "training_tokens = " + std::to_string(steps * 64) +
+         "\nn_checkpoints = " + std::to_string(n_checkpoints) +
+         "\nlog_to_wandb = false\nb_dec_init_method = \"zeros\"\n";
+}
+
+// A NaN in the cached activations: the run stops at the batch that holds it, naming the step and
+// the last good checkpoint, which loads.
+TEST(Faults, NanInInputActivationsStopsAtTheFirstBadBatch) {
+  TempDir d;
+  fs::create_directories(d / "cache");
+  std::mt19937 rng(3);
+  std::normal_distribution<float> g;
+  std::vector<float> v(4096 * 16);
+  for (auto& x : v) x = g(rng);
+  v[3000 * 16 + 5] = std::nanf("");
+  write_shard(d / "cache/shard_000.safetensors", v, 16);
+  write_text(d / "run.toml", cached_config(d / "cache", 64, 16));
+  Outcome r = run({"train", d / "run.toml", "--run-dir", d / "run"}, d / "run.log");
+  EXPECT_EQ(r.rc, 1) << r.log;
+  auto errors = lines_starting(r.log, "saelab: error:");
+  ASSERT_EQ(errors.size(), 1u) << r.log;
+  const std::string& e = errors[0];
+  std::printf("%s\n", e.c_str());
+  EXPECT_TRUE(e.find("NaN") != std::string::npos || e.find("nan") != std::string::npos) << e;
+  EXPECT_NE(e.find("step"), std::string::npos) << e;
+  EXPECT_NE(e.find("last good checkpoint"), std::string::npos) << e;
+  auto cps = checkpoint_dirs(d / "run");
+  for (const auto& c : cps) expect_loads(c);
+  if (!cps.empty()) {
+    EXPECT_NE(e.find(cps.back()), std::string::npos) << "the newest checkpoint is not named: " << e;
+  }
+}
+
+// The cache's shards deleted while the run reads the first one (the run is paused meanwhile, so
+// the moment is certain): the run stops with one line naming the missing shard, its checkpoints
+// load, and once the shards are back `--resume` completes the run.
+TEST(Faults, CacheShardsDisappearingMidRunThenResume) {
+  TempDir d;
+  const std::string cache = d / "cache";
+  fs::create_directories(cache);
+  const int64_t d_in = 256, rows = 2048;
+  std::vector<std::vector<float>> shards(3, std::vector<float>(rows * d_in));
+  std::mt19937 rng(5);
+  std::normal_distribution<float> g;
+  for (auto& s : shards)
+    for (auto& x : s) x = g(rng);
+  auto write_all = [&] {
+    for (size_t i = 0; i < shards.size(); ++i)
+      write_shard(cache + "/shard_00" + std::to_string(i) + ".safetensors", shards[i], d_in);
+  };
+  write_all();
+  // 256 rows a step: 8 steps per shard, 20 steps, a checkpoint after every step.
+  std::string cfg = cached_config(cache, 20, 20);
+  for (auto [from, to] : {std::pair<std::string, std::string>{"d_in = 16", "d_in = 256"},
+                          {"d_sae = 32", "d_sae = 2048"},
+                          {"train_batch_size_tokens = 64", "train_batch_size_tokens = 256"},
+                          {"training_tokens = 1280", "training_tokens = 5120"}})
+    cfg.replace(cfg.find(from), from.size(), to);
+  write_text(d / "run.toml", cfg);
+  const std::string dir = d / "run";
+  pid_t pid = spawn({"train", d / "run.toml", "--run-dir", dir}, d / "run.log");
+  auto deadline = Clock::now() + std::chrono::seconds(60);
+  while (checkpoint_dirs(dir).empty() && Clock::now() < deadline) {
+    int st;
+    if (waitpid(pid, &st, WNOHANG) == pid) FAIL() << "the run ended before its first checkpoint";
+  }
+  kill(pid, SIGSTOP);
+  const size_t seen = checkpoint_dirs(dir).size();
+  for (const auto& e : fs::directory_iterator(cache)) fs::remove(e.path());
+  kill(pid, SIGCONT);
+  int rc = wait_for(pid);
+  std::ifstream in(d / "run.log");
+  const std::string log(std::istreambuf_iterator<char>(in), {});
+  ASSERT_LT(seen, 8u) << "the run was past its first shard when paused; the test proves nothing";
+  EXPECT_EQ(rc, 1) << log;
+  auto errors = lines_starting(log, "saelab: error:");
+  ASSERT_EQ(errors.size(), 1u) << log;
+  std::printf("%s\n", errors[0].c_str());
+  EXPECT_NE(errors[0].find(cache + "/shard_00"), std::string::npos) << errors[0];
+  auto cps = checkpoint_dirs(dir);
+  ASSERT_FALSE(cps.empty());
+  for (const auto& c : cps) expect_loads(c);
+  write_all();
+  Outcome resumed = run({"train", "--resume", dir}, d / "resume.log");
+  EXPECT_EQ(resumed.rc, 0) << resumed.log;
+  EXPECT_TRUE(fs::exists(dir + "/final/sae_weights.safetensors"));
+}
+
+}  // namespace
