@@ -8,6 +8,7 @@
 #include "saelab/cli/command.h"
 #include "saelab/core/error.h"
 #include "saelab/train/run.h"
+#include "saelab/vis/report.h"
 
 namespace saelab::cli {
 namespace {
@@ -15,7 +16,20 @@ namespace {
 struct Args {
   TrainRequest request;
   bool json_out = false;
+  bool no_report = false;
 };
+
+// The training report (vis/report.h). Training is done by now: failing to write the page is a
+// warning, not a failed run.
+void write_report(const TrainOutcome& out, std::FILE* msg) {
+  vis::ReportOptions o;
+  if (!out.is_sweep) o.train_summary = out.summary.to_json();
+  try {
+    std::fprintf(msg, "report: %s\n", vis::write_report(out.run_dir, o).path.c_str());
+  } catch (const Error& e) {
+    std::fprintf(stderr, "saelab: warning: no report written: %s\n", e.what());
+  }
+}
 
 std::string num(const json& e, const char* key) {
   if (!e.contains(key) || !e[key].is_number()) return "n/a";
@@ -123,6 +137,7 @@ int run_train(Args a) {
                    "stopped by signal %d; every member wrote a checkpoint; continue with: "
                    "saelab train --resume %s\n",
                    r.stop_signal, out.run_dir.c_str());
+    if (!a.no_report) write_report(out, msg);
     return out.exit_code;
   }
   const TrainSummary& s = out.summary;
@@ -136,6 +151,7 @@ int run_train(Args a) {
                  "--resume %s\n",
                  s.stop_signal, static_cast<long long>(s.steps), s.last_checkpoint.c_str(),
                  out.run_dir.c_str());
+  if (!a.no_report) write_report(out, msg);
   return out.exit_code;
 }
 
@@ -154,6 +170,8 @@ auto setup = [](CLI::App* sub) -> std::function<int()> {
                   "Continue the run in RUN_DIR from its latest checkpoint");
   sub->add_flag("--json", a->json_out,
                 "Print the end-of-run summary as one JSON object (progress goes to stderr)");
+  sub->add_flag("--no-report", a->no_report,
+                "Do not write RUN_DIR/report.html (saelab report writes it later)");
   sub->footer(
       "Examples:\n"
       "  saelab train                                   # the embedded toy run (configs/toy.toml)\n"

@@ -227,13 +227,17 @@ std::string sweep_report_html(const SweepReportData& s, const std::vector<std::s
     std::string codes;
     if (m.run)
       for (const auto& f : m.run->findings) codes += (codes.empty() ? "" : ", ") + f.code;
+    // A member with no readable run has no page to link to.
+    const std::string member_link = hrefs[i].empty() ? html_escape(m.name)
+                                                     : "<a href=\"" + html_escape(hrefs[i]) +
+                                                           "\">" + html_escape(m.name) + "</a>";
     rows +=
-        "<tr data-member=\"" + html_escape(m.name) + "\"><td><a href=\"" + html_escape(hrefs[i]) +
-        "\">" + html_escape(m.name) + "</a></td><td><code>" + html_escape(m.values.dump()) +
-        "</code></td><td>" + html_escape(m.status) + "</td><td class=\"num\">" + number(m.l0) +
-        "</td><td class=\"num\">" + number(m.explained_variance) + "</td><td class=\"num\">" +
-        number(m.ce_loss_score) + "</td><td class=\"pareto\">" + (m.pareto ? "★" : "") +
-        "</td><td>" + html_escape(m.run ? codes : m.unreadable) +
+        "<tr data-member=\"" + html_escape(m.name) + "\"><td>" + member_link + "</td><td><code>" +
+        html_escape(m.values.dump()) + "</code></td><td>" + html_escape(m.status) +
+        "</td><td class=\"num\">" + number(m.l0) + "</td><td class=\"num\">" +
+        number(m.explained_variance) + "</td><td class=\"num\">" + number(m.ce_loss_score) +
+        "</td><td class=\"pareto\">" + (m.pareto ? "★" : "") + "</td><td>" +
+        html_escape(m.run ? codes : m.unreadable) +
         (m.error.empty() ? "" : "<br><span class=\"note\">" + html_escape(m.error) + "</span>") +
         "</td></tr>\n";
     if (std::isfinite(m.l0) && std::isfinite(m.explained_variance))

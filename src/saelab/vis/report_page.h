@@ -17,7 +17,8 @@ constexpr const char* kScatterEvKey = "sweep/l0_vs_explained_variance";
 constexpr const char* kScatterCeKey = "sweep/l0_vs_ce_loss_score";
 
 std::string run_report_html(const RunReportData& run);
-// member_report_href(i): the link of member i's own report, relative to the sweep's page.
+// member_report_hrefs[i]: the link to member i's own report ("" when it has none), relative to
+// the sweep's page or absolute.
 std::string sweep_report_html(const SweepReportData& sweep,
                               const std::vector<std::string>& member_report_hrefs);
 
