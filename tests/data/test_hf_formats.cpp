@@ -164,16 +164,16 @@ TEST_F(HfFormats, ColumnChoiceAndUnsupportedColumnsAreNamed) {
 // printed in tokens per second of this thread's CPU time.
 TEST_F(HfFormats, PretokenizedParquetSpeed) {
   TempDir d;
-  const auto big = saelab::test::hf_big_fixtures(d.path(), 2048);
+  const auto big = saelab::test::hf_big_fixtures(d.path(), 8192);
   ASSERT_TRUE(big.error.empty()) << big.error;
   auto f = [&](const std::string& name) { return d / name; };
   std::ifstream sum_in(f("big.sum"));
   int64_t want_n = 0, want_sum = 0;
   sum_in >> want_n >> want_sum;
-  ASSERT_EQ(want_n, 2048 * 512);
+  ASSERT_EQ(want_n, 8192 * 512);
   for (const char* name : {"big_dict.parquet", "big_plain.parquet"}) {
     double best = 1e9;
-    for (int rep = 0; rep < 5; ++rep) {
+    for (int rep = 0; rep < 7; ++rep) {
       timespec t0, t1;
       clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
       saelab::TokenSourceOptions o;
@@ -192,7 +192,7 @@ TEST_F(HfFormats, PretokenizedParquetSpeed) {
       ASSERT_EQ(sum, want_sum) << name;
       best = std::min(best, double(t1.tv_sec - t0.tv_sec) + 1e-9 * double(t1.tv_nsec - t0.tv_nsec));
     }
-    std::printf("[ speed    ] %s: %.1f M tokens/s per core (CPU time, best of 5)\n", name,
+    std::printf("[ speed    ] %s: %.1f M tokens/s per core (CPU time, best of 7)\n", name,
                 double(want_n) / best / 1e6);
   }
 }

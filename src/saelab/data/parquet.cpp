@@ -169,7 +169,12 @@ class ParquetReader : public ColumnRowReader {
         if (d < max_def_) fail("{}: a null token id inside a list", where_);
         // The common case, a run of present values of the same list, copied in one go.
         size_t k = slot_;
-        while (k < nslots_ && rep_[k] != 0 && def_[k] == max_def_) ++k;
+        if (all_present_) {  // no null or empty list in this page: only list starts end a run
+          const uint16_t* rep = rep_.data();
+          while (k < nslots_ && rep[k] != 0) ++k;
+        } else {
+          while (k < nslots_ && rep_[k] != 0 && def_[k] == max_def_) ++k;
+        }
         const size_t run = 1 + k - slot_;
         const size_t old = cur_.size();
         cur_.resize(old + run);
@@ -390,6 +395,7 @@ class ParquetReader : public ColumnRowReader {
         vlen = page_buf_.size();
       }
       const size_t present = max_def_ ? ds.equal : count;
+      all_present_ = present == count;
       if (rs.max > max_rep_ || ds.max > max_def_)
         fail("{}: a level above its column's maximum", where_);
       if (max_rep_ && count > 0 && rep_[0] != 0 && !in_row_)
@@ -480,6 +486,7 @@ class ParquetReader : public ColumnRowReader {
   std::vector<std::string_view> svals_;
   std::string str_store_;
   size_t slot_ = 0, nslots_ = 0, vpos_ = 0;
+  bool all_present_ = false;  // every slot of the page holds a value
   // Row state.
   bool in_row_ = false, row_null_ = false;
   std::vector<int64_t> cur_;
