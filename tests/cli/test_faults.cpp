@@ -148,10 +148,15 @@ void expect_same_weights(const std::string& a, const std::string& b) {
   }
 }
 
-bool has_temporary(const std::string& run_dir) {
+// A checkpoint being written (or left half-written) by process pid; pid 0: by any process.
+bool has_temporary(const std::string& run_dir, pid_t pid = 0) {
+  const std::string tag = ".tmp-" + (pid ? std::to_string(pid) : std::string());
   std::error_code ec;
-  for (const auto& e : fs::directory_iterator(run_dir + "/checkpoints", ec))
-    if (e.path().filename().string().find(".tmp-") != std::string::npos) return true;
+  for (const auto& e : fs::directory_iterator(run_dir + "/checkpoints", ec)) {
+    const std::string n = e.path().filename().string();
+    const size_t at = n.find(tag);
+    if (at != std::string::npos && (pid == 0 || at + tag.size() == n.size())) return true;
+  }
   return false;
 }
 
@@ -160,12 +165,14 @@ std::string file_bytes(const std::string& p) {
   return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
-// At least 20 SIGKILLs, alternately at a random moment and the moment a checkpoint's temporary
-// folder appears (inside the write); after each, every checkpoint on disk loads. The resumed run
-// then completes with the same final weights as a run that was never interrupted.
+// At least 20 SIGKILLs during training, alternately at a random moment after the attempt's first
+// new checkpoint and the moment a checkpoint's temporary folder appears (inside the write); after
+// each, every checkpoint on disk loads. The resumed run then completes with the same final weights
+// as a run that was never interrupted. Each attempt gets only a few steps further, so all the
+// kills land before the run's end.
 TEST(Faults, SigkillAtRandomMomentsThenResumeEqualsAnUninterruptedRun) {
   TempDir d;
-  const auto args = toy_args(60, 20);
+  const auto args = toy_args(240, 80);
   auto t0 = Clock::now();
   Outcome ref = run(plus(args, {"--run-dir", d / "ref"}), d / "ref.log");
   ASSERT_EQ(ref.rc, 0) << ref.log;
@@ -174,25 +181,29 @@ TEST(Faults, SigkillAtRandomMomentsThenResumeEqualsAnUninterruptedRun) {
   const std::string killed = d / "killed";
   std::mt19937 rng(20261202);
   int kills = 0, inside_write = 0, attempts = 0;
-  while (kills < 20 && attempts++ < 60) {
+  while (kills < 20 && attempts++ < 40 && !fs::exists(killed + "/final")) {
     const bool resumable = fs::exists(killed + "/config.toml");
+    const size_t before = checkpoint_dirs(killed).size();
     pid_t pid = spawn(resumable ? std::vector<std::string>{"train", "--resume", killed}
                                 : plus(args, {"--run-dir", killed}),
                       d / "attempt.log");
-    bool during_write = false;
+    bool during_write = false, ended = false;
+    auto deadline = Clock::now() + std::chrono::duration<double>(2 * full);
+    auto running = [&] {
+      int st;
+      ended = ended || waitpid(pid, &st, WNOHANG) == pid;
+      return !ended && Clock::now() < deadline;
+    };
     if (kills % 2 == 0) {
-      // A random moment within the first 40% of a full run's time (startup included).
-      std::uniform_real_distribution<double> at(0.05, 0.4 * full);
+      while (running() && checkpoint_dirs(killed).size() <= before) {
+      }
+      std::uniform_real_distribution<double> at(0.0, 0.03);
       std::this_thread::sleep_for(std::chrono::duration<double>(at(rng)));
     } else {
-      // Poll for a checkpoint being written and kill inside it.
-      auto deadline = Clock::now() + std::chrono::duration<double>(full);
-      while (Clock::now() < deadline && !(during_write = has_temporary(killed))) {
-        int st;
-        if (waitpid(pid, &st, WNOHANG) == pid) break;
+      while (running() && !(during_write = has_temporary(killed, pid))) {
       }
     }
-    if (kill(pid, SIGKILL) == 0) {
+    if (!ended && kill(pid, SIGKILL) == 0) {
       int st;
       waitpid(pid, &st, 0);
       if (WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) {
@@ -203,7 +214,7 @@ TEST(Faults, SigkillAtRandomMomentsThenResumeEqualsAnUninterruptedRun) {
     for (const auto& c : checkpoint_dirs(killed)) expect_loads(c);
     if (HasFailure()) return;
   }
-  EXPECT_GE(kills, 20);
+  EXPECT_GE(kills, 20) << "last attempt:\n" << file_bytes(d / "attempt.log");
   EXPECT_GE(inside_write, 1) << "no kill landed inside a checkpoint write";
   Outcome last = run({"train", "--resume", killed}, d / "last.log");
   ASSERT_EQ(last.rc, 0) << last.log;
