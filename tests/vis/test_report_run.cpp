@@ -1,0 +1,251 @@
+// `saelab report RUN_DIR` on a real toy run: every series charted with the file's counts, the
+// density histogram recounted from the final SAE, the doctor's findings, the page in Chromium.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <set>
+
+#include "saelab/core/safetensors.h"
+#include "test_paths.h"
+#include "test_util.h"
+#include "vis/browser.h"
+#include "vis/report_fixture.h"
+
+namespace saelab {
+namespace {
+
+namespace fs = std::filesystem;
+
+json report_json(const std::string& dir, const std::string& extra = "") {
+  auto r = test::run_saelab("report " + test::shell_quote(dir) + " --json " + extra);
+  EXPECT_EQ(r.rc, 0) << r.err;
+  return json::parse(r.out);
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+std::set<std::string> data_chart_keys(const std::string& html) {
+  std::set<std::string> keys;
+  std::regex re("data-chart=\"([^\"]+)\"");
+  for (auto it = std::sregex_iterator(html.begin(), html.end(), re); it != std::sregex_iterator();
+       ++it)
+    keys.insert((*it)[1].str());
+  return keys;
+}
+
+TEST(ReportRun, EveryMetricHasItsChartWithTheFilesCount) {
+  test::TempDir tmp;
+  const std::string run = tmp / "run";
+  test::copy_dir(test::cached_toy_run(), run);
+  const auto counts = test::count_jsonl(run + "/metrics.jsonl");
+  ASSERT_GT(counts.finite.size(), 8u);
+  json j = report_json(run);
+  EXPECT_EQ(j["kind"], "run");
+  EXPECT_EQ(j["report"], run + "/report.html");
+  std::map<std::string, json> charts;
+  for (const auto& c : j["charts"]) charts[c["key"].get<std::string>()] = c;
+  for (const auto& [key, n] : counts.finite) {
+    ASSERT_TRUE(charts.count(key)) << key;
+    EXPECT_EQ(charts[key]["points"], n) << key;
+    EXPECT_EQ(charts[key]["drawn"], n) << key;  // 40 log steps: nothing to downsample
+  }
+  EXPECT_EQ(
+      charts.size(), counts.finite.size() + [&] {
+        size_t only_null = 0;
+        for (const auto& k : counts.nulls) only_null += !counts.finite.count(k);
+        return only_null;
+      }());
+  const std::string html = slurp(run + "/report.html");
+  EXPECT_EQ(j["bytes"], html.size());
+  auto keys = data_chart_keys(html);
+  for (const auto& [key, n] : counts.finite) EXPECT_TRUE(keys.count(key)) << key;
+  EXPECT_TRUE(keys.count("plots/feature_density_line_chart"));
+}
+
+// The histogram of the final SAE, recounted here from final/sparsity.safetensors: 50 bins of
+// width 0.2 over [-10, 0], the last bin closed; dead = exactly -10 (stored as float32).
+TEST(ReportRun, DensityHistogramMatchesTheFinalSae) {
+  const std::string run = test::cached_toy_run();
+  test::TempDir tmp;
+  json j = report_json(run, "--out " + test::shell_quote(tmp / "r.html"));
+  at::Tensor v = SafetensorsFile(run + "/final/sparsity.safetensors").tensor("sparsity");
+  v = v.to(at::kDouble).contiguous();
+  std::vector<int64_t> counts(50, 0);
+  int64_t dead = 0, dense = 0;
+  for (int64_t i = 0; i < v.numel(); ++i) {
+    const double x = v.data_ptr<double>()[i];
+    int64_t b = static_cast<int64_t>(std::floor((x + 10.0) / 0.2 + 1e-9));
+    counts[std::clamp<int64_t>(b, 0, 49)]++;
+    dead += x <= -10.0 + 1e-6;
+    dense += x > -2.0;
+  }
+  const json& d = j["density"];
+  ASSERT_TRUE(d.is_object()) << j.dump();
+  EXPECT_EQ(d["counts"], json(counts));
+  EXPECT_EQ(d["bin_edges"].size(), 51u);
+  EXPECT_EQ(d["dead"], dead);
+  EXPECT_EQ(d["dense"], dense);
+  EXPECT_EQ(d["d_sae"], v.numel());
+  // Two checkpoints and the final SAE: three snapshots on the slider.
+  int64_t ckpts = 0;
+  for (const auto& e : fs::directory_iterator(run + "/checkpoints"))
+    ckpts += fs::exists(e.path() / "sparsity.safetensors");
+  EXPECT_EQ(d["snapshots"], ckpts + 1);
+}
+
+TEST(ReportRun, FindingsAreTheDoctorsAndShownOnThePage) {
+  const std::string run = test::cached_toy_run();
+  test::TempDir tmp;
+  json j = report_json(run, "--out " + test::shell_quote(tmp / "r.html"));
+  auto doc = test::run_saelab("doctor " + test::shell_quote(run) + " --json");
+  ASSERT_EQ(doc.rc, 0) << doc.err;
+  json codes = json::array();
+  const json doctor = json::parse(doc.out);
+  for (const auto& f : doctor["findings"]) codes.push_back(f["code"]);
+  EXPECT_EQ(j["findings"], codes);
+  const std::string html = slurp(tmp / "r.html");
+  for (const auto& c : codes)
+    EXPECT_NE(html.find("data-finding=\"" + c.get<std::string>() + "\""), std::string::npos);
+  if (codes.empty()) EXPECT_NE(html.find("no findings"), std::string::npos);
+}
+
+// Opened from file:// in headless Chromium: no request, no console error, a uPlot chart with the
+// drawn points for every metric, the density histogram, render time.
+TEST(ReportRun, PageRendersOfflineInChromium) {
+  const std::string run = test::cached_toy_run();
+  test::TempDir tmp;
+  json j = report_json(run, "--out " + test::shell_quote(tmp / "r.html"));
+  test::BrowserOptions o;
+  o.wait = "document.body.getAttribute('data-rendered') === '1'";
+  o.eval =
+      "JSON.stringify({dom: Array.from(document.querySelectorAll('[data-chart]')).map(e => "
+      "e.getAttribute('data-chart')), drawn: Object.fromEntries(Object.entries(saelabCharts).map("
+      "([k, u]) => [k, u.data[0].length])), ms: saelabReport.renderMs})";
+  o.screenshot = tmp / "run.png";
+  o.height = 1500;  // the top of the page, as docs/report.md shows it
+  auto r = test::open_in_browser(tmp / "r.html", o);
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_EQ(r.result["requests"], json::array());
+  EXPECT_EQ(r.result["console_errors"], json::array());
+  EXPECT_EQ(r.result["page_errors"], json::array());
+  json v = json::parse(r.result["value"].get<std::string>());
+  std::set<std::string> dom(v["dom"].begin(), v["dom"].end());
+  for (const auto& c : j["charts"]) {
+    const std::string key = c["key"];
+    EXPECT_TRUE(dom.count(key)) << key;
+    if (c["drawn"].get<int64_t>() > 0) EXPECT_EQ(v["drawn"][key], c["drawn"]) << key;
+  }
+  EXPECT_EQ(v["drawn"]["plots/feature_density_line_chart"], 50);
+  EXPECT_LT(v["ms"].get<double>(), 2000.0);
+  EXPECT_GT(fs::file_size(tmp / "run.png"), 10000u);
+  if (const char* docs = std::getenv("SAELAB_UPDATE_DOCS_SCREENSHOTS"))
+    fs::copy_file(tmp / "run.png", std::string(SAELAB_SOURCE_DIR) + "/docs/report-run.png",
+                  fs::copy_options::overwrite_existing);
+}
+
+// A run that failed: its error and a NaN logged as null are shown, with the curves before them.
+TEST(ReportRun, FailedRunStillGetsAReport) {
+  test::TempDir tmp;
+  const std::string run = tmp / "run";
+  test::copy_dir(test::cached_toy_run(), run);
+  const std::string message = "loss is nan at step 201; last good checkpoint: <checkpoints/x>";
+  test::write_text(run + "/error.txt", message + "\n");
+  {
+    std::ofstream m(run + "/metrics.jsonl", std::ios::app);
+    m << "{\"step\": 201, \"losses/overall_loss\": null, \"metrics/l0\": 3.5}\n";
+  }
+  auto r = test::run_saelab("report " + test::shell_quote(run) + " --json");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  json j = json::parse(r.out);
+  EXPECT_EQ(j["errors"], json::array({message}));
+  const std::string html = slurp(run + "/report.html");
+  EXPECT_NE(html.find("id=\"run-error\""), std::string::npos);
+  // The message is on the page, escaped.
+  EXPECT_NE(html.find("last good checkpoint: &lt;checkpoints/x&gt;"), std::string::npos);
+  EXPECT_NE(html.find("id=\"run-nonfinite\""), std::string::npos);
+  const auto counts = test::count_jsonl(run + "/metrics.jsonl");
+  for (const auto& c : j["charts"])
+    EXPECT_EQ(c["points"], counts.finite.count(c["key"]) ? counts.finite.at(c["key"]) : 0);
+  auto b = test::open_in_browser(
+      run + "/report.html", {"saelabReport.charts", "document.body.getAttribute('data-rendered')"});
+  ASSERT_EQ(b.rc, 0) << b.err;
+  EXPECT_EQ(b.result["page_errors"], json::array());
+  EXPECT_EQ(b.result["console_errors"], json::array());
+}
+
+// A run killed while writing a line: that line is left out and the page says so.
+TEST(ReportRun, TornLastLineIsSkippedAndSaid) {
+  test::TempDir tmp;
+  const std::string run = tmp / "run";
+  test::copy_dir(test::cached_toy_run(), run);
+  const auto before = test::count_jsonl(run + "/metrics.jsonl");
+  {
+    std::ofstream m(run + "/metrics.jsonl", std::ios::app);
+    m << "{\"step\": 205, \"losses/overall_loss\": 0.1";  // killed mid-write
+  }
+  json j = report_json(run);
+  for (const auto& c : j["charts"])
+    if (before.finite.count(c["key"])) EXPECT_EQ(c["points"], before.finite.at(c["key"]));
+  EXPECT_NE(slurp(run + "/report.html").find("incomplete line"), std::string::npos);
+}
+
+void expect_one_line_error(const test::CommandResult& r, const std::string& names) {
+  EXPECT_NE(r.rc, 0);
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err.rfind("saelab: error: ", 0), 0u) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  EXPECT_NE(r.err.find(names), std::string::npos) << r.err;
+}
+
+TEST(ReportRun, BadInputIsOneLineAndNonZeroExit) {
+  test::TempDir tmp;
+  expect_one_line_error(test::run_saelab("report " + test::shell_quote(tmp / "nope")),
+                        tmp / "nope");
+  const std::string run = tmp / "run";
+  test::copy_dir(test::cached_toy_run(), run);
+  fs::remove(run + "/report.html");
+  // A malformed line in the middle: the file and line are named, no page is written.
+  std::string text = slurp(run + "/metrics.jsonl");
+  text.insert(text.find('\n') + 1, "{not json}\n");
+  test::write_text(run + "/metrics.jsonl", text);
+  expect_one_line_error(test::run_saelab("report " + test::shell_quote(run)), "metrics.jsonl:2");
+  EXPECT_FALSE(fs::exists(run + "/report.html"));
+  fs::remove(run + "/metrics.jsonl");
+  expect_one_line_error(test::run_saelab("report " + test::shell_quote(run)), "metrics.jsonl");
+  // An --out in a folder that does not exist.
+  expect_one_line_error(test::run_saelab("report " + test::shell_quote(test::cached_toy_run()) +
+                                         " --out " + test::shell_quote(tmp / "no/such/dir/r.html")),
+                        "no/such/dir");
+}
+
+// `saelab train` writes the report at the end and prints its path, with its own wall time (not
+// the file-time estimate); --no-report skips it.
+TEST(ReportRun, TrainWritesTheReportUnlessNoReport) {
+  test::TempDir tmp;
+  const std::string sets =
+      " --set training_tokens=10240 --set lr_decay_steps=0 --set lr_warm_up_steps=0 "
+      "--set l1_warm_up_steps=0 --set l0_warm_up_steps=0 --set n_checkpoints=0 "
+      "--set wandb_log_frequency=2";
+  auto r = test::run_saelab("train --run-dir " + test::shell_quote(tmp / "a") + sets);
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.out.find("report: " + tmp / "a" + "/report.html\n"), std::string::npos) << r.out;
+  const std::string html = slurp(tmp / "a/report.html");
+  EXPECT_NE(html.find("data-chart=\"losses/mse_loss\""), std::string::npos);
+  EXPECT_NE(html.find(">wall time<"), std::string::npos);
+  EXPECT_EQ(html.find("wall time (from file times)"), std::string::npos);
+  r = test::run_saelab("train --no-report --run-dir " + test::shell_quote(tmp / "b") + sets);
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_EQ(r.out.find("report:"), std::string::npos) << r.out;
+  EXPECT_FALSE(fs::exists(tmp / "b/report.html"));
+  EXPECT_TRUE(fs::exists(tmp / "b/metrics.jsonl"));
+}
+
+}  // namespace
+}  // namespace saelab
