@@ -73,7 +73,7 @@ void add_blob(const fs::path& repo, const std::string& rev, const std::string& r
   fs::create_symlink(fs::relative(repo / "blobs" / blob, link.parent_path()), link);
 }
 
-TEST(HfCache, HubSnapshotRevisionsAndSplits) {
+TEST(HfDatasetCache, HubSnapshotRevisionsAndSplits) {
   const auto& fx = saelab::test::hf_fixtures();
   SAELAB_NEED_HF_FIXTURES(fx);
   TempDir d;
@@ -106,7 +106,7 @@ TEST(HfCache, HubSnapshotRevisionsAndSplits) {
   EXPECT_NE(e.find(d / "hub"), std::string::npos) << e;
 }
 
-TEST(HfCache, DatasetsLibraryArrowCache) {
+TEST(HfDatasetCache, DatasetsLibraryArrowCache) {
   const auto& fx = saelab::test::hf_fixtures();
   SAELAB_NEED_HF_FIXTURES(fx);
   TempDir d;
@@ -130,7 +130,7 @@ TEST(HfCache, DatasetsLibraryArrowCache) {
   EXPECT_NE(e.find("split 'validation'"), std::string::npos) << e;
 }
 
-TEST(HfCache, SplitSelectionByFileName) {
+TEST(HfDatasetCache, SplitSelectionByFileName) {
   using saelab::select_split;
   const std::vector<std::string> files = {
       "/r/plain_text/test-00000-of-00001.parquet", "/r/plain_text/train-00000-of-00002.parquet",
