@@ -163,19 +163,40 @@ TEST(VisBrowser, PromptViewRanksTheHandComputedActivations) {
   o.eval =
       "JSON.stringify({ids: JSON.parse(document.getElementById('prompt').textContent).token_ids,"
       " ranked: [...document.querySelectorAll('#ranked tr.rk')].map((r) =>"
-      "  [+r.dataset.index, +r.children[1].dataset.act])})";
+      "  [+r.dataset.index, +r.children[1].dataset.act, parseFloat(r.children[3].textContent)])})";
   auto b = test::open_in_browser(d / "p.html", o);
   expect_clean(b);
   const json v = value_of(b);
   std::vector<int64_t> ids = v["ids"].get<std::vector<int64_t>>();
-  ASSERT_GT(ids.size(), 2u);
+  ASSERT_GT(ids.size(), 3u);  // position 2 has a next token: its loss effect is defined
   const at::Tensor acts = test::hand_acts(fx.sae, torch::tensor(ids).unsqueeze(0))[0][2];  // [20]
   const int64_t active = acts.gt(0).sum().item<int64_t>();
+  ASSERT_GT(active, 0);
   ASSERT_EQ(int64_t(v["ranked"].size()), active);
   const auto [sv, si] = acts.sort(0, true);
   for (int64_t k = 0; k < active; ++k) {
     EXPECT_EQ(v["ranked"][k][0].get<int64_t>(), si[k].item<int64_t>()) << k;
     EXPECT_NEAR(v["ranked"][k][1].get<double>(), sv[k].item<double>(), 1e-3 * sv[0].item<double>());
+  }
+  // Loss effect: next-token loss at position 2 with act * W_dec[i] taken out of the hook there,
+  // minus the clean loss (the page shows 3 significant digits).
+  LoadedModel lm = load_model(test::tiny_model("gpt2"));
+  auto sae = load_sae(fx.sae);
+  const at::Tensor tok = torch::tensor(ids).unsqueeze(0);
+  auto next_loss = [&](const at::Tensor& logits) {
+    return -logits[0][2].to(torch::kDouble).log_softmax(-1)[ids[3]].item<double>();
+  };
+  const double clean = next_loss(lm.model->forward(tok));
+  for (int64_t k = 0; k < active; ++k) {
+    const int64_t i = si[k].item<int64_t>();
+    const at::Tensor delta = (sae->param("W_dec")[i].to(torch::kDouble) * sv[k]).to(torch::kFloat);
+    Hook h{test::kVisHook, [&](const at::Tensor& a, const std::string&) {
+             at::Tensor r = a.clone();
+             r[0][2] -= delta;
+             return r;
+           }};
+    const double want = next_loss(lm.model->run_with_hooks(tok, {h})) - clean;
+    EXPECT_NEAR(v["ranked"][k][2].get<double>(), want, 6e-3 * std::fabs(want) + 1e-4) << i;
   }
 }
 

@@ -200,21 +200,5 @@ TEST(VisCli, BadInputIsOneLineError) {
       "--position: 40");
 }
 
-TEST(VisCli, PromptViewRanksLatentsAndComputesLossEffects) {
-  test::TempDir d;
-  const auto fx = test::make_vis_fixture(d.path(), 20, 6, 12);
-  ASSERT_EQ(run_saelab(fx.args + " --select all --out " + shell_quote(d / "dash.html") +
-                       " --json " + shell_quote(d / "stats.json"))
-                .rc,
-            0);
-  auto r =
-      run_saelab("vis --sae " + shell_quote(fx.sae) + " --model " +
-                 shell_quote(test::tiny_model("gpt2")) + " --prompt 'the cab ab' --position 1 " +
-                 "--json " + shell_quote(d / "stats.json") + " --out " + shell_quote(d / "p.html"));
-  ASSERT_EQ(r.rc, 0) << r.err;
-  EXPECT_NE(r.out.find("active at position 1"), std::string::npos) << r.out;
-  EXPECT_TRUE(std::filesystem::file_size(d / "p.html") > 1000);
-}
-
 }  // namespace
 }  // namespace saelab
