@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 
@@ -197,6 +198,47 @@ TEST(VisBrowser, PromptViewRanksTheHandComputedActivations) {
            }};
     const double want = next_loss(lm.model->run_with_hooks(tok, {h})) - clean;
     EXPECT_NEAR(v["ranked"][k][2].get<double>(), want, 6e-3 * std::fabs(want) + 1e-4) << i;
+  }
+}
+
+// With a previous pass's --json, each ranked latent's quantile is where its activation falls among
+// that latent's counted firing activations: the page interpolates within a histogram bin, so it
+// may differ from the exact fraction by at most that bin's share.
+TEST(VisBrowser, PromptViewQuantilesFollowThePreviousPass) {
+  test::TempDir d;
+  const auto fx = test::make_vis_fixture(d.path(), 20, 8, 12);
+  ASSERT_EQ(run_saelab(fx.args + " --select all --out " + shell_quote(d / "dash.html") +
+                       " --json " + shell_quote(d / "stats.json"))
+                .rc,
+            0);
+  auto r =
+      run_saelab("vis --sae " + shell_quote(fx.sae) + " --model " +
+                 shell_quote(test::tiny_model("gpt2")) + " --prompt 'the cab ab' --position 2 " +
+                 "--json " + shell_quote(d / "stats.json") + " --out " + shell_quote(d / "p.html"));
+  ASSERT_EQ(r.rc, 0) << r.err;
+  test::BrowserOptions o;
+  o.wait = "document.body.dataset.ready === '1'";
+  o.eval =
+      "JSON.stringify([...document.querySelectorAll('#ranked tr.rk')].map((r) =>"
+      "  [+r.dataset.index, +r.children[1].dataset.act, parseFloat(r.children[2].textContent)]))";
+  auto b = test::open_in_browser(d / "p.html", o);
+  expect_clean(b);
+  const json ranked = value_of(b);
+  ASSERT_GT(ranked.size(), 0u);
+  const at::Tensor acts = test::hand_acts(fx.sae, fx.tokens).slice(1, 1);  // BOS not counted
+  for (const auto& e : ranked) {
+    const int64_t i = e[0].get<int64_t>();
+    const double act = e[1].get<double>();
+    const at::Tensor fired =
+        acts.select(2, i).flatten().masked_select(acts.select(2, i).flatten().gt(0));
+    if (fired.numel() == 0) continue;
+    const double exact = fired.le(act).sum().item<double>() / double(fired.numel());
+    // The bin of the power-of-two range holding act, and its share of the firing positions.
+    const double R = std::pow(2.0, std::ceil(std::log2(fired.max().item<double>())));
+    const double lo = std::floor(act / R * 50) * R / 50, hi = lo + R / 50;
+    const double share =
+        fired.ge(lo).logical_and(fired.lt(hi)).sum().item<double>() / double(fired.numel());
+    EXPECT_NEAR(e[2].get<double>(), exact, share + 6e-3) << "latent " << i << " act " << act;
   }
 }
 
