@@ -17,7 +17,7 @@ namespace fs = std::filesystem;
 using saelab::test::TempDir;
 using Windows = std::vector<std::vector<int64_t>>;
 
-Windows windows(const std::string& path, int64_t ctx, const std::string& split = "train",
+Windows windows(const std::string& path, int64_t ctx, const std::string& split = "",
                 const std::string& revision = "") {
   saelab::TokenSourceOptions o;
   o.dataset_path = path;
@@ -128,6 +128,47 @@ TEST(HfDatasetCache, DatasetsLibraryArrowCache) {
   EXPECT_EQ(windows("org/tiny", 8, "test"), ids);
   const std::string e = error_of([&] { windows("org/tiny", 8, "validation"); });
   EXPECT_NE(e.find("split 'validation'"), std::string::npos) << e;
+}
+
+// Local data: a folder's split is chosen by file name when dataset_split is set and the folder is
+// read whole when not; keys naming a part that local data does not have are refused, never ignored.
+TEST(HfDatasetCache, LocalDataSplitsAndRefusedParts) {
+  const auto& fx = saelab::test::hf_fixtures();
+  SAELAB_NEED_HF_FIXTURES(fx);
+  TempDir d;
+  const fs::path dir = fs::path(d / "local");
+  fs::create_directories(dir);
+  fs::copy_file(fx / "ids.jsonl", dir / "train.jsonl");
+  fs::copy_file(fx / "hy_delta.parquet", dir / "validation.parquet");  // the same ids
+  const Windows ids = windows(fx / "ids.jsonl", 8);
+  EXPECT_EQ(windows(dir.string(), 8), concat({ids, ids}));
+  EXPECT_EQ(windows(dir.string(), 8, "train"), ids);
+  EXPECT_EQ(windows(dir.string(), 8, "validation"), ids);
+  std::string e = error_of([&] { windows(dir.string(), 8, "test"); });
+  EXPECT_NE(e.find("dataset_split = 'test': no file of that split"), std::string::npos) << e;
+  e = error_of([&] { windows(fx / "ids.jsonl", 8, "train"); });
+  EXPECT_NE(e.find("dataset_split = 'train'"), std::string::npos) << e;
+  e = error_of([&] { windows(dir.string(), 8, "", "v2"); });
+  EXPECT_NE(e.find("dataset_revision = 'v2'"), std::string::npos) << e;
+  e = error_of([&] { windows("othello", 8, "test"); });
+  EXPECT_NE(e.find("dataset_split = 'test'"), std::string::npos) << e;
+
+  auto with_column = [&](const std::string& path) {
+    return error_of([&] {
+      saelab::TokenSourceOptions o;
+      o.dataset_path = path;
+      o.context_size = 8;
+      o.prepend_bos = false;
+      o.dataset_column = "tokens";
+      saelab::open_token_source(o);
+    });
+  };
+  saelab::test::write_text(d / "plain.txt", "some text\n");
+  e = with_column(d / "plain.txt");
+  EXPECT_NE(e.find("dataset_column = 'tokens'"), std::string::npos) << e;
+  EXPECT_NE(e.find("no columns"), std::string::npos) << e;
+  e = with_column("othello");
+  EXPECT_NE(e.find("dataset_column = 'tokens'"), std::string::npos) << e;
 }
 
 TEST(HfDatasetCache, SplitSelectionByFileName) {

@@ -39,8 +39,10 @@ struct FakeRun {
 };
 
 std::string config_toml(const FakeRun& r) {
-  return fmt::format(
-      "model_name = \"tiny-stories-1M\"\ndataset_path = \"{}\"\narchitecture = \"standard\"\n"
+  // A toy run names no model (a model key there is refused).
+  const std::string model = r.dataset_path == "toy" ? "" : "model_name = \"tiny-stories-1M\"\n";
+  return model + fmt::format(
+      "dataset_path = \"{}\"\narchitecture = \"standard\"\n"
       "d_in = {}\nd_sae = {}\nexpansion_factor = {}\nlr = {}\nlr_warm_up_steps = {}\n"
       "l1_coefficient = 0.1\nl1_warm_up_steps = {}\nresample_dead_latents = {}\nuse_ghost_grads = "
       "false\n"

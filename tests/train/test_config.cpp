@@ -171,8 +171,8 @@ lr = 1e-3
 lr_scheduler_name = "cosineannealing"
 lr_warm_up_steps = 10
 seqpos_slice = [1, "none"]
-dataset_path = "toy"
-toy_n_features = 256
+dataset_path = "org/data"
+context_size = 64
 [logger]
 wandb_project = "p"
 )");
@@ -188,7 +188,7 @@ wandb_project = "p"
   EXPECT_EQ(*t.seqpos_slice[0], 1);
   EXPECT_FALSE(t.seqpos_slice[1].has_value());
   EXPECT_EQ(t.wandb_project, "p");
-  EXPECT_EQ(t.toy_n_features, 256);
+  EXPECT_EQ(t.context_size, 64);
 
   test::write_text(dir / "run.json", to_json(t).dump());
   EXPECT_EQ(load_runner_config(dir / "run.json"), t);
@@ -221,10 +221,12 @@ TEST(RunnerConfig, SavedConfigLoadsBackEqual) {
             "exclude_special_tokens=[0, 50256]",
             "sequence_separator_token=7",
             "model_from_pretrained_kwargs={ n_devices = 1, dtype = \"bfloat16\" }",
-            "dataset_path=toy",
-            "toy_correlated_groups=3",
-            "toy_magnitude_std=0.25",
-            "use_ghost_grads=true",
+            "dataset_path=org/data",
+            "dataset_column=tokens",
+            "dataset_split=validation",
+            "dataset_revision=v2",
+            "hook_name=blocks.2.hook_resid_pre",
+            "hook_layer=2",
             "mse_loss_normalization=dense_batch",
             "cached_activations_path=/x/y",
             "run_name=with \"quotes\" and \\ backslash",
@@ -233,7 +235,10 @@ TEST(RunnerConfig, SavedConfigLoadsBackEqual) {
             "decoder_heuristic_init=true",
             "training_tokens=123456789",
             "lr_decay_steps=1000",
-            "lr_end=0"}}) {
+            "lr_end=0"},
+           {"dataset_path=toy", "toy_correlated_groups=3", "toy_magnitude_std=0.25",
+            "use_ghost_grads=true"},
+           {"use_cached_activations=true", "cached_activations_path=/x/y", "store_batch_size_prompts=4"}}) {
     RunnerConfig c = load_runner_config("", sets);
     test::write_text(dir / "config.toml", to_toml(c));
     RunnerConfig back = load_runner_config(dir / "config.toml");
@@ -311,7 +316,7 @@ TEST(RunnerConfigErrors, UnknownNamesListTheValidOnes) {
                    {"b_dec_init_method", "geometric_median", "zeros"});
   expect_set_error({"normalize_activations=l2"},
                    {"normalize_activations", "expected_average_only_in"});
-  expect_set_error({"dtype=float8"}, {"dtype", "bfloat16"});
+  expect_set_error({"dtype=float8"}, {"dtype", "float32, float64"});
 }
 
 TEST(RunnerConfigErrors, ValueRanges) {

@@ -12,6 +12,7 @@
 #include <torch/torch.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -69,33 +70,50 @@ void write_model(const std::string& dir, uint64_t seed) {
                     {"ln_f.bias", torch::zeros({D})}};
   for (int l = 0; l < 2; ++l) {
     const std::string p = "h." + std::to_string(l) + ".";
-    w[p + "ln_1.weight"] = torch::ones({D});
-    w[p + "ln_1.bias"] = torch::zeros({D});
-    w[p + "ln_2.weight"] = torch::ones({D});
-    w[p + "ln_2.bias"] = torch::zeros({D});
-    w[p + "attn.c_attn.weight"] = torch::randn({D, 3 * D}) * 0.3;
-    w[p + "attn.c_attn.bias"] = torch::zeros({3 * D});
-    w[p + "attn.c_proj.weight"] = torch::randn({D, D}) * 0.3;
-    w[p + "attn.c_proj.bias"] = torch::zeros({D});
-    w[p + "mlp.c_fc.weight"] = torch::randn({D, 32}) * 0.3;
-    w[p + "mlp.c_fc.bias"] = torch::zeros({32});
-    w[p + "mlp.c_proj.weight"] = torch::randn({32, D}) * 0.3;
-    w[p + "mlp.c_proj.bias"] = torch::zeros({D});
+    w.emplace_back(p + "ln_1.weight", torch::ones({D}));
+    w.emplace_back(p + "ln_1.bias", torch::zeros({D}));
+    w.emplace_back(p + "ln_2.weight", torch::ones({D}));
+    w.emplace_back(p + "ln_2.bias", torch::zeros({D}));
+    w.emplace_back(p + "attn.c_attn.weight", torch::randn({D, 3 * D}) * 0.3);
+    w.emplace_back(p + "attn.c_attn.bias", torch::zeros({3 * D}));
+    w.emplace_back(p + "attn.c_proj.weight", torch::randn({D, D}) * 0.3);
+    w.emplace_back(p + "attn.c_proj.bias", torch::zeros({D}));
+    w.emplace_back(p + "mlp.c_fc.weight", torch::randn({D, 32}) * 0.3);
+    w.emplace_back(p + "mlp.c_fc.bias", torch::zeros({32}));
+    w.emplace_back(p + "mlp.c_proj.weight", torch::randn({32, D}) * 0.3);
+    w.emplace_back(p + "mlp.c_proj.bias", torch::zeros({D}));
   }
   save_safetensors(dir + "/model.safetensors", w);
 }
 
-// 64 rows of random ids, each with the BOS/EOS id 39 somewhere, so special-token keys matter.
+// 64 rows of random ids, each with the BOS/EOS id 39 somewhere, so special-token keys matter;
+// a second column `tokens` of other ids, for dataset_column.
 void write_dataset(const std::string& path, uint64_t seed) {
   torch::manual_seed(seed);
   auto ids = torch::randint(0, kVocab - 1, {64, 12}, torch::kLong);
+  auto other = torch::randint(0, kVocab - 1, {64, 12}, torch::kLong);
   std::string text;
   for (int64_t r = 0; r < 64; ++r) {
     std::vector<int64_t> row(ids[r].data_ptr<int64_t>(), ids[r].data_ptr<int64_t>() + 12);
+    std::vector<int64_t> row2(other[r].data_ptr<int64_t>(), other[r].data_ptr<int64_t>() + 12);
     row[r % 12] = kVocab - 1;
-    text += json{{"input_ids", row}}.dump() + "\n";
+    text += json{{"input_ids", row}, {"tokens", row2}}.dump() + "\n";
   }
   test::write_text(path, text);
+}
+
+// A Hugging Face hub cache holding dataset saelab-test/keys at two revisions (main and v2), as
+// `huggingface-cli download --repo-type dataset` leaves it.
+void write_hub_dataset(const std::string& hub) {
+  const std::string repo = hub + "/datasets--saelab-test--keys";
+  const std::pair<const char*, uint64_t> revisions[] = {{"main", 21}, {"v2", 22}};
+  for (const auto& [ref, seed] : revisions) {
+    const std::string hash = std::string(ref) == "main" ? "1111" : "2222";
+    fs::create_directories(repo + "/snapshots/" + hash + "/data");
+    fs::create_directories(repo + "/refs");
+    test::write_text(repo + "/refs/" + ref, hash);
+    write_dataset(repo + "/snapshots/" + hash + "/data/train-00000-of-00001.jsonl", seed);
+  }
 }
 
 class ConfigKeys : public ::testing::Test {
@@ -107,6 +125,11 @@ class ConfigKeys : public ::testing::Test {
     write_model(d + "/lm_b", 13);
     write_dataset(d + "/data.jsonl", 4);
     write_dataset(d + "/data_b.jsonl", 14);
+    fs::create_directories(d + "/split");
+    write_dataset(d + "/split/train.jsonl", 4);
+    write_dataset(d + "/split/test.jsonl", 14);
+    write_hub_dataset(d + "/hub");
+    setenv("HF_HUB_CACHE", (d + "/hub").c_str(), 1);
     torch::manual_seed(5);
     save_safetensors(d + "/cache.safetensors", {{"activations", torch::randn({4096, 8})}});
     save_safetensors(d + "/cache_b.safetensors", {{"activations", torch::randn({4096, 8}) * 2}});
@@ -135,6 +158,7 @@ class ConfigKeys : public ::testing::Test {
                              d));
   }
   static void TearDownTestSuite() {
+    unsetenv("HF_HUB_CACHE");
     delete dir_;
     dir_ = nullptr;
   }
@@ -163,6 +187,7 @@ class ConfigKeys : public ::testing::Test {
     r.config = config_path(s);
     r.sets = sets;
     r.quiet = true;
+    r.write_report = false;  // the report is tested in tests/vis; it changes no run file
     char* buf = nullptr;
     size_t len = 0;
     std::FILE* msg = open_memstream(&buf, &len);
@@ -244,7 +269,7 @@ std::vector<KeyCase> key_cases() {
       {"model_name", "\"gpt2\"", S::Toy, E::Refused},
       {"model_name", "\"DIR/lm_b\"", S::Model},
       {"model_class_name", "\"HookedMamba\"", S::Model, E::Refused},
-      {"hook_name", "\"blocks.1.hook_resid_post\"", S::Model, E::Changes, {"hook_layer=1"}},
+      {"hook_name", "\"blocks.0.hook_mlp_out\"", S::Model},
       {"hook_name", "\"blocks.1.hook_resid_post\"", S::Toy, E::Refused},
       {"hook_eval", "\"blocks.0.hook_resid_post\"", S::Model, E::Refused},
       {"hook_layer", "1", S::Model, E::Refused},  // contradicts hook_name's block
@@ -369,6 +394,13 @@ std::vector<KeyCase> key_cases() {
       {"toy_group_size", "3", S::Toy, E::Changes, {"toy_correlated_groups=2"}},
       {"toy_seed", "3", S::Toy},
       {"toy_seed", "3", S::Model, E::Refused},
+      // --- which part of the dataset
+      {"dataset_column", "\"tokens\"", S::Model},
+      {"dataset_column", "\"tokens\"", S::Toy, E::Refused},
+      {"dataset_split", "\"test\"", S::Model, E::Changes, {"dataset_path=\"DIR/split\""}},
+      {"dataset_split", "\"test\"", S::Model, E::Refused},  // one file has no splits
+      {"dataset_revision", "\"v2\"", S::Model, E::Changes, {"dataset_path=\"saelab-test/keys\""}},
+      {"dataset_revision", "\"v2\"", S::Model, E::Refused},  // local data has no revisions
   };
 }
 
@@ -387,8 +419,11 @@ TEST_F(ConfigKeys, EachNonDefaultValueChangesTheRunOrIsRefused) {
   const std::string pretrained_dir = dir_->path() + "/pretrained";
   fs::rename(last_run_dir_, pretrained_dir);
   for (auto c : key_cases()) {
-    for (size_t p; (p = c.value.find("DIR")) != std::string::npos;)
-      c.value.replace(p, 3, dir_->path());
+    auto fill_dir = [](std::string& s) {
+      for (size_t p; (p = s.find("DIR")) != std::string::npos;) s.replace(p, 3, dir_->path());
+    };
+    fill_dir(c.value);
+    for (auto& item : c.context) fill_dir(item);
     if (c.value == "\"PRETRAINED\"") c.value = "\"" + pretrained_dir + "/final\"";
     SCOPED_TRACE(c.key + " = " + c.value);
     auto sets = c.context;

@@ -1,4 +1,4 @@
-// The hand-written training steps (fast_*.cpp) against the autograd bodies (use_fast_path = false)
+// The hand-written training steps (each architecture's _fast.cpp) against the autograd bodies (use_fast_path = false)
 // in float64: every loss, every gradient, the activations and the reconstruction, over several
 // shapes and options, with and without dead latents for AuxK.
 #include <gtest/gtest.h>
@@ -10,7 +10,6 @@
 
 #include "saelab/sae/kernels/fast_dense.h"
 #include "saelab/sae/training_sae.h"
-#include "saelab/train/fast_training_sae.h"
 
 namespace saelab {
 namespace {

@@ -203,7 +203,9 @@ TEST(Trainer, ResumedRunEndsWithTheSameWeights) {
   }
 }
 
-TEST(Trainer, NanLossStopsWithTheLastGoodCheckpointIntact) {
+// A NaN in the input is caught before it reaches the loss; the run stops naming the batch and the
+// last good checkpoint, which stays whole.
+TEST(Trainer, NanInputStopsWithTheLastGoodCheckpointIntact) {
   auto c = small_toy("standard", 40);
   c.n_checkpoints = 4;  // checkpoints after steps 10, 20, 30, 40
   c = resolve_runner_config(c, "test");
@@ -216,7 +218,12 @@ TEST(Trainer, NanLossStopsWithTheLastGoodCheckpointIntact) {
     t.run();
     FAIL() << "expected saelab::Error";
   } catch (const Error& e) {
-    EXPECT_EQ(std::string(e.what()), "loss is nan at step 25; last good checkpoint: " + ckpt);
+    const std::string msg = e.what();
+    EXPECT_EQ(msg.rfind("input activations contain NaN or infinity: batch of step 25 ", 0), 0u)
+        << msg;
+    EXPECT_NE(msg.find("row 0 of 1024"), std::string::npos) << msg;
+    const std::string tail = "; last good checkpoint: " + ckpt;
+    EXPECT_EQ(msg.substr(msg.size() - std::min(msg.size(), tail.size())), tail) << msg;
   }
   auto d = read_checkpoint(ckpt);
   EXPECT_EQ(d.state["step"].get<int64_t>(), 20);

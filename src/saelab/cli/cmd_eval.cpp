@@ -3,6 +3,7 @@
 #include <iostream>
 
 #include "saelab/cli/command.h"
+#include "saelab/cli/dataset_options.h"
 #include "saelab/core/error.h"
 #include "saelab/core/json.h"
 #include "saelab/eval/density.h"
@@ -30,6 +31,7 @@ auto setup = [](CLI::App* sub) -> std::function<int()> {
   auto* dataset = sub->add_option(
       "--dataset", o->dataset,
       "token data for the model evals (jsonl input_ids/tokens/text, .npy, .bin, .txt, folder)");
+  add_dataset_part_options(sub, o->dataset_column, o->dataset_split, o->dataset_revision);
   model->needs(dataset);
   dataset->needs(model);
   acts->excludes(model);

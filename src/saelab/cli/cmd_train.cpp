@@ -6,9 +6,7 @@
 #include <iostream>
 
 #include "saelab/cli/command.h"
-#include "saelab/core/error.h"
 #include "saelab/train/run.h"
-#include "saelab/vis/report.h"
 
 namespace saelab::cli {
 namespace {
@@ -19,16 +17,10 @@ struct Args {
   bool no_report = false;
 };
 
-// The training report (vis/report.h). Training is done by now: failing to write the page is a
-// warning, not a failed run.
-void write_report(const TrainOutcome& out, std::FILE* msg) {
-  vis::ReportOptions o;
-  if (!out.is_sweep) o.train_summary = out.summary.to_json();
-  try {
-    std::fprintf(msg, "report: %s\n", vis::write_report(out.run_dir, o).path.c_str());
-  } catch (const Error& e) {
-    std::fprintf(stderr, "saelab: warning: no report written: %s\n", e.what());
-  }
+void print_report(const TrainOutcome& out, std::FILE* msg) {
+  if (!out.report_path.empty()) std::fprintf(msg, "report: %s\n", out.report_path.c_str());
+  if (!out.report_error.empty())
+    std::fprintf(stderr, "saelab: warning: no report written: %s\n", out.report_error.c_str());
 }
 
 std::string num(const json& e, const char* key) {
@@ -117,6 +109,7 @@ void print_summary(const TrainSummary& s, std::FILE* out) {
 int run_train(Args a) {
   a.request.quiet = a.json_out;
   a.request.messages = a.json_out ? stderr : stdout;
+  a.request.write_report = !a.no_report;
   std::FILE* msg = a.request.messages;
   const TrainOutcome out = run_training(a.request);
   if (out.is_sweep) {
@@ -137,7 +130,7 @@ int run_train(Args a) {
                    "stopped by signal %d; every member wrote a checkpoint; continue with: "
                    "saelab train --resume %s\n",
                    r.stop_signal, out.run_dir.c_str());
-    if (!a.no_report) write_report(out, msg);
+    print_report(out, msg);
     return out.exit_code;
   }
   const TrainSummary& s = out.summary;
@@ -151,7 +144,7 @@ int run_train(Args a) {
                  "--resume %s\n",
                  s.stop_signal, static_cast<long long>(s.steps), s.last_checkpoint.c_str(),
                  out.run_dir.c_str());
-  if (!a.no_report) write_report(out, msg);
+  print_report(out, msg);
   return out.exit_code;
 }
 

@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include "saelab/cli/command.h"
+#include "saelab/cli/dataset_options.h"
 #include "saelab/core/error.h"
 #include "saelab/core/io.h"
 #include "saelab/vis/dashboard_data.h"
@@ -116,6 +117,7 @@ auto setup = [](CLI::App* sub) -> std::function<int()> {
   sub->add_option("--dataset", o.dataset,
                   "token data, read as `saelab eval --dataset` reads it (jsonl/npy/bin/txt/folder/"
                   "hub cache/othello)");
+  add_dataset_part_options(sub, o.dataset_column, o.dataset_split, o.dataset_revision);
   sub->add_option("--prompt", o.prompt,
                   "prompt-centric view of this text instead of a dataset pass");
   sub->add_option("--position", c->position,

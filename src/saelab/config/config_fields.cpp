@@ -336,6 +336,9 @@ std::vector<Field> build() {
       make("sae_lens_training_version", MISC, &R::sae_lens_training_version),
 
       make("resample_dead_latents", OWN, &R::resample_dead_latents),
+      make("dataset_column", OWN, &R::dataset_column),
+      make("dataset_revision", OWN, &R::dataset_revision),
+      make("dataset_split", OWN, &R::dataset_split),
       make("toy_n_features", TOY, &R::toy_n_features),
       make("toy_feature_probability", TOY, &R::toy_feature_probability),
       make("toy_probability_power_law", TOY, &R::toy_probability_power_law),

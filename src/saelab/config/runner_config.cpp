@@ -81,12 +81,17 @@ const std::vector<std::pair<const char*, unsigned>>& key_scopes() {
       {"prepend_bos", kModel | kCache},
       {"seqpos_slice", kModel | kCache},
       {"model_from_pretrained_kwargs", kModel | kCache},
-      // Only the model run reads a dataset, fills a mixing buffer and runs model evals.
-      {"exclude_special_tokens", kModel},
-      {"sequence_separator_token", kModel},
-      {"disable_concat_sequences", kModel},
-      {"n_batches_in_buffer", kModel},
-      {"store_batch_size_prompts", kModel},
+      // How `saelab cache` made the activations from the same config: a cached run is that config
+      // with use_cached_activations = true, so these stay accepted as the cache's provenance.
+      {"exclude_special_tokens", kModel | kCache},
+      {"sequence_separator_token", kModel | kCache},
+      {"disable_concat_sequences", kModel | kCache},
+      {"dataset_column", kModel | kCache},
+      {"dataset_revision", kModel | kCache},
+      {"dataset_split", kModel | kCache},
+      {"n_batches_in_buffer", kModel | kCache},
+      {"store_batch_size_prompts", kModel | kCache},
+      // Only a model run runs the model evals.
       {"eval_every_n_wandb_logs", kModel},
       {"n_eval_batches", kModel},
       {"eval_batch_size_prompts", kModel},

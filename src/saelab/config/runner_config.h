@@ -132,6 +132,12 @@ struct RunnerConfig {
   // saelab: Anthropic's resampling of dead latents every feature_sampling_window steps
   // (SAELens never shipped it).
   bool resample_dead_latents = false;
+  // saelab: which part of dataset_path to read. The column of jsonl / Parquet / Arrow rows (""
+  // = the first of input_ids, tokens, text); a Hugging Face dataset's hub-cache revision ("" =
+  // main); its split ("" = train; for a local folder, "" reads every file).
+  std::string dataset_column;
+  std::string dataset_revision;
+  std::string dataset_split;
   // saelab: the synthetic toy model of superposition (dataset_path = "toy"); see data/toy_model.h.
   int64_t toy_n_features = 512;
   double toy_feature_probability = 0.01;   // mean firing probability per feature per token

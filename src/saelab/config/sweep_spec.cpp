@@ -251,7 +251,8 @@ std::string sweep_forbidden_reason(const std::string& key) {
         "selects the hook point of the activations that every member trains on");
     add({"dataset_path", "dataset_trust_remote_code", "streaming", "is_dataset_tokenized",
          "context_size", "prepend_bos", "seqpos_slice", "exclude_special_tokens",
-         "sequence_separator_token", "disable_concat_sequences"},
+         "sequence_separator_token", "disable_concat_sequences", "dataset_column",
+         "dataset_revision", "dataset_split"},
         "changes the tokens or positions that the shared activations come from");
     add({"use_cached_activations", "cached_activations_path"},
         "selects the activation source that every member shares");

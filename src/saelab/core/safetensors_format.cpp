@@ -1,4 +1,4 @@
-// Parsing and strict validation of the safetensors header (REFERENCE.md §3), without torch, so the
+// Parsing and strict validation of the safetensors header, without torch, so the
 // fuzzer (fuzz/fuzz_safetensors.cpp) can drive exactly the code that guards every file we open.
 #include "saelab/core/safetensors_format.h"
 

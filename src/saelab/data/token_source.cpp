@@ -273,6 +273,9 @@ std::unique_ptr<FileReader> open_reader(const std::string& path, const TokenSour
         "{}: unsupported token file (expected .parquet, .arrow, .jsonl, .txt (both also .gz or "
         ".zst), .npy or .bin)",
         path);
+  if (!o.dataset_column.empty() && k != "jsonl" && k != "parquet" && k != "arrow")
+    fail("dataset_column = '{}': {} is a .{} file, which has no columns", o.dataset_column, path,
+         k);
   if (k == "jsonl") return std::make_unique<JsonlReader>(path, o.dataset_column);
   if (k == "txt") return std::make_unique<TextReader>(path);
   if (k == "parquet") return std::make_unique<TableReader>(open_parquet(path, o.dataset_column));
@@ -387,7 +390,19 @@ std::unique_ptr<TokenSource> open_token_source(const TokenSourceOptions& o) {
     fail(
         "dataset_path: empty; expected a token file, a folder, a Hugging Face dataset id or "
         "\"othello\"");
-  if (p == "othello") return make_othello_token_source(o.context_size, o.seed);
+  // Keys naming a part of a dataset are refused where the data has no such part, never ignored.
+  const bool local = p == "othello" || fs::exists(p);
+  if (local && !o.dataset_revision.empty())
+    fail("dataset_revision = '{}': dataset_path = '{}' is local data, not a Hugging Face dataset id",
+         o.dataset_revision, p);
+  if (!o.dataset_split.empty() && (p == "othello" || fs::is_regular_file(p)))
+    fail("dataset_split = '{}': dataset_path = '{}' is {}, which has no splits", o.dataset_split, p,
+         p == "othello" ? "the Othello game generator" : "one file");
+  if (p == "othello") {
+    if (!o.dataset_column.empty())
+      fail("dataset_column = '{}': the Othello game generator has no columns", o.dataset_column);
+    return make_othello_token_source(o.context_size, o.seed);
+  }
   if (fs::is_regular_file(p)) {
     (void)open_reader(p, o);  // a bad file fails here, before training starts
     return std::make_unique<FileTokenSource>(o, std::vector<std::string>{p}, p);
@@ -396,11 +411,19 @@ std::unique_ptr<TokenSource> open_token_source(const TokenSourceOptions& o) {
   // stops the run before training starts.
   if (fs::is_directory(p)) {
     auto files = list_files(p, p);
+    if (!o.dataset_split.empty()) {
+      files = select_split(files, p, o.dataset_split);
+      if (files.empty())
+        fail("dataset_split = '{}': no file of that split in {} (files are assigned to splits by "
+             "name: train, test/eval, validation/val/dev)",
+             o.dataset_split, p);
+    }
     (void)open_reader(files.front(), o);
     return std::make_unique<FileTokenSource>(o, std::move(files), p);
   }
   if (p.find('/') != std::string::npos && p.front() != '/' && p.front() != '.') {
-    if (auto d = resolve_hf_dataset(p, o.dataset_revision, o.dataset_split)) {
+    const std::string split = o.dataset_split.empty() ? "train" : o.dataset_split;
+    if (auto d = resolve_hf_dataset(p, o.dataset_revision, split)) {
       (void)open_reader(d->files.front(), o);
       return std::make_unique<FileTokenSource>(o, d->files, p + " (" + d->where + ")");
     }

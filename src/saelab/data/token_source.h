@@ -30,10 +30,14 @@ struct TokenSourceOptions {
   std::shared_ptr<const Tokenizer> tokenizer;  // raw text only
   uint64_t seed = 42;                          // the Othello generator
   // Table files and jsonl: the column to read; "" = SAELens's choice (input_ids, tokens, text).
+  // Refused for data without columns (.txt, .npy, .bin, othello).
   std::string dataset_column;
-  // A Hugging Face dataset id: the hub-cache snapshot (commit hash or ref; "" = main) and split.
+  // A Hugging Face dataset id: the hub-cache snapshot (commit hash or ref; "" = main). Refused
+  // for local data.
   std::string dataset_revision;
-  std::string dataset_split = "train";
+  // The split's files chosen by name (dataset_resolve.h's select_split). "" = train for a dataset
+  // id, every file for a local folder. Refused for a single file and othello.
+  std::string dataset_split;
 };
 
 class TokenSource {

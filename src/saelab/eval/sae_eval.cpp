@@ -133,6 +133,9 @@ json evaluate_on_model(const SaeEvalOptions& o) {
   std::shared_ptr<Tokenizer> tok = load_tokenizer_if_present(lm.dir);
   TokenSourceOptions to;
   to.dataset_path = o.dataset;
+  to.dataset_column = o.dataset_column;
+  to.dataset_split = o.dataset_split;
+  to.dataset_revision = o.dataset_revision;
   to.context_size = ctx;
   to.prepend_bos = sc.prepend_bos;
   to.bos_id = tok ? tok->bos_token_id() : lm.cfg.bos_token_id;

@@ -23,6 +23,7 @@ struct SaeEvalOptions {
   // model mode
   std::string model;
   std::string dataset;  // as TokenSourceOptions::dataset_path reads it
+  std::string dataset_column, dataset_split, dataset_revision;  // as TokenSourceOptions's
   int64_t n_eval_batches = 10;
   int64_t batch_size_prompts = 8;
   int64_t context_size = 0;             // 0: the SAE's context_size

@@ -9,6 +9,7 @@
 #include "saelab/train/checkpoint.h"
 #include "saelab/train/sources.h"
 #include "saelab/train/stop_signal.h"
+#include "saelab/vis/report.h"
 
 namespace saelab {
 namespace {
@@ -184,9 +185,7 @@ TrainOutcome recording_errors(const std::string& dir, F&& body) {
   }
 }
 
-}  // namespace
-
-TrainOutcome run_training(const TrainRequest& r) {
+TrainOutcome train_any(const TrainRequest& r) {
   // A list of values for a key is a sweep: every combination on one activation stream.
   if (!r.resume.empty() && r.config.empty() && is_sweep_dir(r.resume)) {
     const SweepSpec spec = load_sweep_dir(r.resume, r.sets);
@@ -209,6 +208,24 @@ TrainOutcome run_training(const TrainRequest& r) {
           ? r.resume
           : choose_dir(cfg.checkpoint_path + "/" + cfg.resolved_run_name(), r.run_dir, holds_run);
   return recording_errors(dir, [&] { return train_single(cfg, dir, r); });
+}
+
+void add_report(TrainOutcome& out) {
+  vis::ReportOptions o;
+  if (!out.is_sweep) o.train_summary = out.summary.to_json();
+  try {
+    out.report_path = vis::write_report(out.run_dir, o).path;
+  } catch (const Error& e) {
+    out.report_error = e.what();
+  }
+}
+
+}  // namespace
+
+TrainOutcome run_training(const TrainRequest& r) {
+  TrainOutcome out = train_any(r);
+  if (r.write_report) add_report(out);
+  return out;
 }
 
 }  // namespace saelab

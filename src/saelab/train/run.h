@@ -1,8 +1,8 @@
 // A `saelab train` invocation from start to end: the run config (a file, the embedded toy run, or
 // a run directory to resume), the run directory's name (<checkpoint_path>/<run name>, _2, _3, ...
 // when taken), resuming from the newest checkpoint, a sweep when a key has a list of values
-// (train/sweep.h), the model evals when the activations come from a language model, and
-// RUN_DIR/error.txt when the run fails.
+// (train/sweep.h), the model evals when the activations come from a language model,
+// RUN_DIR/error.txt when the run fails, and RUN_DIR/report.html (vis/report.h) at the end.
 #pragma once
 #include <cstdio>
 #include <string>
@@ -21,6 +21,7 @@ struct TrainRequest {
   std::string resume;             // --resume RUN_DIR or SWEEP_DIR
   bool quiet = false;             // progress and messages on stderr (--json)
   std::FILE* messages = stdout;   // "resuming from ...", "training a ... SAE", wandb sync
+  bool write_report = true;       // RUN_DIR/report.html once training ends (--no-report: false)
 };
 
 struct TrainOutcome {
@@ -32,6 +33,10 @@ struct TrainOutcome {
   // 0 when everything completed, 128 + signal when SIGINT / SIGTERM stopped it after writing a
   // checkpoint, 1 when a sweep member failed.
   int exit_code = 0;
+  // RUN_DIR/report.html, or "" when not asked for or not written; training is done by then, so a
+  // report that cannot be written is a warning (report_error), not a failed run.
+  std::string report_path;
+  std::string report_error;
 };
 
 // Errors (a bad config, a run directory already holding a run, a failure mid-run) are thrown as

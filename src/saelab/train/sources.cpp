@@ -81,6 +81,9 @@ std::unique_ptr<ActivationsStore> make_activations_store(const RunnerConfig& cfg
   to.context_size = cfg.context_size;
   to.prepend_bos = cfg.prepend_bos;
   to.disable_concat_sequences = cfg.disable_concat_sequences;
+  to.dataset_column = cfg.dataset_column;
+  to.dataset_revision = cfg.dataset_revision;
+  to.dataset_split = cfg.dataset_split;
   to.seed = uint64_t(cfg.seed);
   if (tok) {
     to.tokenizer = tok;

@@ -38,6 +38,9 @@ class BatchReader {
   BatchReader(const VisOptions& o, const VisModel& m, int64_t ctx) : o_(o), ctx_(ctx) {
     TokenSourceOptions to;
     to.dataset_path = o.dataset;
+    to.dataset_column = o.dataset_column;
+    to.dataset_split = o.dataset_split;
+    to.dataset_revision = o.dataset_revision;
     to.context_size = ctx;
     to.prepend_bos = m.sae->cfg().prepend_bos;
     to.bos_id = m.tok ? m.tok->bos_token_id() : m.lm.cfg.bos_token_id;
