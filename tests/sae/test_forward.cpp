@@ -123,6 +123,20 @@ TEST(SaeForward, NormalizeInOutUndoEachOtherForRescale) {
   EXPECT_TRUE(torch::allclose(sae->normalize_out(xn, state), x, 1e-12, 1e-12));
 }
 
+// A zero token (the toy model's, when no feature fires) has no norm to rescale by: it passes
+// through as zeros instead of becoming NaN, and the other tokens are rescaled as usual.
+TEST(SaeForward, RescaleLeavesAZeroTokenZero) {
+  auto sae = random_sae("standard", true, "constant_norm_rescale", "float64", 1);
+  at::Tensor x = torch::randn({3, kDIn}, torch::kDouble);
+  x[1].zero_();
+  at::Tensor state;
+  at::Tensor xn = sae->normalize_in(x, &state);
+  EXPECT_TRUE(at::isfinite(xn).all().item<bool>());
+  EXPECT_EQ(xn[1].abs().sum().item<double>(), 0.0);
+  EXPECT_NEAR(xn[0].norm().item<double>(), std::sqrt(double(kDIn)), 1e-12);
+  EXPECT_TRUE(at::isfinite(sae->forward(x).reconstruction).all().item<bool>());
+}
+
 TEST(SaeForward, TopKWithRescaleByDecoderNormMatchesSaeLens6Formula) {
   auto sae = random_sae("topk", true, "none", "float64", 9);
   sae->cfg().extra["rescale_acts_by_decoder_norm"] = true;

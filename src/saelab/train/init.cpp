@@ -53,8 +53,9 @@ void init_sae_weights(TrainingSae& sae, const SaeInitOptions& opts, at::Generato
   }
   if (opts.init_encoder_as_decoder_transpose || opts.decoder_heuristic_init)
     p["W_enc"] = p["W_dec"].t().contiguous().clone();
+  // Drawn in float32 whatever the dtype, so a float64 run starts from the same weights.
+  for (auto& [name, t] : p) t = t.to(sae.cfg().dtype).contiguous();
   if (opts.normalize_sae_decoder) set_decoder_norm_to_unit_norm(sae);
-  for (auto& [name, t] : p) t = t.contiguous();
 }
 
 at::Tensor geometric_median(const at::Tensor& points, int64_t max_iter, double eps, double ftol) {
@@ -76,12 +77,13 @@ at::Tensor geometric_median(const at::Tensor& points, int64_t max_iter, double e
 
 void init_b_dec(TrainingSae& sae, const std::string& method, const at::Tensor& x) {
   auto& b = sae.params()["b_dec"];
+  const auto dtype = sae.cfg().dtype;
   if (method == "geometric_median")
-    b = geometric_median(x).to(torch::kFloat32).contiguous();
+    b = geometric_median(x).to(dtype).contiguous();
   else if (method == "mean")
-    b = x.mean(0).to(torch::kFloat32).contiguous();
+    b = x.mean(0).to(dtype).contiguous();
   else if (method == "zeros")
-    b = torch::zeros({sae.cfg().d_in}, torch::kFloat32);
+    b = torch::zeros({sae.cfg().d_in}, dtype);
   else
     fail("b_dec_init_method: expected geometric_median | mean | zeros, got '{}'", method);
 }

@@ -69,8 +69,12 @@ std::unique_ptr<Sae> Trainer::inference_sae() const {
 // Run-time normalisation of a raw batch into the space the SAE trains in.
 static at::Tensor normalize_batch(const at::Tensor& x, const std::string& mode, double scale) {
   if (mode == "expected_average_only_in") return x * scale;
-  if (mode == "constant_norm_rescale")
-    return x * (std::sqrt(static_cast<double>(x.size(1))) / x.norm(2, {-1}, true));
+  if (mode == "constant_norm_rescale") {
+    // As Sae::normalize_in: a zero row stays zero rather than becoming NaN.
+    at::Tensor norm = x.norm(2, {-1}, true);
+    return x * at::where(norm > 0, std::sqrt(static_cast<double>(x.size(1))) / norm,
+                         at::ones_like(norm));
+  }
   if (mode == "layer_norm") {
     auto centred = x - x.mean({-1}, true);
     return centred / (centred.std({-1}, /*unbiased=*/true, /*keepdim=*/true) + 1e-5);
