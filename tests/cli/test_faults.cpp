@@ -17,6 +17,7 @@
 #include <random>
 #include <thread>
 
+#include "model/test_load_fixtures.h"
 #include "saelab/core/safetensors.h"
 #include "saelab/sae/sae.h"
 #include "saelab/train/checkpoint.h"
@@ -218,6 +219,7 @@ TEST(Faults, SigkillAtRandomMomentsThenResumeEqualsAnUninterruptedRun) {
   EXPECT_GE(inside_write, 1) << "no kill landed inside a checkpoint write";
   Outcome last = run({"train", "--resume", killed}, d / "last.log");
   ASSERT_EQ(last.rc, 0) << last.log;
+  EXPECT_FALSE(has_temporary(killed)) << "a killed write's temporary folder is still there";
   expect_same_weights(d / "ref/final/sae_weights.safetensors",
                       killed + "/final/sae_weights.safetensors");
   std::printf("%d kills (%d inside a checkpoint write), full run %.2f s\n", kills, inside_write,
@@ -251,6 +253,27 @@ TEST(Faults, DiskFullWhileWritingACheckpointKeepsThePreviousOne) {
   EXPECT_EQ(file_bytes(dir + "/final/sae_weights.safetensors"), final_kept);
   expect_loads(before[0]);
   EXPECT_FALSE(has_temporary(dir)) << "a failed write left its temporary folder";
+}
+
+// RLIMIT_FSIZE below the final SAE's size (no checkpoints, so final/ is the first large write):
+// one line naming final/, exit 1, and neither final/ nor its temporary folder left behind.
+TEST(Faults, DiskFullWhileWritingFinalLeavesNoPartialFinal) {
+  TempDir d;
+  Outcome probe = run(plus(toy_args(16, 0), {"--run-dir", d / "probe"}), d / "probe.log");
+  ASSERT_EQ(probe.rc, 0) << probe.log;
+  const size_t weights = file_bytes(d / "probe/final/sae_weights.safetensors").size();
+  ASSERT_GT(weights, 16000u);  // above what the config and the (empty) metrics need
+  const std::string dir = d / "run";
+  Outcome full = run(plus(toy_args(16, 0), {"--run-dir", dir}), d / "full.log", weights / 2);
+  EXPECT_EQ(full.rc, 1) << full.log;
+  auto errors = lines_starting(full.log, "saelab: error:");
+  ASSERT_EQ(errors.size(), 1u) << full.log;
+  std::printf("%s\n", errors[0].c_str());
+  EXPECT_NE(errors[0].find(dir + "/final"), std::string::npos) << errors[0];
+  EXPECT_NE(errors[0].find("last good checkpoint: none"), std::string::npos) << errors[0];
+  EXPECT_EQ(lines_starting(full.log, "saelab: internal").size(), 0u) << full.log;
+  EXPECT_FALSE(fs::exists(dir + "/final")) << "a partial final/ was left";
+  EXPECT_FALSE(fs::exists(dir + "/.final.tmp")) << "the temporary final folder was left";
 }
 
 // One checkpoint, truncated: --resume names the file and what is wrong in one line. Several, the
@@ -346,6 +369,50 @@ TEST(Faults, NanInInputActivationsStopsAtTheFirstBadBatch) {
   if (!cps.empty()) {
     EXPECT_NE(e.find(cps.back()), std::string::npos) << "the newest checkpoint is not named: " << e;
   }
+}
+
+// A model with a broken weight (a NaN in block 0's MLP output bias, so every activation at the
+// hook holds one): the run stops at its first batch, naming it, and leaves no final/.
+TEST(Faults, NanFromABrokenModelWeightStopsAtTheFirstBatch) {
+  TempDir d;
+  const std::string lm = d / "lm";
+  fs::create_directories(lm);
+  const std::string src = saelab::test::tiny_model("gpt2");
+  fs::copy_file(src + "/config.json", lm + "/config.json");
+  auto loaded = saelab::load_safetensors(src + "/model.safetensors");
+  ASSERT_TRUE(loaded.count("h.0.mlp.c_proj.bias")) << "the tiny GPT-2 has no h.0.mlp.c_proj.bias";
+  saelab::NamedTensors w;
+  for (auto& [name, t] : loaded) {
+    w.emplace_back(name, t.clone());
+    if (name == "h.0.mlp.c_proj.bias") w.back().second[0] = std::nanf("");
+  }
+  saelab::save_safetensors(lm + "/model.safetensors", w);
+  std::string rows;
+  for (int r = 0; r < 64; ++r) {
+    rows += "{\"input_ids\": [";
+    for (int t = 0; t < 8; ++t) rows += (t ? ", " : "") + std::to_string((r * 7 + t * 3) % 49);
+    rows += "]}\n";
+  }
+  write_text(d / "tokens.jsonl", rows);
+  write_text(d / "run.toml", "model_name = \"" + lm + "\"\ndataset_path = \"" +
+                                 std::string(d / "tokens.jsonl") +
+                                 "\"\nhook_name = \"blocks.0.hook_resid_post\"\nd_in = 16\n"
+                                 "d_sae = 32\ncontext_size = 8\nprepend_bos = false\n"
+                                 "train_batch_size_tokens = 64\nn_batches_in_buffer = 4\n"
+                                 "store_batch_size_prompts = 4\ntraining_tokens = 1024\n"
+                                 "n_checkpoints = 0\nn_eval_batches = 0\nlog_to_wandb = false\n"
+                                 "b_dec_init_method = \"zeros\"\n");
+  Outcome r = run({"train", d / "run.toml", "--run-dir", d / "run"}, d / "run.log");
+  EXPECT_EQ(r.rc, 1) << r.log;
+  auto errors = lines_starting(r.log, "saelab: error:");
+  ASSERT_EQ(errors.size(), 1u) << r.log;
+  const std::string& e = errors[0];
+  std::printf("%s\n", e.c_str());
+  EXPECT_NE(e.find("NaN"), std::string::npos) << e;
+  EXPECT_NE(e.find("step 1 "), std::string::npos) << e;
+  EXPECT_NE(e.find("last good checkpoint: none"), std::string::npos) << e;
+  EXPECT_EQ(lines_starting(r.log, "saelab: internal").size(), 0u) << r.log;
+  EXPECT_FALSE(fs::exists(d / "run/final"));
 }
 
 // The cache's shards deleted while the run reads the first one (the run is paused meanwhile, so

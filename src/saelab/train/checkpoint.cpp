@@ -2,9 +2,11 @@
 #include "saelab/train/checkpoint.h"
 
 #include <torch/torch.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <filesystem>
 
 #include "saelab/core/error.h"
@@ -83,6 +85,26 @@ std::string latest_checkpoint(const std::string& run_dir) {
     }
   }
   return best;
+}
+
+int remove_stale_temporaries(const std::string& run_dir) {
+  int removed = 0;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(fs::path(run_dir) / "checkpoints", ec)) {
+    const std::string name = e.path().filename().string();
+    const size_t at = name.rfind(".tmp-");
+    if (name.empty() || name[0] != '.' || at == std::string::npos) continue;
+    const std::string pid = name.substr(at + 5);
+    if (pid.empty() || pid.size() > 9 || pid.find_first_not_of("0123456789") != std::string::npos)
+      continue;
+    // A live process with that id may be writing it (another run in the same directory).
+    if (::kill(static_cast<pid_t>(std::stol(pid)), 0) == 0 || errno != ESRCH) continue;
+    std::error_code rm;
+    removed += fs::remove_all(e.path(), rm) > 0 ? 1 : 0;
+  }
+  std::error_code rm;
+  removed += fs::remove_all(fs::path(run_dir) / ".final.tmp", rm) > 0 ? 1 : 0;
+  return removed;
 }
 
 }  // namespace saelab

@@ -33,5 +33,8 @@ CheckpointData read_checkpoint(const std::string& dir);
 std::vector<std::string> checkpoints_newest_first(const std::string& run_dir);
 // The checkpoint directory with the most tokens under <run_dir>/checkpoints, or "" if none.
 std::string latest_checkpoint(const std::string& run_dir);
+// Removes what killed writers left: <run_dir>/checkpoints/.N.tmp-PID folders whose process is
+// gone, and <run_dir>/.final.tmp. Returns how many were removed. --resume calls it first.
+int remove_stale_temporaries(const std::string& run_dir);
 
 }  // namespace saelab

@@ -77,6 +77,9 @@ TrainOutcome train_single(const RunnerConfig& cfg, const std::string& run_dir,
     if (!r.sets.empty()) write_file_atomic(run_dir + "/config.toml", to_toml(cfg));
     // The newest checkpoint that reads back whole; broken newer ones (a truncated file, a disk
     // that filled) are named and skipped. None whole: the newest one's fault is the error.
+    if (const int n = remove_stale_temporaries(run_dir); n > 0)
+      std::fprintf(msg, "removed %d unfinished checkpoint write%s left by a killed run\n", n,
+                   n == 1 ? "" : "s");
     const std::vector<std::string> all = checkpoints_newest_first(run_dir);
     std::string ckpt;
     std::vector<std::string> skipped;

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 
 #include "saelab/core/error.h"
 #include "saelab/core/io.h"
@@ -307,11 +308,20 @@ TrainSummary Trainer::run() {
     // The held-out evaluation first: its density of the final SAE is what final/ records.
     s.eval = final_eval();
     s.final_dir = opts_.run_dir + "/final";
-    std::string tmp = opts_.run_dir + "/.final.tmp";
-    make_dirs(tmp);
-    save_sae(*inference_sae(), tmp,
-             final_log10_density_.defined() ? final_log10_density_ : sparsity_for_save());
-    rename_dir_atomic(tmp, s.final_dir);
+    // Written beside it and renamed: a full disk or a kill leaves no partial final/.
+    const std::string tmp = opts_.run_dir + "/.final.tmp";
+    std::error_code ec;
+    std::filesystem::remove_all(tmp, ec);  // a killed earlier attempt's
+    try {
+      make_dirs(tmp);
+      save_sae(*inference_sae(), tmp,
+               final_log10_density_.defined() ? final_log10_density_ : sparsity_for_save());
+      rename_dir_atomic(tmp, s.final_dir);
+    } catch (const Error& e) {
+      std::filesystem::remove_all(tmp, ec);
+      fail("cannot write the final SAE {}: {}; last good checkpoint: {}", s.final_dir, e.what(),
+           last_checkpoint_.empty() ? "none" : last_checkpoint_);
+    }
     s.completed = true;
   }
   s.last_checkpoint = last_checkpoint_;
