@@ -173,7 +173,8 @@ std::string file_bytes(const std::string& p) {
 // kills land before the run's end.
 TEST(Faults, SigkillAtRandomMomentsThenResumeEqualsAnUninterruptedRun) {
   TempDir d;
-  const auto args = toy_args(240, 80);
+  // Density windows of 24 steps: density.jsonl must come out as the uninterrupted run's too.
+  const auto args = plus(toy_args(240, 80), {"--set", "feature_sampling_window=24"});
   auto t0 = Clock::now();
   Outcome ref = run(plus(args, {"--run-dir", d / "ref"}), d / "ref.log");
   ASSERT_EQ(ref.rc, 0) << ref.log;
@@ -222,6 +223,10 @@ TEST(Faults, SigkillAtRandomMomentsThenResumeEqualsAnUninterruptedRun) {
   EXPECT_FALSE(has_temporary(killed)) << "a killed write's temporary folder is still there";
   expect_same_weights(d / "ref/final/sae_weights.safetensors",
                       killed + "/final/sae_weights.safetensors");
+  const std::string density = file_bytes(d / "ref/density.jsonl");
+  EXPECT_EQ(std::count(density.begin(), density.end(), '\n'), 10);
+  EXPECT_EQ(file_bytes(killed + "/density.jsonl"), density)
+      << "the resumed run's density windows differ from the uninterrupted run's";
   std::printf("%d kills (%d inside a checkpoint write), full run %.2f s\n", kills, inside_write,
               full);
 }

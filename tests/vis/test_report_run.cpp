@@ -71,33 +71,66 @@ TEST(ReportRun, EveryMetricHasItsChartWithTheFilesCount) {
 
 // The histogram of the final SAE, recounted here from final/sparsity.safetensors: 50 bins of
 // width 0.2 over [-10, 0], the last bin closed; dead = exactly -10 (stored as float32).
+struct Recount {
+  std::vector<int64_t> counts = std::vector<int64_t>(50, 0);
+  int64_t dead = 0, dense = 0, n = 0;
+};
+Recount recount(const std::string& sparsity_file) {
+  at::Tensor v = SafetensorsFile(sparsity_file).tensor("sparsity").to(at::kDouble).contiguous();
+  Recount r;
+  r.n = v.numel();
+  for (int64_t i = 0; i < v.numel(); ++i) {
+    const double x = v.data_ptr<double>()[i];
+    int64_t b = static_cast<int64_t>(std::floor((x + 10.0) / 0.2 + 1e-9));
+    r.counts[std::clamp<int64_t>(b, 0, 49)]++;
+    r.dead += x <= -10.0 + 1e-6;
+    r.dense += x > -2.0;
+  }
+  return r;
+}
+
 TEST(ReportRun, DensityHistogramMatchesTheFinalSae) {
   const std::string run = test::cached_toy_run();
   test::TempDir tmp;
   json j = report_json(run, "--out " + test::shell_quote(tmp / "r.html"));
-  at::Tensor v = SafetensorsFile(run + "/final/sparsity.safetensors").tensor("sparsity");
-  v = v.to(at::kDouble).contiguous();
-  std::vector<int64_t> counts(50, 0);
-  int64_t dead = 0, dense = 0;
-  for (int64_t i = 0; i < v.numel(); ++i) {
-    const double x = v.data_ptr<double>()[i];
-    int64_t b = static_cast<int64_t>(std::floor((x + 10.0) / 0.2 + 1e-9));
-    counts[std::clamp<int64_t>(b, 0, 49)]++;
-    dead += x <= -10.0 + 1e-6;
-    dense += x > -2.0;
-  }
+  const Recount want = recount(run + "/final/sparsity.safetensors");
   const json& d = j["density"];
   ASSERT_TRUE(d.is_object()) << j.dump();
-  EXPECT_EQ(d["counts"], json(counts));
+  EXPECT_EQ(d["counts"], json(want.counts));
   EXPECT_EQ(d["bin_edges"].size(), 51u);
-  EXPECT_EQ(d["dead"], dead);
-  EXPECT_EQ(d["dense"], dense);
-  EXPECT_EQ(d["d_sae"], v.numel());
-  // Two checkpoints and the final SAE: three snapshots on the slider.
-  int64_t ckpts = 0;
-  for (const auto& e : fs::directory_iterator(run + "/checkpoints"))
-    ckpts += fs::exists(e.path() / "sparsity.safetensors");
-  EXPECT_EQ(d["snapshots"], ckpts + 1);
+  EXPECT_EQ(d["dead"], want.dead);
+  EXPECT_EQ(d["dense"], want.dense);
+  EXPECT_EQ(d["d_sae"], want.n);
+  // Every logged window (300 steps, windows of 50: six) and the final SAE on the slider.
+  EXPECT_EQ(test::count_jsonl(run + "/density.jsonl").lines, 6);
+  EXPECT_EQ(d["snapshots"], 7);
+}
+
+// density.jsonl holds one histogram per feature-sampling window. A checkpoint written at a window's
+// end stores that window's log10 densities (sparsity.safetensors), recounted here.
+TEST(ReportRun, EachWindowsHistogramMatchesTheCheckpointAtItsEnd) {
+  const std::string run = test::cached_toy_run();
+  std::map<int64_t, json> windows;
+  std::ifstream in(run + "/density.jsonl");
+  for (std::string line; std::getline(in, line);) {
+    json w = json::parse(line);
+    windows[w["n_training_tokens"].get<int64_t>()] = w;
+    EXPECT_EQ(w["n_training_tokens"].get<int64_t>() % (50 * 1024), 0) << line;
+    EXPECT_EQ(w["window_tokens"], 50 * 1024) << line;
+  }
+  int compared = 0;
+  for (const auto& e : fs::directory_iterator(run + "/checkpoints")) {
+    const int64_t tokens = std::stoll(e.path().filename().string());
+    ASSERT_TRUE(windows.count(tokens)) << "no window ends at checkpoint " << tokens;
+    const Recount want = recount(e.path().string() + "/sparsity.safetensors");
+    const json& w = windows[tokens];
+    EXPECT_EQ(w["counts"], json(want.counts)) << tokens;
+    EXPECT_EQ(w["dead"], want.dead) << tokens;
+    EXPECT_EQ(w["dense"], want.dense) << tokens;
+    EXPECT_EQ(w["d_sae"], want.n) << tokens;
+    ++compared;
+  }
+  EXPECT_EQ(compared, 2);
 }
 
 TEST(ReportRun, FindingsAreTheDoctorsAndShownOnThePage) {
@@ -127,7 +160,8 @@ TEST(ReportRun, PageRendersOfflineInChromium) {
   o.eval =
       "JSON.stringify({dom: Array.from(document.querySelectorAll('[data-chart]')).map(e => "
       "e.getAttribute('data-chart')), drawn: Object.fromEntries(Object.entries(saelabCharts).map("
-      "([k, u]) => [k, u.data[0].length])), ms: saelabReport.renderMs})";
+      "([k, u]) => [k, u.data[0].length])), ms: saelabReport.renderMs, slider: "
+      "document.querySelector('#density input[type=range]').max})";
   o.screenshot = tmp / "run.png";
   o.height = 1500;  // the top of the page, as docs/report.md shows it
   auto r = test::open_in_browser(tmp / "r.html", o);
@@ -143,6 +177,7 @@ TEST(ReportRun, PageRendersOfflineInChromium) {
     if (c["drawn"].get<int64_t>() > 0) EXPECT_EQ(v["drawn"][key], c["drawn"]) << key;
   }
   EXPECT_EQ(v["drawn"]["plots/feature_density_line_chart"], 50);
+  EXPECT_EQ(v["slider"], "6");  // six windows and the final SAE
   EXPECT_LT(v["ms"].get<double>(), 2000.0);
   EXPECT_GT(fs::file_size(tmp / "run.png"), 10000u);
   if (const char* docs = std::getenv("SAELAB_UPDATE_DOCS_SCREENSHOTS"))
@@ -219,6 +254,17 @@ TEST(ReportRun, BadInputIsOneLineAndNonZeroExit) {
   EXPECT_FALSE(fs::exists(run + "/report.html"));
   fs::remove(run + "/metrics.jsonl");
   expect_one_line_error(test::run_saelab("report " + test::shell_quote(run)), "metrics.jsonl");
+  // density.jsonl with a window whose counts do not add up to d_sae, then one that is not JSON.
+  const std::string run2 = tmp / "run2";
+  test::copy_dir(test::cached_toy_run(), run2);
+  std::string density = slurp(run2 + "/density.jsonl");
+  json first = json::parse(density.substr(0, density.find('\n')));
+  first["counts"][0] = first["counts"][0].get<int64_t>() + 1;
+  test::write_text(run2 + "/density.jsonl",
+                   first.dump() + "\n" + density.substr(density.find('\n') + 1));
+  expect_one_line_error(test::run_saelab("report " + test::shell_quote(run2)), "density.jsonl:1");
+  test::write_text(run2 + "/density.jsonl", "[1, 2]\n" + density);
+  expect_one_line_error(test::run_saelab("report " + test::shell_quote(run2)), "density.jsonl:1");
   // An --out in a folder that does not exist.
   expect_one_line_error(test::run_saelab("report " + test::shell_quote(test::cached_toy_run()) +
                                          " --out " + test::shell_quote(tmp / "no/such/dir/r.html")),

@@ -10,8 +10,13 @@ namespace saelab {
 MetricsLogger::MetricsLogger(const std::string& run_dir, const MetricsLoggerOptions& opts)
     : run_dir_(run_dir) {
   make_dirs(run_dir);
-  if (opts.jsonl)
+  resume_step_ = opts.resume_step;
+  if (opts.jsonl) {
     jsonl_ = std::make_unique<MetricsJsonl>(run_dir + "/metrics.jsonl", opts.resume_step);
+    // A resumed run drops the windows logged after its checkpoint now, as for metrics.jsonl.
+    if (opts.resume_step >= 0 && path_exists(run_dir + "/density.jsonl"))
+      density_ = std::make_unique<MetricsJsonl>(run_dir + "/density.jsonl", opts.resume_step);
+  }
   if (opts.tensorboard) tb_ = std::make_unique<TensorBoardWriter>(run_dir);
 }
 
@@ -39,8 +44,16 @@ void MetricsLogger::log_histogram(int64_t step, const std::string& tag, const at
   log_histogram(step, tag, xs);
 }
 
+void MetricsLogger::log_density_window(int64_t step, const json& record) {
+  if (!jsonl_) return;
+  if (!density_)
+    density_ = std::make_unique<MetricsJsonl>(run_dir_ + "/density.jsonl", resume_step_);
+  density_->write(step, record);
+}
+
 void MetricsLogger::flush() {
   if (jsonl_) jsonl_->flush();
+  if (density_) density_->flush();
   if (tb_) tb_->flush();
 }
 

@@ -31,6 +31,9 @@ class MetricsLogger {
   // A TensorBoard histogram (e.g. "plots/feature_density_line_chart" of log10(freq + 1e-10)).
   void log_histogram(int64_t step, const std::string& tag, const std::vector<double>& values);
   void log_histogram(int64_t step, const std::string& tag, const at::Tensor& values);
+  // One line of density.jsonl: the feature-density histogram of one feature-sampling window,
+  // {"step": step, ...record} (the trainer's record; the training report reads it back).
+  void log_density_window(int64_t step, const json& record);
   void flush();
 
   std::string jsonl_path() const;  // "" when disabled
@@ -38,7 +41,9 @@ class MetricsLogger {
 
  private:
   std::string run_dir_;
+  int64_t resume_step_ = -1;
   std::unique_ptr<MetricsJsonl> jsonl_;
+  std::unique_ptr<MetricsJsonl> density_;  // opened at the first window (or to trim on resume)
   std::unique_ptr<TensorBoardWriter> tb_;
 };
 

@@ -101,8 +101,8 @@ std::string density_section(const std::vector<DensitySnapshot>& snaps,
   std::string out = "<section id=\"density\"><h2>feature density</h2>\n";
   if (snaps.empty()) {
     out +=
-        "<p class=\"note\">No feature-density histogram: the run wrote no final/ or "
-        "checkpoint sparsity.safetensors.</p></section>\n";
+        "<p class=\"note\">No feature-density histogram: the run wrote no density.jsonl, "
+        "final/ or checkpoint sparsity.safetensors.</p></section>\n";
     return out;
   }
   json zones = density_zones();
@@ -136,12 +136,14 @@ std::string density_section(const std::vector<DensitySnapshot>& snaps,
     out += "<div class=\"density-controls\"><input type=\"range\" min=\"0\" max=\"" +
            std::to_string(snaps.size() - 1) + "\" value=\"" + std::to_string(snaps.size() - 1) +
            "\" aria-label=\"snapshot\"><span class=\"snapshot-label\"></span></div>\n";
-  out += "<div class=\"plot\"></div>\n<table class=\"counts\"><thead><tr><th>" +
+  // One row per snapshot (a long run logs hundreds of windows): the table scrolls.
+  out += "<div class=\"plot\"></div>\n<div style=\"max-height:18em;overflow:auto\">"
+         "<table class=\"counts\"><thead><tr><th>" +
          std::string(overlay ? "member (final SAE)" : "snapshot") +
          "</th><th>latents</th><th>dead</th><th>too sparse<br>(&lt; 1e-5)</th><th>healthy<br>"
          "(1e-5..1e-3)</th><th>1e-3..1e-2</th><th>dense<br>(&gt; 1e-2)</th><th>of which very "
          "dense<br>(&gt; 1e-1)</th></tr></thead><tbody>\n" +
-         rows + "</tbody></table></div></section>\n";
+         rows + "</tbody></table></div></div></section>\n";
   return out;
 }
 

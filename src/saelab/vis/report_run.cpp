@@ -6,9 +6,11 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <sstream>
 
 #include "saelab/config/runner_config.h"
 #include "saelab/core/error.h"
+#include "saelab/core/io.h"
 #include "saelab/core/safetensors.h"
 
 namespace saelab::vis {
@@ -36,10 +38,68 @@ DensitySnapshot snapshot_of(const std::string& sparsity_path, const std::string&
   return s;
 }
 
-// Checkpoints (checkpoints/<tokens>/sparsity.safetensors) in token order, then final/.
+// density.jsonl, the trainer's record of each feature-sampling window: {"step", "n_training_tokens",
+// "window_tokens", "bin_edges" [51], "counts" [50], "d_sae", "dead", "dense", "very_dense",
+// "healthy", "below_1e-5", "below_1e-6", "mean_log10"}. A torn last line (a killed run) is skipped.
+std::vector<DensitySnapshot> read_density_windows(const std::string& path) {
+  std::vector<DensitySnapshot> out;
+  std::istringstream in(read_file(path));
+  std::vector<std::string> lines;
+  for (std::string l; std::getline(in, l);)
+    if (l.find_first_not_of(" \t\r") != std::string::npos) lines.push_back(l);
+  for (size_t i = 0; i < lines.size(); ++i) {
+    json j = json::parse(lines[i], nullptr, /*allow_exceptions=*/false);
+    if (j.is_discarded() && i + 1 == lines.size()) break;
+    auto number = [&](const char* key) -> int64_t {
+      if (!j.is_object() || !j.contains(key) || !j[key].is_number())
+        fail("{}:{}: expected a feature-sampling window with a number '{}'", path, i + 1, key);
+      return j[key].get<int64_t>();
+    };
+    DensitySnapshot s;
+    s.tokens = number("n_training_tokens");
+    s.summary.d_sae = number("d_sae");
+    s.summary.dead = number("dead");
+    s.summary.dense = number("dense");
+    s.summary.very_dense = number("very_dense");
+    s.summary.healthy = number("healthy");
+    s.summary.below_1e5 = number("below_1e-5");
+    s.summary.below_1e6 = number("below_1e-6");
+    const json& edges = j.value("bin_edges", json());
+    const json& counts = j.value("counts", json());
+    if (!edges.is_array() || !counts.is_array() || counts.empty() ||
+        edges.size() != counts.size() + 1)
+      fail("{}:{}: expected 'bin_edges' [n + 1] and 'counts' [n] arrays", path, i + 1);
+    int64_t total = 0;
+    for (const auto& e : edges) {
+      if (!e.is_number()) fail("{}:{}: 'bin_edges' holds a non-number", path, i + 1);
+      s.histogram.edges.push_back(e.get<double>());
+    }
+    for (const auto& c : counts) {
+      if (!c.is_number_integer() || c.get<int64_t>() < 0)
+        fail("{}:{}: 'counts' holds a value that is not a count", path, i + 1);
+      s.histogram.counts.push_back(c.get<int64_t>());
+      total += c.get<int64_t>();
+    }
+    if (total != s.summary.d_sae)
+      fail("{}:{}: the counts sum to {}, not d_sae = {}", path, i + 1, total, s.summary.d_sae);
+    s.label = fmt::format("window ending at {} tokens", s.tokens);
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+// Every logged feature-sampling window (density.jsonl) or, for runs without one, the checkpoints
+// (checkpoints/<tokens>/sparsity.safetensors) in token order; then final/.
 std::vector<DensitySnapshot> read_density(const std::string& dir, int64_t d_sae) {
-  std::vector<std::pair<int64_t, std::string>> ckpts;
   std::error_code ec;
+  if (fs::is_regular_file(dir + "/density.jsonl", ec)) {
+    std::vector<DensitySnapshot> out = read_density_windows(dir + "/density.jsonl");
+    const std::string final_path = dir + "/final/sparsity.safetensors";
+    if (fs::is_regular_file(final_path, ec))
+      out.push_back(snapshot_of(final_path, "final SAE", -1, d_sae));
+    return out;
+  }
+  std::vector<std::pair<int64_t, std::string>> ckpts;
   const fs::path cdir = fs::path(dir) / "checkpoints";
   if (fs::is_directory(cdir, ec))
     for (const auto& e : fs::directory_iterator(cdir, ec)) {

@@ -27,8 +27,8 @@ struct ChartSeries {
 
 // A feature-density histogram: log10(density + 1e-10) in 50 bins over [-10, 0].
 struct DensitySnapshot {
-  std::string label;    // "final SAE" or "checkpoint, 1,234,567 tokens"
-  int64_t tokens = -1;  // training tokens of a checkpoint; -1 for the final SAE
+  std::string label;    // "final SAE", "window ending at N tokens" or "checkpoint at N tokens"
+  int64_t tokens = -1;  // training tokens at the window's end or checkpoint; -1: the final SAE
   Histogram histogram;
   DensitySummary summary;
 };
@@ -41,7 +41,8 @@ struct RunReportData {
   MetricsJsonlInfo info;
   json config = json::object();  // config.toml's keys as written
   std::map<std::string, ChartSeries> charts;
-  std::vector<DensitySnapshot> density;  // checkpoints in token order, then the final SAE
+  // density.jsonl's windows (older runs: checkpoints) in token order, then the final SAE
+  std::vector<DensitySnapshot> density;
   json sae = json::object();      // from final/: num_parameters, decoder_norms {min, mean, max}
   json summary = json::object();  // end-of-run held-out figures, when known (see below)
   int64_t tokens = 0;             // training tokens at the last logged step
@@ -49,11 +50,11 @@ struct RunReportData {
   bool wall_from_file_times = false;
 };
 
-// Reads RUN_DIR: config.toml, metrics.jsonl, error.txt, final/ and checkpoints/*/. `summary` is the
-// end-of-run summary when the caller has it (`saelab train`'s TrainSummary::to_json(), a sweep
-// member's summary from sweep.json); its "seconds" gives the wall time, else the time between
-// config.toml (written when training starts) and the last write of metrics.jsonl is shown, marked
-// as an estimate. Throws saelab::Error (one line naming the file) when RUN_DIR is not a run or a
+// Reads RUN_DIR: config.toml, metrics.jsonl, density.jsonl, error.txt, final/ and checkpoints/*/.
+// `summary` is the end-of-run summary when the caller has it (`saelab train`'s
+// TrainSummary::to_json(), a sweep member's summary from sweep.json); its "seconds" gives the wall
+// time, else the time between config.toml (written when training starts) and the last write of
+// metrics.jsonl is shown, marked as an estimate. Throws saelab::Error (one line naming the file) when RUN_DIR is not a run or a
 // file in it cannot be read.
 RunReportData read_run_report_data(const std::string& run_dir, const json& summary = json());
 
