@@ -300,7 +300,10 @@ std::vector<KeyCase> key_cases() {
       {"hook_name", "\"blocks.1.hook_resid_post\"", S::Toy, E::Refused},
       {"hook_eval", "\"blocks.0.hook_resid_post\"", S::Model, E::Refused},
       {"hook_layer", "1", S::Model, E::Refused},  // contradicts hook_name's block
-      {"hook_head_index", "1", S::Model, E::Changes,
+      {"hook_head_index",
+       "1",
+       S::Model,
+       E::Changes,
        {"hook_name=blocks.0.attn.hook_z", "d_in=4", "hook_head_index=0"}},  // vs head 0
       {"dataset_path", "\"DIR/data_b.jsonl\"", S::Model},
       {"dataset_trust_remote_code", "false", S::Model, E::Refused},

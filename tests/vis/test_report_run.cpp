@@ -2,12 +2,14 @@
 // density histogram recounted from the final SAE, the doctor's findings, the page in Chromium.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <regex>
 #include <set>
+#include <thread>
 
 #include "saelab/core/safetensors.h"
 #include "test_paths.h"
@@ -269,6 +271,31 @@ TEST(ReportRun, BadInputIsOneLineAndNonZeroExit) {
   expect_one_line_error(test::run_saelab("report " + test::shell_quote(test::cached_toy_run()) +
                                          " --out " + test::shell_quote(tmp / "no/such/dir/r.html")),
                         "no/such/dir");
+}
+
+// --open hands the page to xdg-open (here a stand-in that records its argument); where there is
+// none, the page is still written and stderr says where it is.
+TEST(ReportRun, OpenHandsThePageToXdgOpen) {
+  test::TempDir tmp;
+  fs::create_directories(tmp / "bin");
+  test::write_text(tmp / "bin/xdg-open",
+                   "#!/bin/sh\nprintf '%s' \"$1\" > " + test::shell_quote(tmp / "opened") + "\n");
+  fs::permissions(tmp / "bin/xdg-open", fs::perms::owner_all);
+  const std::string page = tmp / "r.html";
+  auto r = test::run_command("PATH=" + test::shell_quote(tmp / "bin") + ":/usr/bin:/bin " +
+                             SAELAB_EXE + " report " + test::shell_quote(test::cached_toy_run()) +
+                             " --open --out " + test::shell_quote(page));
+  EXPECT_EQ(r.rc, 0) << r.err;
+  for (int i = 0; i < 100 && !fs::exists(tmp / "opened"); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(slurp(tmp / "opened"), page);
+  fs::remove(page);
+  auto none = test::run_command("PATH=" + test::shell_quote(tmp / "nothing") + " " + SAELAB_EXE +
+                                " report " + test::shell_quote(test::cached_toy_run()) +
+                                " --open --out " + test::shell_quote(page));
+  EXPECT_EQ(none.rc, 0) << none.err;
+  EXPECT_TRUE(fs::exists(page));
+  EXPECT_NE(none.err.find("no xdg-open here; open " + page), std::string::npos) << none.err;
 }
 
 // `saelab train` writes the report at the end and prints its path, with its own wall time (not

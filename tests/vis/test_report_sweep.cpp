@@ -6,6 +6,8 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <set>
 
 #include "saelab/core/error.h"
 #include "saelab/vis/report_sweep.h"
@@ -64,6 +66,16 @@ TEST(ReportSweep, MembersScatterAndLinks) {
       l0[1] <= l0[0] && ev[1] >= ev[0] && (l0[1] < l0[0] || ev[1] > ev[0]);
   EXPECT_EQ(j["members"][0]["pareto"], !second_dominates);
   EXPECT_EQ(j["members"][1]["pareto"], !first_dominates);
+  // The sweep's findings: every code `saelab doctor` gives any member, once each.
+  std::set<std::string> codes;
+  for (const auto& s : sj["members"]) {
+    auto d = test::run_saelab(
+        "doctor " + test::shell_quote(sweep + "/" + s["name"].get<std::string>()) + " --json");
+    ASSERT_EQ(d.rc, 0) << d.err;
+    const json doctor = json::parse(d.out);
+    for (const auto& f : doctor["findings"]) codes.insert(f["code"].get<std::string>());
+  }
+  EXPECT_EQ(j["findings"], json(codes));
   std::map<std::string, int64_t> summed;
   for (const auto& s : sj["members"]) {
     const auto counts =

@@ -20,8 +20,8 @@ at::Tensor Sae::normalize_in(const at::Tensor& x_in, at::Tensor* scale_state) co
     // A zero row (a toy-model token where no feature fires) is left as it is, where SAELens would
     // divide by zero and return NaN.
     at::Tensor norm = x.norm(2, {-1}, true);
-    at::Tensor coeff = at::where(norm > 0, std::sqrt(static_cast<double>(cfg_.d_in)) / norm,
-                                 at::ones_like(norm));
+    at::Tensor coeff =
+        at::where(norm > 0, std::sqrt(static_cast<double>(cfg_.d_in)) / norm, at::ones_like(norm));
     if (scale_state) *scale_state = coeff;
     return x * coeff;
   }

@@ -1,8 +1,8 @@
 // Checkpoint directories (see checkpoint.h).
 #include "saelab/train/checkpoint.h"
 
-#include <torch/torch.h>
 #include <signal.h>
+#include <torch/torch.h>
 #include <unistd.h>
 
 #include <algorithm>

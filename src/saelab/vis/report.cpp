@@ -4,6 +4,7 @@
 #include <cmath>
 #include <filesystem>
 #include <map>
+#include <set>
 
 #include "saelab/core/error.h"
 #include "saelab/core/io.h"
@@ -68,6 +69,7 @@ ReportResult write_report(const std::string& dir, const ReportOptions& opts) {
                         fs::weakly_canonical(fs::path(dir), ec);
     std::vector<std::string> hrefs;
     json members = json::array();
+    std::set<std::string> all_codes;  // the sweep's findings: every member's, once each
     for (const auto& m : s.members) {
       const std::string page_path = dir + "/" + m.name + "/report.html";
       std::string href;
@@ -81,7 +83,10 @@ ReportResult write_report(const std::string& dir, const ReportOptions& opts) {
       if (m.run) {
         for (const auto& [k, ch] : m.run->charts)
           c.push_back({{"key", k}, {"points", ch.points}, {"drawn", ch.drawn.x.size()}});
-        for (const auto& f : m.run->findings) codes.push_back(f.code);
+        for (const auto& f : m.run->findings) {
+          codes.push_back(f.code);
+          all_codes.insert(f.code);
+        }
       }
       auto num = [](double v) { return std::isfinite(v) ? json(v) : json(nullptr); };
       members.push_back({{"name", m.name},
@@ -110,8 +115,8 @@ ReportResult write_report(const std::string& dir, const ReportOptions& opts) {
     json charts = json::array();
     for (const auto& [k, n] : sums)
       charts.push_back({{"key", k}, {"points", n.first}, {"drawn", n.second}});
-    res.description = {{"kind", "sweep"},    {"sweep_dir", dir},          {"charts", charts},
-                       {"density", nullptr}, {"findings", json::array()}, {"members", members}};
+    res.description = {{"kind", "sweep"},    {"sweep_dir", dir},      {"charts", charts},
+                       {"density", nullptr}, {"findings", all_codes}, {"members", members}};
   } else {
     RunReportData r = read_run_report_data(dir, opts.train_summary);
     const std::string html = run_report_html(r);

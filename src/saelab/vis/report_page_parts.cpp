@@ -137,13 +137,14 @@ std::string density_section(const std::vector<DensitySnapshot>& snaps,
            std::to_string(snaps.size() - 1) + "\" value=\"" + std::to_string(snaps.size() - 1) +
            "\" aria-label=\"snapshot\"><span class=\"snapshot-label\"></span></div>\n";
   // One row per snapshot (a long run logs hundreds of windows): the table scrolls.
-  out += "<div class=\"plot\"></div>\n<div style=\"max-height:18em;overflow:auto\">"
-         "<table class=\"counts\"><thead><tr><th>" +
-         std::string(overlay ? "member (final SAE)" : "snapshot") +
-         "</th><th>latents</th><th>dead</th><th>too sparse<br>(&lt; 1e-5)</th><th>healthy<br>"
-         "(1e-5..1e-3)</th><th>1e-3..1e-2</th><th>dense<br>(&gt; 1e-2)</th><th>of which very "
-         "dense<br>(&gt; 1e-1)</th></tr></thead><tbody>\n" +
-         rows + "</tbody></table></div></div></section>\n";
+  out +=
+      "<div class=\"plot\"></div>\n<div style=\"max-height:18em;overflow:auto\">"
+      "<table class=\"counts\"><thead><tr><th>" +
+      std::string(overlay ? "member (final SAE)" : "snapshot") +
+      "</th><th>latents</th><th>dead</th><th>too sparse<br>(&lt; 1e-5)</th><th>healthy<br>"
+      "(1e-5..1e-3)</th><th>1e-3..1e-2</th><th>dense<br>(&gt; 1e-2)</th><th>of which very "
+      "dense<br>(&gt; 1e-1)</th></tr></thead><tbody>\n" +
+      rows + "</tbody></table></div></div></section>\n";
   return out;
 }
 

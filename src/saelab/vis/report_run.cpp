@@ -38,9 +38,10 @@ DensitySnapshot snapshot_of(const std::string& sparsity_path, const std::string&
   return s;
 }
 
-// density.jsonl, the trainer's record of each feature-sampling window: {"step", "n_training_tokens",
-// "window_tokens", "bin_edges" [51], "counts" [50], "d_sae", "dead", "dense", "very_dense",
-// "healthy", "below_1e-5", "below_1e-6", "mean_log10"}. A torn last line (a killed run) is skipped.
+// density.jsonl, the trainer's record of each feature-sampling window: {"step",
+// "n_training_tokens", "window_tokens", "bin_edges" [51], "counts" [50], "d_sae", "dead", "dense",
+// "very_dense", "healthy", "below_1e-5", "below_1e-6", "mean_log10"}. A torn last line (a killed
+// run) is skipped.
 std::vector<DensitySnapshot> read_density_windows(const std::string& path) {
   std::vector<DensitySnapshot> out;
   std::istringstream in(read_file(path));
