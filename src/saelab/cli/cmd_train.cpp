@@ -165,16 +165,13 @@ auto setup = [](CLI::App* sub) -> std::function<int()> {
                 "Print the end-of-run summary as one JSON object (progress goes to stderr)");
   sub->add_flag("--no-report", a->no_report,
                 "Do not write RUN_DIR/report.html (saelab report writes it later)");
-  sub->footer(
-      "Examples:\n"
-      "  saelab train                                   # the embedded toy run (configs/toy.toml)\n"
-      "  saelab train --set architecture=topk --json    # the toy run with a TopK SAE\n"
-      "  saelab train my_run.toml --set lr=1e-4 --run-dir runs/a\n"
-      "  saelab train --resume runs/a                   # continue after Ctrl-C / SIGTERM\n"
-      "  saelab train --set l1_coefficient=[0.5,1,2,4]  # a sweep: 4 SAEs on one activation "
-      "stream\n"
-      "Exit codes: 0 done; 130 / 143 stopped by SIGINT / SIGTERM after writing a checkpoint; 1 "
-      "error.");
+  sub->footer(R"(Examples:
+  saelab train                                   # the embedded toy run (configs/toy.toml)
+  saelab train --set architecture=topk --json    # the toy run with a TopK SAE
+  saelab train my_run.toml --set lr=1e-4 --run-dir runs/a
+  saelab train --resume runs/a                   # continue after Ctrl-C / SIGTERM
+  saelab train --set l1_coefficient=[0.5,1,2,4]  # a sweep: 4 SAEs on one activation stream
+Exit codes: 0 done; 130 / 143 stopped by SIGINT / SIGTERM after writing a checkpoint; 1 error.)");
   return [a] { return run_train(*a); };
 };
 

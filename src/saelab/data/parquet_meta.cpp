@@ -1,6 +1,9 @@
 // Parquet footer and page-header decoding (parquet_meta.h).
 #include "saelab/data/parquet_meta.h"
 
+#include <algorithm>
+#include <initializer_list>
+
 #include "saelab/data/thrift_compact.h"
 
 namespace saelab::parquet {
@@ -137,75 +140,52 @@ RowGroup read_row_group(T& r) {
   return g;
 }
 
-void read_data_page_header(T& r, PageHeader& h) {
+// A Thrift struct of which only i32 fields (and at most one bool) are wanted: each field id maps to
+// where its value goes; the other fields are skipped.
+struct I32Field {
+  int16_t id;
+  int32_t* to;
+};
+void read_i32_fields(T& r, std::initializer_list<I32Field> fields, int16_t bool_id = 0,
+                     bool* bool_to = nullptr) {
   r.begin_struct();
   int16_t id;
   uint8_t t;
   while (r.next_field(id, t)) {
-    switch (id) {
-      case 1:
-        h.num_values = r.read_i32(t);
-        break;
-      case 2:
-        h.encoding = r.read_i32(t);
-        break;
-      case 3:
-        h.def_encoding = r.read_i32(t);
-        break;
-      case 4:
-        h.rep_encoding = r.read_i32(t);
-        break;
-      default:
-        r.skip(t);
-    }
-  }
-}
-
-void read_dictionary_page_header(T& r, PageHeader& h) {
-  r.begin_struct();
-  int16_t id;
-  uint8_t t;
-  while (r.next_field(id, t)) {
-    if (id == 1)
-      h.num_values = r.read_i32(t);
-    else if (id == 2)
-      h.encoding = r.read_i32(t);
+    const I32Field* f =
+        std::find_if(fields.begin(), fields.end(), [&](const I32Field& x) { return x.id == id; });
+    if (f != fields.end())
+      *f->to = r.read_i32(t);
+    else if (bool_to && id == bool_id)
+      *bool_to = r.read_bool(t);
     else
       r.skip(t);
   }
 }
 
+// DataPageHeader: num_values 1, encoding 2, definition_level_encoding 3,
+// repetition_level_encoding 4.
+void read_data_page_header(T& r, PageHeader& h) {
+  read_i32_fields(
+      r, {{1, &h.num_values}, {2, &h.encoding}, {3, &h.def_encoding}, {4, &h.rep_encoding}});
+}
+
+// DictionaryPageHeader: num_values 1, encoding 2.
+void read_dictionary_page_header(T& r, PageHeader& h) {
+  read_i32_fields(r, {{1, &h.num_values}, {2, &h.encoding}});
+}
+
+// DataPageHeaderV2: num_values 1, num_nulls 2, num_rows 3, encoding 4,
+// definition_levels_byte_length 5, repetition_levels_byte_length 6, is_compressed 7 (bool).
 void read_data_page_header_v2(T& r, PageHeader& h) {
-  r.begin_struct();
-  int16_t id;
-  uint8_t t;
-  while (r.next_field(id, t)) {
-    switch (id) {
-      case 1:
-        h.num_values = r.read_i32(t);
-        break;
-      case 2:
-        h.num_nulls = r.read_i32(t);
-        break;
-      case 3:
-        h.num_rows = r.read_i32(t);
-        break;
-      case 4:
-        h.encoding = r.read_i32(t);
-        break;
-      case 5:
-        h.def_bytes = r.read_i32(t);
-        break;
-      case 6:
-        h.rep_bytes = r.read_i32(t);
-        break;
-      case 7:
-        h.is_compressed = r.read_bool(t);
-        break;
-      default:
-        r.skip(t);
-    }
-  }
+  read_i32_fields(r,
+                  {{1, &h.num_values},
+                   {2, &h.num_nulls},
+                   {3, &h.num_rows},
+                   {4, &h.encoding},
+                   {5, &h.def_bytes},
+                   {6, &h.rep_bytes}},
+                  7, &h.is_compressed);
 }
 
 }  // namespace
