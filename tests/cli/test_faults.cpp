@@ -119,6 +119,17 @@ std::vector<std::string> lines_starting(const std::string& text, const std::stri
   return out;
 }
 
+// The one "saelab: error:" line of a run that must fail with exit code 1, printed for the log;
+// "" (and a test failure) when there is not exactly one.
+std::string single_error(int rc, const std::string& log) {
+  EXPECT_EQ(rc, 1) << log;
+  auto errors = lines_starting(log, "saelab: error:");
+  EXPECT_EQ(errors.size(), 1u) << log;
+  if (errors.size() != 1) return "";
+  std::printf("%s\n", errors[0].c_str());
+  return errors[0];
+}
+
 std::vector<std::string> checkpoint_dirs(const std::string& run_dir) {
   std::vector<std::string> out;
   std::error_code ec;
@@ -246,12 +257,10 @@ TEST(Faults, DiskFullWhileWritingACheckpointKeepsThePreviousOne) {
   // Longer now, under a file-size cap that metrics and config fit in but a checkpoint does not.
   Outcome full = run({"train", "--resume", dir, "--set", "training_tokens=8192"}, d / "full.log",
                      kept.size() / 2);
-  EXPECT_EQ(full.rc, 1) << full.log;
-  auto errors = lines_starting(full.log, "saelab: error:");
-  ASSERT_EQ(errors.size(), 1u) << full.log;
-  std::printf("%s\n", errors[0].c_str());
-  EXPECT_NE(errors[0].find(".safetensors"), std::string::npos) << errors[0];
-  EXPECT_NE(errors[0].find(dir), std::string::npos) << errors[0];
+  const std::string error = single_error(full.rc, full.log);
+  ASSERT_FALSE(error.empty());
+  EXPECT_NE(error.find(".safetensors"), std::string::npos) << error;
+  EXPECT_NE(error.find(dir), std::string::npos) << error;
   EXPECT_EQ(lines_starting(full.log, "saelab: internal").size(), 0u) << full.log;
   EXPECT_EQ(checkpoint_dirs(dir), before);
   EXPECT_EQ(file_bytes(state), kept);
@@ -270,12 +279,10 @@ TEST(Faults, DiskFullWhileWritingFinalLeavesNoPartialFinal) {
   ASSERT_GT(weights, 16000u);  // above what the config and the (empty) metrics need
   const std::string dir = d / "run";
   Outcome full = run(plus(toy_args(16, 0), {"--run-dir", dir}), d / "full.log", weights / 2);
-  EXPECT_EQ(full.rc, 1) << full.log;
-  auto errors = lines_starting(full.log, "saelab: error:");
-  ASSERT_EQ(errors.size(), 1u) << full.log;
-  std::printf("%s\n", errors[0].c_str());
-  EXPECT_NE(errors[0].find(dir + "/final"), std::string::npos) << errors[0];
-  EXPECT_NE(errors[0].find("last good checkpoint: none"), std::string::npos) << errors[0];
+  const std::string error = single_error(full.rc, full.log);
+  ASSERT_FALSE(error.empty());
+  EXPECT_NE(error.find(dir + "/final"), std::string::npos) << error;
+  EXPECT_NE(error.find("last good checkpoint: none"), std::string::npos) << error;
   EXPECT_EQ(lines_starting(full.log, "saelab: internal").size(), 0u) << full.log;
   EXPECT_FALSE(fs::exists(dir + "/final")) << "a partial final/ was left";
   EXPECT_FALSE(fs::exists(dir + "/.final.tmp")) << "the temporary final folder was left";
@@ -318,11 +325,9 @@ TEST(Faults, ResumeFromCorruptedCheckpoints) {
   for (size_t i = 0; i + 1 < all.size(); ++i) fs::remove_all(all[i]);
   fs::resize_file(all[3] + "/trainer_state.safetensors", 20);
   Outcome bad = run({"train", "--resume", one}, d / "one.log");
-  EXPECT_EQ(bad.rc, 1) << bad.log;
-  auto errors = lines_starting(bad.log, "saelab: error:");
-  ASSERT_EQ(errors.size(), 1u) << bad.log;
-  std::printf("%s\n", errors[0].c_str());
-  EXPECT_NE(errors[0].find(all[3]), std::string::npos) << errors[0];
+  const std::string error = single_error(bad.rc, bad.log);
+  ASSERT_FALSE(error.empty());
+  EXPECT_NE(error.find(all[3]), std::string::npos) << error;
   EXPECT_FALSE(fs::exists(one + "/final"));
 }
 
@@ -361,11 +366,8 @@ TEST(Faults, NanInInputActivationsStopsAtTheFirstBadBatch) {
   write_shard(d / "cache/shard_000.safetensors", v, 16);
   write_text(d / "run.toml", cached_config(d / "cache", 64, 16));
   Outcome r = run({"train", d / "run.toml", "--run-dir", d / "run"}, d / "run.log");
-  EXPECT_EQ(r.rc, 1) << r.log;
-  auto errors = lines_starting(r.log, "saelab: error:");
-  ASSERT_EQ(errors.size(), 1u) << r.log;
-  const std::string& e = errors[0];
-  std::printf("%s\n", e.c_str());
+  const std::string e = single_error(r.rc, r.log);
+  ASSERT_FALSE(e.empty());
   EXPECT_TRUE(e.find("NaN") != std::string::npos || e.find("nan") != std::string::npos) << e;
   EXPECT_NE(e.find("step"), std::string::npos) << e;
   EXPECT_NE(e.find("last good checkpoint"), std::string::npos) << e;
@@ -408,11 +410,8 @@ TEST(Faults, NanFromABrokenModelWeightStopsAtTheFirstBatch) {
                                  "n_checkpoints = 0\nn_eval_batches = 0\nlog_to_wandb = false\n"
                                  "b_dec_init_method = \"zeros\"\n");
   Outcome r = run({"train", d / "run.toml", "--run-dir", d / "run"}, d / "run.log");
-  EXPECT_EQ(r.rc, 1) << r.log;
-  auto errors = lines_starting(r.log, "saelab: error:");
-  ASSERT_EQ(errors.size(), 1u) << r.log;
-  const std::string& e = errors[0];
-  std::printf("%s\n", e.c_str());
+  const std::string e = single_error(r.rc, r.log);
+  ASSERT_FALSE(e.empty());
   EXPECT_NE(e.find("NaN"), std::string::npos) << e;
   EXPECT_NE(e.find("step 1 "), std::string::npos) << e;
   EXPECT_NE(e.find("last good checkpoint: none"), std::string::npos) << e;
@@ -461,11 +460,9 @@ TEST(Faults, CacheShardsDisappearingMidRunThenResume) {
   std::ifstream in(d / "run.log");
   const std::string log(std::istreambuf_iterator<char>(in), {});
   ASSERT_LT(seen, 8u) << "the run was past its first shard when paused; the test proves nothing";
-  EXPECT_EQ(rc, 1) << log;
-  auto errors = lines_starting(log, "saelab: error:");
-  ASSERT_EQ(errors.size(), 1u) << log;
-  std::printf("%s\n", errors[0].c_str());
-  EXPECT_NE(errors[0].find(cache + "/shard_00"), std::string::npos) << errors[0];
+  const std::string error = single_error(rc, log);
+  ASSERT_FALSE(error.empty());
+  EXPECT_NE(error.find(cache + "/shard_00"), std::string::npos) << error;
   auto cps = checkpoint_dirs(dir);
   ASSERT_FALSE(cps.empty());
   for (const auto& c : cps) expect_loads(c);

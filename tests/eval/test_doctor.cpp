@@ -41,14 +41,17 @@ struct FakeRun {
 std::string config_toml(const FakeRun& r) {
   // A toy run names no model (a model key there is refused).
   const std::string model = r.dataset_path == "toy" ? "" : "model_name = \"tiny-stories-1M\"\n";
-  return model + fmt::format(
-      "dataset_path = \"{}\"\narchitecture = \"standard\"\n"
-      "d_in = {}\nd_sae = {}\nexpansion_factor = {}\nlr = {}\nlr_warm_up_steps = {}\n"
-      "l1_coefficient = 0.1\nl1_warm_up_steps = {}\nresample_dead_latents = {}\nuse_ghost_grads = "
-      "false\n"
-      "training_tokens = {}\ntrain_batch_size_tokens = 256\n{}",
-      r.dataset_path, r.d_in, r.d_sae, r.d_sae / r.d_in, r.lr, r.lr_warm_up_steps,
-      r.l1_warm_up_steps, r.resample ? "true" : "false", r.n * r.every * 256, r.extra_config);
+  return model +
+         fmt::format(
+             "dataset_path = \"{}\"\narchitecture = \"standard\"\n"
+             "d_in = {}\nd_sae = {}\nexpansion_factor = {}\nlr = {}\nlr_warm_up_steps = {}\n"
+             "l1_coefficient = 0.1\nl1_warm_up_steps = {}\nresample_dead_latents = "
+             "{}\nuse_ghost_grads = "
+             "false\n"
+             "training_tokens = {}\ntrain_batch_size_tokens = 256\n{}",
+             r.dataset_path, r.d_in, r.d_sae, r.d_sae / r.d_in, r.lr, r.lr_warm_up_steps,
+             r.l1_warm_up_steps, r.resample ? "true" : "false", r.n * r.every * 256,
+             r.extra_config);
 }
 
 void write_run(const std::string& dir, const FakeRun& r) {

@@ -238,7 +238,8 @@ TEST(RunnerConfig, SavedConfigLoadsBackEqual) {
             "lr_end=0"},
            {"dataset_path=toy", "toy_correlated_groups=3", "toy_magnitude_std=0.25",
             "use_ghost_grads=true"},
-           {"use_cached_activations=true", "cached_activations_path=/x/y", "store_batch_size_prompts=4"}}) {
+           {"use_cached_activations=true", "cached_activations_path=/x/y",
+            "store_batch_size_prompts=4"}}) {
     RunnerConfig c = load_runner_config("", sets);
     test::write_text(dir / "config.toml", to_toml(c));
     RunnerConfig back = load_runner_config(dir / "config.toml");

@@ -1,6 +1,6 @@
-// The hand-written training steps (each architecture's _fast.cpp) against the autograd bodies (use_fast_path = false)
-// in float64: every loss, every gradient, the activations and the reconstruction, over several
-// shapes and options, with and without dead latents for AuxK.
+// The hand-written training steps (each architecture's _fast.cpp) against the autograd bodies
+// (use_fast_path = false) in float64: every loss, every gradient, the activations and the
+// reconstruction, over several shapes and options, with and without dead latents for AuxK.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 

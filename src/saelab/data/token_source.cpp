@@ -393,8 +393,9 @@ std::unique_ptr<TokenSource> open_token_source(const TokenSourceOptions& o) {
   // Keys naming a part of a dataset are refused where the data has no such part, never ignored.
   const bool local = p == "othello" || fs::exists(p);
   if (local && !o.dataset_revision.empty())
-    fail("dataset_revision = '{}': dataset_path = '{}' is local data, not a Hugging Face dataset id",
-         o.dataset_revision, p);
+    fail(
+        "dataset_revision = '{}': dataset_path = '{}' is local data, not a Hugging Face dataset id",
+        o.dataset_revision, p);
   if (!o.dataset_split.empty() && (p == "othello" || fs::is_regular_file(p)))
     fail("dataset_split = '{}': dataset_path = '{}' is {}, which has no splits", o.dataset_split, p,
          p == "othello" ? "the Othello game generator" : "one file");
@@ -414,9 +415,10 @@ std::unique_ptr<TokenSource> open_token_source(const TokenSourceOptions& o) {
     if (!o.dataset_split.empty()) {
       files = select_split(files, p, o.dataset_split);
       if (files.empty())
-        fail("dataset_split = '{}': no file of that split in {} (files are assigned to splits by "
-             "name: train, test/eval, validation/val/dev)",
-             o.dataset_split, p);
+        fail(
+            "dataset_split = '{}': no file of that split in {} (files are assigned to splits by "
+            "name: train, test/eval, validation/val/dev)",
+            o.dataset_split, p);
     }
     (void)open_reader(files.front(), o);
     return std::make_unique<FileTokenSource>(o, std::move(files), p);

@@ -34,6 +34,31 @@ DensitySummary summarize(const at::Tensor& density, const at::Tensor& is_dead) {
 
 }  // namespace
 
+json density_summary_json(const DensitySummary& s) {
+  return {{"d_sae", s.d_sae},          {"dead", s.dead},
+          {"dense", s.dense},          {"very_dense", s.very_dense},
+          {"healthy", s.healthy},      {"below_1e-5", s.below_1e5},
+          {"below_1e-6", s.below_1e6}, {"mean_log10", s.mean_log10}};
+}
+
+DensitySummary density_summary_from_json(const json& j, const std::string& where) {
+  auto number = [&](const char* key) -> const json& {
+    if (!j.is_object() || !j.contains(key) || !j[key].is_number())
+      fail("{}: expected a feature-sampling window with a number '{}'", where, key);
+    return j[key];
+  };
+  DensitySummary s;
+  s.d_sae = number("d_sae").get<int64_t>();
+  s.dead = number("dead").get<int64_t>();
+  s.dense = number("dense").get<int64_t>();
+  s.very_dense = number("very_dense").get<int64_t>();
+  s.healthy = number("healthy").get<int64_t>();
+  s.below_1e5 = number("below_1e-5").get<int64_t>();
+  s.below_1e6 = number("below_1e-6").get<int64_t>();
+  s.mean_log10 = number("mean_log10").get<double>();
+  return s;
+}
+
 DensitySummary summarize_fire_counts(const at::Tensor& fire_counts, int64_t n_tokens) {
   if (n_tokens <= 0) fail("feature density: needs at least one token, got {}", n_tokens);
   if (fire_counts.dim() != 1)

@@ -29,6 +29,12 @@ struct DensitySummary {
   double mean_log10 = 0;   // mean over latents of log10(density + 1e-10)
 };
 
+// The summary as density.jsonl records it: {"d_sae", "dead", "dense", "very_dense", "healthy",
+// "below_1e-5", "below_1e-6", "mean_log10"}; and back, with an error naming `where` and the key
+// when one is missing or not a number.
+json density_summary_json(const DensitySummary& s);
+DensitySummary density_summary_from_json(const json& j, const std::string& where);
+
 // From per-latent fire counts (any integer or float dtype, [d_sae]) over n_tokens > 0 tokens.
 DensitySummary summarize_fire_counts(const at::Tensor& fire_counts, int64_t n_tokens);
 // From per-latent log10(density + 1e-10) values, as stored in sparsity.safetensors. A latent is

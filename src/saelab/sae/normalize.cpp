@@ -13,15 +13,17 @@
 
 namespace saelab {
 
+at::Tensor constant_norm_rescale_factor(const at::Tensor& x) {
+  at::Tensor norm = x.norm(2, {-1}, true);
+  return at::where(norm > 0, std::sqrt(static_cast<double>(x.size(-1))) / norm,
+                   at::ones_like(norm));
+}
+
 at::Tensor Sae::normalize_in(const at::Tensor& x_in, at::Tensor* scale_state) const {
   at::Tensor x = x_in.to(param("W_enc").scalar_type());
   const std::string& mode = cfg_.normalize_activations;
   if (mode == "constant_norm_rescale") {
-    // A zero row (a toy-model token where no feature fires) is left as it is, where SAELens would
-    // divide by zero and return NaN.
-    at::Tensor norm = x.norm(2, {-1}, true);
-    at::Tensor coeff =
-        at::where(norm > 0, std::sqrt(static_cast<double>(cfg_.d_in)) / norm, at::ones_like(norm));
+    at::Tensor coeff = constant_norm_rescale_factor(x);
     if (scale_state) *scale_state = coeff;
     return x * coeff;
   }

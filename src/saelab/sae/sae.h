@@ -67,6 +67,11 @@ class Sae {
   std::map<std::string, at::Tensor> params_;
 };
 
+// constant_norm_rescale's factor sqrt(d_in)/‖x‖ per row of x [..., d_in], as [..., 1]. A zero row
+// (a toy-model token where no feature fires) gets 1, so it stays zero where SAELens would divide
+// by zero and return NaN. Shared by Sae::normalize_in and the trainer's input normalisation.
+at::Tensor constant_norm_rescale_factor(const at::Tensor& x);
+
 // Creates an SAE with the parameter set of cfg.architecture, zero-initialised, in cfg.dtype.
 // "batchtopk" gives a jumprelu SAE (cfg().architecture == "jumprelu"): set its threshold to θ.
 std::unique_ptr<Sae> make_sae(const SaeConfig& cfg);

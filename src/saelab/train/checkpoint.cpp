@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <filesystem>
+#include <functional>
 
 #include "saelab/core/error.h"
 #include "saelab/core/io.h"
@@ -17,28 +18,51 @@
 namespace saelab {
 namespace fs = std::filesystem;
 
+namespace {
+
+// Fills tmp (emptied first) and renames it to dir. On failure tmp is removed, so a full disk
+// leaves nothing half-written, and the error is rethrown.
+void fill_then_rename(const std::string& tmp, const std::string& dir,
+                      const std::function<void(const std::string&)>& fill) {
+  std::error_code ec;
+  fs::remove_all(tmp, ec);
+  try {
+    make_dirs(tmp);
+    fill(tmp);
+    rename_dir_atomic(tmp, dir);
+  } catch (const Error&) {
+    fs::remove_all(tmp, ec);
+    throw;
+  }
+}
+
+const char* const kFinalTmp = ".final.tmp";
+
+}  // namespace
+
 void write_checkpoint(const std::string& dir, const Sae& sae, const at::Tensor& log10_sparsity,
                       const CheckpointData& data) {
   fs::path final_dir(dir);
   std::string tmp = (final_dir.parent_path() /
                      ("." + final_dir.filename().string() + ".tmp-" + std::to_string(::getpid())))
                         .string();
-  std::error_code ec;
-  fs::remove_all(tmp, ec);
   try {
-    make_dirs(tmp);
-    save_sae(sae, tmp, log10_sparsity);
-    NamedTensors named;
-    for (const auto& [name, t] : data.tensors) named.emplace_back(name, t.detach().contiguous());
-    save_safetensors(tmp + "/trainer_state.safetensors", named);
-    write_json_atomic(tmp + "/trainer_state.json", data.state);
-    rename_dir_atomic(tmp, dir);
+    fill_then_rename(tmp, dir, [&](const std::string& t) {
+      save_sae(sae, t, log10_sparsity);
+      NamedTensors named;
+      for (const auto& [name, v] : data.tensors) named.emplace_back(name, v.detach().contiguous());
+      save_safetensors(t + "/trainer_state.safetensors", named);
+      write_json_atomic(t + "/trainer_state.json", data.state);
+    });
   } catch (const Error& e) {
-    // A failed write (a full disk) leaves no half checkpoint behind, and the message says which
-    // checkpoint was lost; the previous one is untouched.
-    fs::remove_all(tmp, ec);
+    // The message says which checkpoint was lost; the previous one is untouched.
     fail("cannot write checkpoint {}: {}", dir, e.what());
   }
+}
+
+void write_final_sae(const std::string& run_dir, const Sae& sae, const at::Tensor& log10_sparsity) {
+  fill_then_rename(run_dir + "/" + kFinalTmp, run_dir + "/final",
+                   [&](const std::string& t) { save_sae(sae, t, log10_sparsity); });
 }
 
 CheckpointData read_checkpoint(const std::string& dir) {
@@ -103,7 +127,7 @@ int remove_stale_temporaries(const std::string& run_dir) {
     removed += fs::remove_all(e.path(), rm) > 0 ? 1 : 0;
   }
   std::error_code rm;
-  removed += fs::remove_all(fs::path(run_dir) / ".final.tmp", rm) > 0 ? 1 : 0;
+  removed += fs::remove_all(fs::path(run_dir) / kFinalTmp, rm) > 0 ? 1 : 0;
   return removed;
 }
 

@@ -26,6 +26,9 @@ struct CheckpointData {
 // Writes dir atomically (a sibling temporary directory, then rename_dir_atomic).
 void write_checkpoint(const std::string& dir, const Sae& sae, const at::Tensor& log10_sparsity,
                       const CheckpointData& data);
+// Writes <run_dir>/final (the SAE and its sparsity) through <run_dir>/.final.tmp renamed into
+// place: a failed write leaves neither a partial final/ nor the temporary folder.
+void write_final_sae(const std::string& run_dir, const Sae& sae, const at::Tensor& log10_sparsity);
 // Reads trainer_state.{json,safetensors} from a checkpoint directory; errors name the file.
 CheckpointData read_checkpoint(const std::string& dir);
 // Every checkpoint directory under <run_dir>/checkpoints (named by its token count), most tokens

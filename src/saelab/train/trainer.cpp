@@ -8,7 +8,6 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <filesystem>
 
 #include "saelab/core/error.h"
 #include "saelab/core/io.h"
@@ -70,12 +69,7 @@ std::unique_ptr<Sae> Trainer::inference_sae() const {
 // Run-time normalisation of a raw batch into the space the SAE trains in.
 static at::Tensor normalize_batch(const at::Tensor& x, const std::string& mode, double scale) {
   if (mode == "expected_average_only_in") return x * scale;
-  if (mode == "constant_norm_rescale") {
-    // As Sae::normalize_in: a zero row stays zero rather than becoming NaN.
-    at::Tensor norm = x.norm(2, {-1}, true);
-    return x * at::where(norm > 0, std::sqrt(static_cast<double>(x.size(1))) / norm,
-                         at::ones_like(norm));
-  }
+  if (mode == "constant_norm_rescale") return x * constant_norm_rescale_factor(x);
   if (mode == "layer_norm") {
     auto centred = x - x.mean({-1}, true);
     return centred / (centred.std({-1}, /*unbiased=*/true, /*keepdim=*/true) + 1e-5);
@@ -308,17 +302,10 @@ TrainSummary Trainer::run() {
     // The held-out evaluation first: its density of the final SAE is what final/ records.
     s.eval = final_eval();
     s.final_dir = opts_.run_dir + "/final";
-    // Written beside it and renamed: a full disk or a kill leaves no partial final/.
-    const std::string tmp = opts_.run_dir + "/.final.tmp";
-    std::error_code ec;
-    std::filesystem::remove_all(tmp, ec);  // a killed earlier attempt's
     try {
-      make_dirs(tmp);
-      save_sae(*inference_sae(), tmp,
-               final_log10_density_.defined() ? final_log10_density_ : sparsity_for_save());
-      rename_dir_atomic(tmp, s.final_dir);
+      write_final_sae(opts_.run_dir, *inference_sae(),
+                      final_log10_density_.defined() ? final_log10_density_ : sparsity_for_save());
     } catch (const Error& e) {
-      std::filesystem::remove_all(tmp, ec);
       fail("cannot write the final SAE {}: {}; last good checkpoint: {}", s.final_dir, e.what(),
            last_checkpoint_.empty() ? "none" : last_checkpoint_);
     }

@@ -93,18 +93,12 @@ void Trainer::log_density_and_resample(const at::Tensor& x) {
     logger_->log_scalars(step_, m);
     logger_->log_histogram(step_, "plots/feature_density_line_chart", log10);
     // The same window's histogram and zone counts, for the training report's density slider.
-    json record = density_histogram_json(log10);
-    record.erase("value");
+    json record = density_summary_json(ds);
+    const json h = density_histogram_json(log10);
+    record["bin_edges"] = h["bin_edges"];
+    record["counts"] = h["counts"];
     record["n_training_tokens"] = n_tokens_;
     record["window_tokens"] = window_tokens_;
-    record["d_sae"] = ds.d_sae;
-    record["dead"] = ds.dead;
-    record["dense"] = ds.dense;
-    record["very_dense"] = ds.very_dense;
-    record["healthy"] = ds.healthy;
-    record["below_1e-5"] = ds.below_1e5;
-    record["below_1e-6"] = ds.below_1e6;
-    record["mean_log10"] = ds.mean_log10;
     logger_->log_density_window(step_, record);
   }
   last_window_log10_ = log10;

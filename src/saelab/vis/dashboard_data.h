@@ -17,7 +17,7 @@ namespace saelab::vis {
 struct VisOptions {
   std::string sae_dir, model, dataset;
   std::string dataset_column, dataset_split, dataset_revision;  // as TokenSourceOptions's
-  std::vector<int64_t> features;   // explicit --features
+  std::vector<int64_t> features;                                // explicit --features
   int64_t n_features = 32;         // otherwise --n-features chosen by --select
   std::string select = "density";  // density | random | all
   int64_t n_prompts = 1024, context_size = 128, batch_size_prompts = 8;

@@ -51,38 +51,30 @@ std::vector<DensitySnapshot> read_density_windows(const std::string& path) {
   for (size_t i = 0; i < lines.size(); ++i) {
     json j = json::parse(lines[i], nullptr, /*allow_exceptions=*/false);
     if (j.is_discarded() && i + 1 == lines.size()) break;
-    auto number = [&](const char* key) -> int64_t {
-      if (!j.is_object() || !j.contains(key) || !j[key].is_number())
-        fail("{}:{}: expected a feature-sampling window with a number '{}'", path, i + 1, key);
-      return j[key].get<int64_t>();
-    };
+    const std::string where = fmt::format("{}:{}", path, i + 1);
     DensitySnapshot s;
-    s.tokens = number("n_training_tokens");
-    s.summary.d_sae = number("d_sae");
-    s.summary.dead = number("dead");
-    s.summary.dense = number("dense");
-    s.summary.very_dense = number("very_dense");
-    s.summary.healthy = number("healthy");
-    s.summary.below_1e5 = number("below_1e-5");
-    s.summary.below_1e6 = number("below_1e-6");
+    s.summary = density_summary_from_json(j, where);
+    if (!j.contains("n_training_tokens") || !j["n_training_tokens"].is_number())
+      fail("{}: expected a feature-sampling window with a number 'n_training_tokens'", where);
+    s.tokens = j["n_training_tokens"].get<int64_t>();
     const json& edges = j.value("bin_edges", json());
     const json& counts = j.value("counts", json());
     if (!edges.is_array() || !counts.is_array() || counts.empty() ||
         edges.size() != counts.size() + 1)
-      fail("{}:{}: expected 'bin_edges' [n + 1] and 'counts' [n] arrays", path, i + 1);
+      fail("{}: expected 'bin_edges' [n + 1] and 'counts' [n] arrays", where);
     int64_t total = 0;
     for (const auto& e : edges) {
-      if (!e.is_number()) fail("{}:{}: 'bin_edges' holds a non-number", path, i + 1);
+      if (!e.is_number()) fail("{}: 'bin_edges' holds a non-number", where);
       s.histogram.edges.push_back(e.get<double>());
     }
     for (const auto& c : counts) {
       if (!c.is_number_integer() || c.get<int64_t>() < 0)
-        fail("{}:{}: 'counts' holds a value that is not a count", path, i + 1);
+        fail("{}: 'counts' holds a value that is not a count", where);
       s.histogram.counts.push_back(c.get<int64_t>());
       total += c.get<int64_t>();
     }
     if (total != s.summary.d_sae)
-      fail("{}:{}: the counts sum to {}, not d_sae = {}", path, i + 1, total, s.summary.d_sae);
+      fail("{}: the counts sum to {}, not d_sae = {}", where, total, s.summary.d_sae);
     s.label = fmt::format("window ending at {} tokens", s.tokens);
     out.push_back(std::move(s));
   }

@@ -54,8 +54,8 @@ struct RunReportData {
 // `summary` is the end-of-run summary when the caller has it (`saelab train`'s
 // TrainSummary::to_json(), a sweep member's summary from sweep.json); its "seconds" gives the wall
 // time, else the time between config.toml (written when training starts) and the last write of
-// metrics.jsonl is shown, marked as an estimate. Throws saelab::Error (one line naming the file) when RUN_DIR is not a run or a
-// file in it cannot be read.
+// metrics.jsonl is shown, marked as an estimate. Throws saelab::Error (one line naming the file)
+// when RUN_DIR is not a run or a file in it cannot be read.
 RunReportData read_run_report_data(const std::string& run_dir, const json& summary = json());
 
 // Training tokens at each logged step: details/n_training_tokens where logged, else
