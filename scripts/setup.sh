@@ -9,7 +9,7 @@ PACKAGES=(
   nlohmann-json3-dev libtomlplusplus-dev libcli11-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libpcre2-dev libzip-dev zlib1g-dev
-  libzstd-dev libbrotli-dev liblz4-dev zstd
+  libzstd-dev libbrotli-dev liblz4-dev zstd libsnappy-dev
   clang libclang-rt-dev protobuf-compiler
   python3-torch python3-numpy python3-sentencepiece
 )

@@ -44,6 +44,11 @@ bool snappy_decode(const uint8_t* src, size_t n, std::vector<uint8_t>& out) {
   while (ip < iend) {
     const uint8_t tag = *ip++;
     const int type = tag & 3;
+    if (tag == 0) {  // a one-byte literal, the commonest element of pretokenized int64 pages
+      if (ip >= iend || op >= oend) return false;
+      *op++ = *ip++;
+      continue;
+    }
     if (type == 0) {  // literal
       size_t len = tag >> 2;
       if (len >= 60) {
@@ -82,7 +87,7 @@ bool snappy_decode(const uint8_t* src, size_t n, std::vector<uint8_t>& out) {
     }
     if (offset == 0 || offset > size_t(op - base) || size_t(oend - op) < len) return false;
     const uint8_t* from = op - offset;
-    if (offset >= 8) {
+    if (offset >= 16) {
       // Eight bytes at a time: each chunk reads only bytes already written. Up to 7 bytes past
       // the copy land in the slack and are overwritten by what follows.
       for (size_t k = 0; k < len; k += 8) std::memcpy(op + k, from + k, 8);
