@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "saelab/cli/command.h"
+#include "saelab/dist/local_launch.h"
 #include "saelab/train/run.h"
 
 namespace saelab::cli {
@@ -15,6 +16,7 @@ struct Args {
   TrainRequest request;
   bool json_out = false;
   bool no_report = false;
+  int nproc = 0;
 };
 
 void print_report(const TrainOutcome& out, std::FILE* msg) {
@@ -107,11 +109,13 @@ void print_summary(const TrainSummary& s, std::FILE* out) {
 }
 
 int run_train(Args a) {
+  if (a.nproc > 0) return launch_local_ranks(a.nproc);
   a.request.quiet = a.json_out;
   a.request.messages = a.json_out ? stderr : stdout;
   a.request.write_report = !a.no_report;
   std::FILE* msg = a.request.messages;
   const TrainOutcome out = run_training(a.request);
+  if (!out.speaks) return out.exit_code;  // a rank other than 0 of a distributed run
   if (out.is_sweep) {
     const SweepResult& r = out.sweep;
     if (a.json_out) {
@@ -165,12 +169,17 @@ auto setup = [](CLI::App* sub) -> std::function<int()> {
                 "Print the end-of-run summary as one JSON object (progress goes to stderr)");
   sub->add_flag("--no-report", a->no_report,
                 "Do not write RUN_DIR/report.html (saelab report writes it later)");
+  sub->add_option("--nproc", a->nproc,
+                  "Train data parallel on N local ranks (as torchrun --nproc_per_node N would)")
+      ->check(CLI::PositiveNumber);
   sub->footer(R"(Examples:
   saelab train                                   # the embedded toy run (configs/toy.toml)
   saelab train --set architecture=topk --json    # the toy run with a TopK SAE
   saelab train my_run.toml --set lr=1e-4 --run-dir runs/a
   saelab train --resume runs/a                   # continue after Ctrl-C / SIGTERM
   saelab train --set l1_coefficient=[0.5,1,2,4]  # a sweep: 4 SAEs on one activation stream
+  saelab train my_run.toml --nproc 2             # data parallel over 2 local ranks (Gloo)
+  torchrun --nproc_per_node 2 --no-python saelab train my_run.toml
 Exit codes: 0 done; 130 / 143 stopped by SIGINT / SIGTERM after writing a checkpoint; 1 error.)");
   return [a] { return run_train(*a); };
 };

@@ -92,7 +92,8 @@ bool snappy_decode(const uint8_t* src, size_t n, std::vector<uint8_t>& out) {
       // the copy land in the slack and are overwritten by what follows.
       for (size_t k = 0; k < len; k += 8) std::memcpy(op + k, from + k, 8);
     } else {
-      for (size_t k = 0; k < len; ++k) op[k] = from[k];  // a short repeating pattern
+      // A short repeating pattern, or a source written a few bytes ago: byte by byte.
+      for (size_t k = 0; k < len; ++k) op[k] = from[k];
     }
     op += len;
   }

@@ -24,6 +24,8 @@
 
 namespace saelab {
 
+class Collectives;
+
 // What the training SAE needs of the run config (kept separate so tests build one in two lines).
 struct TrainingSaeConfig {
   std::string architecture = "standard";
@@ -52,6 +54,10 @@ struct StepContext {
   double l1_coefficient = 0.0;  // current (warmed-up) sparsity coefficient
   double l0_coefficient = 0.0;  // jumprelu's current L0 coefficient
   at::Tensor dead_mask;  // bool [d_sae]: latents dead for dead_feature_window steps (or undefined)
+  // Data-parallel ranks holding the rest of the global batch (null: x is the whole batch). Losses
+  // and gradients stay means over this rank's rows (the trainer averages them over ranks);
+  // batch-wide selections (batchtopk, matryoshka) select over the global batch.
+  Collectives* dist = nullptr;
 };
 
 struct TrainStepOutput {

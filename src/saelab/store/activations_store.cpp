@@ -13,6 +13,7 @@
 #include <mutex>
 #include <thread>
 
+#include "saelab/core/collectives.h"
 #include "saelab/core/error.h"
 #include "saelab/model/transformer.h"
 
@@ -111,9 +112,26 @@ struct ChunkMaker {
       read(w);
       std::memcpy(toks[b].data_ptr<int64_t>(), w.data(), sizeof(int64_t) * size_t(T));
     }
-    auto cache = model->run_with_cache(toks.to(model->device()), {o.hook_name});
+    // Every rank reads every window (the stream position stays the same everywhere) and runs the
+    // model on its share; rows are in prompt order, so the ranks' rows in rank order are the
+    // rows of all B prompts.
+    int64_t lo = 0, hi = B;
+    const bool split = distributed(o.exchange.get());
+    if (split) {
+      const int64_t r = o.exchange->rank(), W = o.exchange->world_size();
+      lo = B * r / W;
+      hi = B * (r + 1) / W;
+    }
     ActivationChunk c;
-    c.rows = extract(cache.at(o.hook_name).to(at::kCPU), toks);
+    at::Tensor mine = toks.slice(0, lo, hi);
+    if (hi > lo) {
+      auto cache = model->run_with_cache(mine.to(model->device()), {o.hook_name});
+      c.rows = extract(cache.at(o.hook_name).to(at::kCPU), mine);
+    } else {
+      c.rows = torch::empty({0, sae_hook_width(model->cfg(), o.hook_name, o.hook_head_index)},
+                            torch::kFloat);
+    }
+    if (split) c.rows = o.exchange->gather_rows(c.rows);
     c.windows_end = windows;
     return c;
   }

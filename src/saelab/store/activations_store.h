@@ -26,6 +26,7 @@
 
 namespace saelab {
 
+class Collectives;
 class Transformer;
 
 struct ActivationsStoreOptions {
@@ -42,6 +43,11 @@ struct ActivationsStoreOptions {
   uint64_t seed = 42;
   bool background = true;  // false: the model runs on the caller's thread (same stream)
   int queue_chunks = 2;
+  // Data-parallel ranks (a process group of their own: the producer thread runs these
+  // collectives): each runs the model on its contiguous share of every store batch of prompts
+  // and the rows are gathered, so every rank holds the stream a single process would, at 1/W of
+  // the model's cost. Null or one rank: the model runs on every prompt here.
+  std::shared_ptr<Collectives> exchange;
   // How the token source was opened (dataset, context, BOS, tokenizer), kept so that the
   // trainer's model evals can open a second, held-out source on the same data. Informational:
   // the store itself reads only the TokenSource it is given.

@@ -1,10 +1,13 @@
 // A `saelab train` invocation (run.h).
 #include "saelab/train/run.h"
 
+#include <chrono>
+
 #include "saelab/config/default_config.h"
 #include "saelab/config/runner_config.h"
 #include "saelab/core/error.h"
 #include "saelab/core/io.h"
+#include "saelab/dist/process_group.h"
 #include "saelab/log/run_error.h"
 #include "saelab/train/checkpoint.h"
 #include "saelab/train/sources.h"
@@ -15,6 +18,38 @@ namespace saelab {
 namespace {
 
 constexpr const char* kEmbeddedName = "configs/toy.toml (embedded)";
+
+// The data-parallel ranks of this invocation (torchrun's environment, or `--nproc`'s): none for a
+// single process. Rank 0 chooses the run directory, prints and writes; every rank trains.
+struct Ranks {
+  std::optional<DistEnv> env;
+  std::unique_ptr<DistContext> ctx;
+  std::shared_ptr<Collectives> train, data;  // the trainer's group; the store's model exchange
+  bool writer() const { return !env || env->rank == 0; }
+  bool many() const { return env && env->world_size > 1; }
+};
+
+constexpr const char* kSweepRanksRefused =
+    "a sweep (a key with a list of values) does not run over several ranks (WORLD_SIZE > 1): "
+    "train it in one process, or launch one distributed run per member";
+
+// How long a rank waits for the others at the rendezvous and in a collective.
+std::chrono::milliseconds dist_timeout() {
+  const char* v = std::getenv("SAELAB_DIST_TIMEOUT_SECONDS");
+  const long s = v && *v ? std::strtol(v, nullptr, 10) : 600;
+  return std::chrono::milliseconds(1000 * std::max(1L, s));
+}
+
+// The process groups, made once the config names the device (Gloo on the CPU, NCCL on CUDA).
+void join_groups(Ranks& ranks, RunnerConfig& cfg) {
+  if (!ranks.many()) return;
+  // Each rank trains on its own GPU.
+  if (cfg.device == "cuda") cfg.device = "cuda:" + std::to_string(ranks.env->local_rank);
+  if (!ranks.train) {
+    ranks.train = ranks.ctx->group("train", cfg.device);
+    ranks.data = ranks.ctx->group("data", "cpu");
+  }
+}
 
 RunnerConfig load_config(const TrainRequest& r) {
   if (!r.resume.empty()) {
@@ -28,9 +63,26 @@ RunnerConfig load_config(const TrainRequest& r) {
   return load_runner_config_text(default_toy_config_toml(), kEmbeddedName, r.sets);
 }
 
-// `taken` tells whether a directory already holds a run (or a sweep).
-std::string choose_dir(const std::string& base, const std::string& given,
+// `taken` tells whether a directory already holds a run (or a sweep). Across ranks, rank 0's
+// choice (every rank checking would race with rank 0 creating it).
+std::string choose_dir_here(const std::string& base, const std::string& given,
+                            bool (*taken)(const std::string&));
+std::string choose_dir(const Ranks& ranks, const std::string& base, const std::string& given,
                        bool (*taken)(const std::string&)) {
+  if (!ranks.many()) return choose_dir_here(base, given, taken);
+  std::string dir, error;
+  if (ranks.writer()) try {
+      dir = choose_dir_here(base, given, taken);
+    } catch (const Error& e) {
+      error = e.what();
+    }
+  error = ranks.train->broadcast_string(error, 0);
+  if (!error.empty()) throw Error(error);
+  return ranks.train->broadcast_string(dir, 0);
+}
+
+std::string choose_dir_here(const std::string& base, const std::string& given,
+                            bool (*taken)(const std::string&)) {
   if (!given.empty()) {
     if (taken(given))
       fail(
@@ -58,28 +110,32 @@ void print_wandb_sync(std::FILE* msg, const RunnerConfig& c, const std::string& 
 }
 
 TrainOutcome train_single(const RunnerConfig& cfg, const std::string& run_dir,
-                          const TrainRequest& r) {
+                          const TrainRequest& r, const Ranks& ranks) {
   std::FILE* msg = r.messages;
-  auto source = make_activation_source(cfg);
+  auto source = make_activation_source(cfg, ranks.data);
   TrainerOptions opts;
   opts.run_dir = run_dir;
   opts.quiet = r.quiet;
   // verbose = false: no progress bar and no start-of-run message (SAELens prints less too).
   opts.progress = cfg.verbose;
   opts.stop_signal = &install_stop_signal_handlers();
-  // A language model's activations: CE/KL evals every eval step and at the end, on that model.
-  if (auto* store = dynamic_cast<ActivationsStore*>(source.get()))
+  opts.dist = ranks.train;
+  // A language model's activations: CE/KL evals every eval step and at the end, on that model
+  // (rank 0's: they log what only rank 0 writes).
+  if (auto* store = dynamic_cast<ActivationsStore*>(source.get()); store && ranks.writer())
     opts.model_eval = make_model_eval(cfg, *store);
   const std::string describe = source->describe();
   Trainer trainer(cfg, std::move(source), opts);
   if (!r.resume.empty()) {
     // --set on a resumed run changes its config from here on; the run directory records it.
-    if (!r.sets.empty()) write_file_atomic(run_dir + "/config.toml", to_toml(cfg));
+    if (!r.sets.empty() && ranks.writer())
+      write_file_atomic(run_dir + "/config.toml", to_toml(cfg));
     // The newest checkpoint that reads back whole; broken newer ones (a truncated file, a disk
     // that filled) are named and skipped. None whole: the newest one's fault is the error.
-    if (const int n = remove_stale_temporaries(run_dir); n > 0)
+    if (const int n = ranks.writer() ? remove_stale_temporaries(run_dir) : 0; n > 0)
       std::fprintf(msg, "removed %d unfinished checkpoint write%s left by a killed run\n", n,
                    n == 1 ? "" : "s");
+    if (ranks.many()) ranks.train->barrier();
     const std::vector<std::string> all = checkpoints_newest_first(run_dir);
     std::string ckpt;
     std::vector<std::string> skipped;
@@ -114,6 +170,14 @@ TrainOutcome train_single(const RunnerConfig& cfg, const std::string& run_dir,
                  cfg.architecture.c_str(), static_cast<long long>(cfg.d_in),
                  static_cast<long long>(cfg.resolved_d_sae()), describe.c_str(),
                  static_cast<long long>(cfg.steps()), run_dir.c_str());
+  if (cfg.verbose && ranks.many())
+    std::fprintf(
+        msg,
+        "data parallel over %d ranks (%s): each trains on %lld of the %lld tokens of every "
+        "batch\n",
+        ranks.env->world_size, cfg.device.rfind("cuda", 0) == 0 ? "NCCL or Gloo" : "Gloo",
+        static_cast<long long>(cfg.train_batch_size_tokens / ranks.env->world_size),
+        static_cast<long long>(cfg.train_batch_size_tokens));
   std::fflush(msg);
   TrainOutcome out;
   out.run_dir = run_dir;
@@ -177,40 +241,44 @@ TrainOutcome train_sweep(const SweepSpec& spec, const std::string& dir, bool res
   return out;
 }
 
-// Runs `body`, recording a failure in dir/error.txt, where `saelab doctor` finds it.
+// Runs `body`, recording a failure in dir/error.txt, where `saelab doctor` finds it (rank 0's;
+// the other ranks' errors go to their stderr).
 template <typename F>
-TrainOutcome recording_errors(const std::string& dir, F&& body) {
+TrainOutcome recording_errors(const Ranks& ranks, const std::string& dir, F&& body) {
   try {
     return body();
   } catch (const Error& e) {
-    write_run_error(dir, e.what());
+    if (ranks.writer()) write_run_error(dir, e.what());
     throw;
   }
 }
 
-TrainOutcome train_any(const TrainRequest& r) {
+TrainOutcome train_any(const TrainRequest& r, Ranks& ranks) {
   // A list of values for a key is a sweep: every combination on one activation stream.
   if (!r.resume.empty() && r.config.empty() && is_sweep_dir(r.resume)) {
     const SweepSpec spec = load_sweep_dir(r.resume, r.sets);
-    return recording_errors(r.resume, [&] { return train_sweep(spec, r.resume, true, r); });
+    if (ranks.many()) fail("{}", kSweepRanksRefused);
+    return recording_errors(ranks, r.resume, [&] { return train_sweep(spec, r.resume, true, r); });
   }
   if (r.resume.empty()) {
     const SweepSpec spec =
         r.config.empty() ? load_sweep_config_text(default_toy_config_toml(), kEmbeddedName, r.sets)
                          : load_sweep_config(r.config, r.sets);
     if (spec.is_sweep()) {
+      if (ranks.many()) fail("{}", kSweepRanksRefused);
       const std::string dir =
-          choose_dir(spec.members.at(0).cfg.checkpoint_path + "/" + spec.sweep_name, r.run_dir,
-                     holds_run_or_sweep);
-      return recording_errors(dir, [&] { return train_sweep(spec, dir, false, r); });
+          choose_dir(ranks, spec.members.at(0).cfg.checkpoint_path + "/" + spec.sweep_name,
+                     r.run_dir, holds_run_or_sweep);
+      return recording_errors(ranks, dir, [&] { return train_sweep(spec, dir, false, r); });
     }
   }
-  const RunnerConfig cfg = load_config(r);
+  RunnerConfig cfg = load_config(r);
+  join_groups(ranks, cfg);
   const std::string dir =
-      !r.resume.empty()
-          ? r.resume
-          : choose_dir(cfg.checkpoint_path + "/" + cfg.resolved_run_name(), r.run_dir, holds_run);
-  return recording_errors(dir, [&] { return train_single(cfg, dir, r); });
+      !r.resume.empty() ? r.resume
+                        : choose_dir(ranks, cfg.checkpoint_path + "/" + cfg.resolved_run_name(),
+                                     r.run_dir, holds_run);
+  return recording_errors(ranks, dir, [&] { return train_single(cfg, dir, r, ranks); });
 }
 
 void add_report(TrainOutcome& out) {
@@ -225,8 +293,22 @@ void add_report(TrainOutcome& out) {
 
 }  // namespace
 
-TrainOutcome run_training(const TrainRequest& r) {
-  TrainOutcome out = train_any(r);
+TrainOutcome run_training(const TrainRequest& request) {
+  Ranks ranks;
+  ranks.env = dist_env_from_environment();
+  TrainRequest r = request;
+  if (ranks.many()) {
+    ranks.ctx = std::make_unique<DistContext>(*ranks.env, dist_timeout());
+    // Only rank 0 speaks and writes; the others keep their stderr for warnings and errors.
+    if (!ranks.writer()) {
+      static std::FILE* devnull = std::fopen("/dev/null", "w");
+      r.messages = devnull ? devnull : stderr;
+      r.quiet = true;
+      r.write_report = false;
+    }
+  }
+  TrainOutcome out = train_any(r, ranks);
+  out.speaks = ranks.writer();
   if (r.write_report) add_report(out);
   return out;
 }

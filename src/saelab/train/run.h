@@ -37,6 +37,8 @@ struct TrainOutcome {
   // report that cannot be written is a warning (report_error), not a failed run.
   std::string report_path;
   std::string report_error;
+  // false on ranks other than 0 of a distributed run: rank 0 prints the outcome.
+  bool speaks = true;
 };
 
 // Errors (a bad config, a run directory already holding a run, a failure mid-run) are thrown as

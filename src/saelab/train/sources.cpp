@@ -56,7 +56,8 @@ std::vector<int64_t> excluded_ids(const json& ex, const Tokenizer* tok) {
 
 }  // namespace
 
-std::unique_ptr<ActivationsStore> make_activations_store(const RunnerConfig& cfg, bool background) {
+std::unique_ptr<ActivationsStore> make_activations_store(const RunnerConfig& cfg, bool background,
+                                                         std::shared_ptr<Collectives> exchange) {
   const json kw = cfg.model_from_pretrained_kwargs.is_null() ? json::object()
                                                              : cfg.model_from_pretrained_kwargs;
   LoadedModel lm = load_model(cfg.model_name, kw);
@@ -97,6 +98,7 @@ std::unique_ptr<ActivationsStore> make_activations_store(const RunnerConfig& cfg
   so.dataset_name = cfg.dataset_path;
   so.hook_name = cfg.hook_name;
   so.hook_head_index = cfg.hook_head_index;
+  so.exchange = std::move(exchange);
   so.context_size = cfg.context_size;
   so.seqpos_slice = cfg.seqpos_slice;
   so.exclude_token_ids = excluded_ids(cfg.exclude_special_tokens, tok.get());
@@ -116,7 +118,8 @@ std::unique_ptr<ActivationsStore> make_activations_store(const RunnerConfig& cfg
   return store;
 }
 
-std::unique_ptr<ActivationSource> make_activation_source(const RunnerConfig& cfg) {
+std::unique_ptr<ActivationSource> make_activation_source(const RunnerConfig& cfg,
+                                                         std::shared_ptr<Collectives> exchange) {
   if (cfg.use_cached_activations) {
     if (!cfg.cached_activations_path || cfg.cached_activations_path->empty())
       fail("use_cached_activations = true needs cached_activations_path");
@@ -125,7 +128,7 @@ std::unique_ptr<ActivationSource> make_activation_source(const RunnerConfig& cfg
                                                cfg.d_in);
   }
   if (cfg.is_toy()) return std::make_unique<ToyModel>(toy_model_config(cfg));
-  auto store = make_activations_store(cfg);
+  auto store = make_activations_store(cfg, true, std::move(exchange));
   store->fill_buffer();
   return store;
 }

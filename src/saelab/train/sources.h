@@ -13,17 +13,24 @@
 
 namespace saelab {
 
+class Collectives;
+
 // The toy_* keys as a ToyModelConfig (feature_seed = toy_seed, stream_seed = seed).
 ToyModelConfig toy_model_config(const RunnerConfig& cfg);
 
 // Loads model_name, opens dataset_path and builds the store; checks d_in against the hook's width.
-// Reads nothing yet.
-std::unique_ptr<ActivationsStore> make_activations_store(const RunnerConfig& cfg,
-                                                         bool background = true);
+// Reads nothing yet. exchange: data-parallel ranks that share the model's work
+// (ActivationsStoreOptions::exchange).
+std::unique_ptr<ActivationsStore> make_activations_store(
+    const RunnerConfig& cfg, bool background = true,
+    std::shared_ptr<Collectives> exchange = nullptr);
 
 // Throws saelab::Error when the config asks for a source that is not available. A model source has
 // read its first buffer (so a dataset that does not match the model fails here, before training).
-std::unique_ptr<ActivationSource> make_activation_source(const RunnerConfig& cfg);
+// With data-parallel ranks every rank's source yields the same (global) stream; a model source
+// splits the model's work over them through `exchange`.
+std::unique_ptr<ActivationSource> make_activation_source(
+    const RunnerConfig& cfg, std::shared_ptr<Collectives> exchange = nullptr);
 
 class Sae;
 

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdio>
 
+#include "saelab/core/collectives.h"
 #include "saelab/core/error.h"
 #include "saelab/core/io.h"
 #include "saelab/log/metrics_logger.h"
@@ -34,6 +35,19 @@ Trainer::Trainer(RunnerConfig cfg, std::unique_ptr<ActivationSource> source, Tra
   if (cfg_.steps() < 1)
     fail("training_tokens: expected at least one batch of train_batch_size_tokens={}, got {}",
          cfg_.train_batch_size_tokens, cfg_.training_tokens);
+  if (distributed()) {
+    const int W = opts_.dist->world_size();
+    if (cfg_.train_batch_size_tokens % W != 0)
+      fail(
+          "train_batch_size_tokens = {}: expected a multiple of the world size {} (each rank "
+          "trains on an equal share of the global batch)",
+          cfg_.train_batch_size_tokens, W);
+    if (cfg_.mse_loss_normalization)
+      fail(
+          "mse_loss_normalization = '{}': normalises by the whole batch's statistics, which "
+          "distributed training does not gather; leave it unset with WORLD_SIZE > 1",
+          *cfg_.mse_loss_normalization);
+  }
   device_ = training_device(cfg_.device);
   sae_ = make_training_sae(training_sae_config(cfg_));
   schedule_.name = cfg_.lr_scheduler_name;
@@ -54,6 +68,9 @@ Trainer::Trainer(RunnerConfig cfg, std::unique_ptr<ActivationSource> source, Tra
 }
 
 Trainer::~Trainer() = default;
+
+bool Trainer::distributed() const { return saelab::distributed(opts_.dist.get()); }
+bool Trainer::writes_files() const { return !distributed() || opts_.dist->rank() == 0; }
 
 SaeConfig inference_sae_config(const RunnerConfig& cfg) {
   SaeConfig c = to_sae_config(cfg);
@@ -106,6 +123,7 @@ void Trainer::initialize() {
     }
     sae_->load_inference(*pretrained, scale_, where);
     to_device();
+    share_rank0_parameters();
     initialized_ = true;
     return;
   }
@@ -122,7 +140,36 @@ void Trainer::initialize() {
     init_b_dec(*sae_, "zeros", at::Tensor());
   }
   to_device();
+  share_rank0_parameters();
   initialized_ = true;
+}
+
+// Every rank initialises from the same seed and the same sample, so this only guards against a
+// difference in rounding between machines: training starts from one set of weights.
+void Trainer::share_rank0_parameters() {
+  if (!distributed()) return;
+  for (auto* group : {&sae_->params(), &sae_->buffers()})
+    for (auto& [name, t] : *group) opts_.dist->broadcast_(t, 0);
+  at::Tensor s = torch::full({1}, scale_, torch::kFloat64);
+  opts_.dist->broadcast_(s, 0);
+  scale_ = s.item<double>();
+}
+
+void Trainer::average_gradients() {
+  if (!distributed()) return;
+  std::vector<at::Tensor> parts;
+  for (auto& [name, g] : sae_->grads())
+    if (g.defined()) parts.push_back(g.reshape({-1}));
+  if (parts.empty()) return;
+  at::Tensor flat = torch::cat(parts);
+  opts_.dist->sum_(flat);
+  flat.div_(static_cast<double>(opts_.dist->world_size()));
+  int64_t off = 0;
+  for (auto& [name, g] : sae_->grads()) {
+    if (!g.defined()) continue;
+    g.copy_(flat.narrow(0, off, g.numel()).view_as(g));
+    off += g.numel();
+  }
 }
 
 at::Tensor Trainer::next_batch() {
@@ -134,6 +181,11 @@ at::Tensor Trainer::next_batch() {
                  fmt::format("batch of step {} (tokens {}..{} of the run)", step_ + 1, n_tokens_,
                              n_tokens_ + n),
                  source_->describe(), last_checkpoint_);
+  if (distributed()) {
+    // This rank's contiguous share of the global batch.
+    const int64_t share = n / opts_.dist->world_size();
+    x = x.narrow(0, share * opts_.dist->rank(), share);
+  }
   return normalize_batch(x.to(device_, sae_->cfg().dtype), cfg_.normalize_activations, scale_);
 }
 
@@ -148,13 +200,35 @@ void Trainer::to_device() {
 
 at::Tensor Trainer::dead_mask() const { return since_fired_ > cfg_.dead_feature_window; }
 
-void Trainer::update_firing_stats(const at::Tensor& feature_acts) {
-  auto fired = feature_acts > 0;
-  window_fires_ += fired.sum(0).to(torch::kFloat64);
-  window_tokens_ += feature_acts.size(0);
+void Trainer::update_firing_stats(TrainStepOutput& out) {
+  at::Tensor counts = (out.feature_acts > 0).sum(0).to(torch::kFloat64);
+  const int64_t d_sae = counts.numel();
+  int64_t rows = out.feature_acts.size(0);
+  if (distributed()) {
+    // One float64 all-reduce: the fire counts, the losses (each rank's are means over its rows)
+    // and the stop flag, so that every rank agrees on statistics, logs and when to stop.
+    const int sig = opts_.stop_signal ? opts_.stop_signal->load() : 0;
+    std::vector<double> extra{out.loss};
+    for (const auto& [k, v] : out.losses) extra.push_back(v);
+    extra.push_back(sig != 0 ? 1.0 : 0.0);
+    extra.push_back(static_cast<double>(sig));
+    at::Tensor packed = torch::cat({counts.cpu(), torch::tensor(extra, torch::kFloat64)});
+    opts_.dist->sum_(packed);
+    const double W = opts_.dist->world_size();
+    auto p = packed.accessor<double, 1>();
+    out.loss = p[d_sae] / W;
+    int64_t i = d_sae + 1;
+    for (auto& [k, v] : out.losses) v = p[i++] / W;
+    stop_all_ = p[i] > 0;
+    stop_signal_all_ = stop_all_ ? static_cast<int>(p[i + 1] / p[i]) : 0;
+    counts = packed.narrow(0, 0, d_sae).to(counts.device());
+    rows *= opts_.dist->world_size();
+  }
+  window_fires_ += counts;
+  window_tokens_ += rows;
   since_fired_ += 1;
-  since_fired_.masked_fill_(fired.any(0), 0);
-  last_l0_ = fired.sum(1).to(torch::kFloat64).mean().item<double>();
+  since_fired_.masked_fill_(counts > 0, 0);
+  last_l0_ = counts.sum().item<double>() / static_cast<double>(rows);
 }
 
 void Trainer::train_step() {
@@ -163,11 +237,13 @@ void Trainer::train_step() {
   ctx.l1_coefficient = coefficient_at(cfg_.l1_coefficient, cfg_.l1_warm_up_steps, step_);
   ctx.l0_coefficient = coefficient_at(cfg_.l0_coefficient, cfg_.l0_warm_up_steps, step_);
   ctx.dead_mask = dead_mask();
+  ctx.dist = opts_.dist.get();
   auto out = sae_->forward_backward(x, ctx);
+  average_gradients();
+  update_firing_stats(out);
   if (!std::isfinite(out.loss))
     fail("loss is {} at step {}; last good checkpoint: {}", std::isnan(out.loss) ? "nan" : "inf",
          step_ + 1, last_checkpoint_.empty() ? "none" : last_checkpoint_);
-  update_firing_stats(out.feature_acts);
   last_out_mse_ = out.losses["mse_loss"];
   const double lr = schedule_.at(step_);
   apply_update(*sae_, adam_, out, lr, cfg_.normalize_sae_decoder);
@@ -213,7 +289,9 @@ std::string Trainer::save_checkpoint() {
   d.state["window_tokens"] = window_tokens_;
   d.state["source_state"] = source_->state();
   std::string dir = opts_.run_dir + "/checkpoints/" + std::to_string(n_tokens_);
-  write_checkpoint(dir, *inference_sae(), sparsity_for_save(), d);
+  if (writes_files()) write_checkpoint(dir, *inference_sae(), sparsity_for_save(), d);
+  // No rank runs ahead of a checkpoint that is not on disk yet.
+  if (distributed()) opts_.dist->barrier();
   last_checkpoint_ = dir;
   return dir;
 }
@@ -255,16 +333,18 @@ void Trainer::resume_from(const std::string& dir) {
 
 TrainSummary Trainer::run() {
   auto t0 = std::chrono::steady_clock::now();
-  make_dirs(opts_.run_dir);
-  if (!path_exists(opts_.run_dir + "/config.toml"))
-    write_file_atomic(opts_.run_dir + "/config.toml", to_toml(cfg_));
-  if (opts_.log_files) {
+  if (writes_files()) {
+    make_dirs(opts_.run_dir);
+    if (!path_exists(opts_.run_dir + "/config.toml"))
+      write_file_atomic(opts_.run_dir + "/config.toml", to_toml(cfg_));
+  }
+  if (opts_.log_files && writes_files()) {
     MetricsLoggerOptions lo;
     lo.resume_step = resumed_ ? step_ : -1;
     logger_ = std::make_unique<MetricsLogger>(opts_.run_dir, lo);
   }
   const int64_t steps = cfg_.steps();
-  if (opts_.progress) {
+  if (opts_.progress && writes_files()) {
     ProgressOptions po;
     po.total_tokens = steps * cfg_.train_batch_size_tokens;
     po.quiet = opts_.quiet;
@@ -277,8 +357,9 @@ TrainSummary Trainer::run() {
   s.run_dir = opts_.run_dir;
   s.architecture = cfg_.architecture;
   while (step_ < steps) {
-    if (opts_.stop_signal && opts_.stop_signal->load() != 0) {
-      s.stop_signal = opts_.stop_signal->load();
+    // Across ranks the flag agreed at the end of the last step decides, so all stop together.
+    if (distributed() ? stop_all_ : opts_.stop_signal && opts_.stop_signal->load() != 0) {
+      s.stop_signal = distributed() ? stop_signal_all_ : opts_.stop_signal->load();
       break;
     }
     train_step();
@@ -303,12 +384,15 @@ TrainSummary Trainer::run() {
     s.eval = final_eval();
     s.final_dir = opts_.run_dir + "/final";
     try {
-      write_final_sae(opts_.run_dir, *inference_sae(),
-                      final_log10_density_.defined() ? final_log10_density_ : sparsity_for_save());
+      if (writes_files())
+        write_final_sae(
+            opts_.run_dir, *inference_sae(),
+            final_log10_density_.defined() ? final_log10_density_ : sparsity_for_save());
     } catch (const Error& e) {
       fail("cannot write the final SAE {}: {}; last good checkpoint: {}", s.final_dir, e.what(),
            last_checkpoint_.empty() ? "none" : last_checkpoint_);
     }
+    if (distributed()) opts_.dist->barrier();
     s.completed = true;
   }
   s.last_checkpoint = last_checkpoint_;

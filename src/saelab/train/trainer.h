@@ -29,6 +29,7 @@ namespace saelab {
 
 class MetricsLogger;
 class ConsoleProgress;
+class Collectives;
 
 struct TrainerOptions {
   std::string run_dir;                            // everything the run writes goes here
@@ -44,6 +45,11 @@ struct TrainerOptions {
   // from its sampling window (kModelEvalSkippedKeys). The end-of-run result goes into
   // TrainSummary::eval too.
   std::function<json(const Sae&)> model_eval;
+  // Data-parallel ranks (null or one rank: a single process). Every rank's source yields the same
+  // global stream; each rank trains on its contiguous share of every batch, gradients, losses and
+  // firing statistics are averaged / summed over ranks once per step, so parameters stay equal
+  // everywhere. Only rank 0 writes files (config.toml, logs, checkpoints, final/).
+  std::shared_ptr<Collectives> dist;
 };
 
 // Eval keys not logged during training: the trainer logs these names from its own sampling window
@@ -85,7 +91,14 @@ class Trainer {
   void to_device();
   at::Tensor next_batch();
   void train_step();
-  void update_firing_stats(const at::Tensor& feature_acts);
+  // Fire counts of the step's rows; across ranks also the losses (averaged) and the stop flag.
+  void update_firing_stats(TrainStepOutput& out);
+  // Across ranks: gradients averaged (one all-reduce of all of them, flattened).
+  void average_gradients();
+  // Across ranks: rank 0's parameters and buffers everywhere (after initialisation).
+  void share_rank0_parameters();
+  bool distributed() const;
+  bool writes_files() const;  // rank 0, or a single process
   void log_step(const at::Tensor& x, const TrainStepOutput& out, double lr, double coefficient);
   void log_density_and_resample(const at::Tensor& x);
   void resample_dead_latents(const at::Tensor& dead, const at::Tensor& x);
@@ -124,6 +137,8 @@ class Trainer {
   bool resumed_ = false;
   double last_out_mse_ = 0.0;
   double last_l0_ = 0.0;
+  bool stop_all_ = false;  // a rank was signalled: every rank checkpoints after this step
+  int stop_signal_all_ = 0;
   int64_t model_eval_step_ = -1;  // the step of model_eval_result_
   json model_eval_result_;
 };

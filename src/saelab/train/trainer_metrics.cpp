@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "saelab/core/collectives.h"
 #include "saelab/core/error.h"
 #include "saelab/eval/density.h"
 #include "saelab/eval/metrics.h"
@@ -47,15 +48,27 @@ at::Tensor Trainer::sparsity_for_save() const {
 
 void Trainer::log_step(const at::Tensor& x, const TrainStepOutput& out, double lr,
                        double coefficient) {
-  if (!logger_) return;
   torch::NoGradGuard ng;
+  // Explained variance of the (global) batch from sums, so that ranks can add theirs:
+  // Σ‖x − x̂‖², Σx and Σ‖x‖² give Σ‖x − x̄‖² = Σ‖x‖² − ‖Σx‖²/N.
+  auto xd = x.to(torch::kFloat64);
+  const int64_t d = x.size(1);
+  at::Tensor sums = torch::cat({(xd - out.sae_out.to(torch::kFloat64)).pow(2).sum().reshape({1}),
+                                xd.sum(0), xd.pow(2).sum().reshape({1})})
+                        .cpu();
+  double n = static_cast<double>(x.size(0));
+  if (distributed()) {
+    opts_.dist->sum_(sums);
+    n *= opts_.dist->world_size();
+  }
+  if (!logger_) return;
+  const at::Tensor sx = sums.narrow(0, 1, d);
+  const double resid = sums[0].item<double>();
+  const double var = sums[d + 1].item<double>() - sx.dot(sx).item<double>() / n;
   std::map<std::string, double> m;
   m["losses/overall_loss"] = out.loss;
   for (const auto& [k, v] : out.losses) m["losses/" + k] = v;
-  auto xd = x.to(torch::kFloat64);
-  auto resid = (xd - out.sae_out.to(torch::kFloat64)).pow(2).sum();
-  auto var = (xd - xd.mean(0, true)).pow(2).sum();
-  m["metrics/explained_variance"] = 1.0 - (resid / var).item<double>();
+  m["metrics/explained_variance"] = 1.0 - resid / var;
   m["metrics/l0"] = last_l0_;
   m["sparsity/mean_passes_since_fired"] = since_fired_.to(torch::kFloat64).mean().item<double>();
   m["sparsity/dead_features"] = static_cast<double>(dead_mask().sum().item<int64_t>());
@@ -86,7 +99,8 @@ void Trainer::log_density_and_resample(const at::Tensor& x) {
     auto freq = window_fires_ / static_cast<double>(window_tokens_);
     auto dead = freq < cfg_.dead_feature_threshold;
     int64_t n = dead.sum().item<int64_t>();
-    if (n > 0) resample_dead_latents(dead, x);
+    // Resampling draws from the whole global batch, as a single process would.
+    if (n > 0) resample_dead_latents(dead, distributed() ? opts_.dist->gather_rows(x) : x);
     m["sparsity/resampled_features"] = static_cast<double>(n);
   }
   if (logger_) {

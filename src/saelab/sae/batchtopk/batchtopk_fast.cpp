@@ -11,6 +11,7 @@ namespace saelab {
 
 TrainStepOutput FastBatchTopKTrainingSae::forward_backward(const at::Tensor& x,
                                                            const StepContext& ctx) {
+  step_dist_ = ctx.dist;
   return sparse_step(*this, buf_, x, ctx, true, inner_widths_);
 }
 

@@ -6,6 +6,11 @@
 
 #include <torch/torch.h>
 
+#include <cmath>
+
+#include "saelab/core/collectives.h"
+#include "saelab/sae/kernels/global_select.h"
+
 namespace saelab {
 
 BatchTopKTrainingSae::BatchTopKTrainingSae(TrainingSaeConfig cfg)
@@ -14,15 +19,17 @@ BatchTopKTrainingSae::BatchTopKTrainingSae(TrainingSaeConfig cfg)
 }
 
 at::Tensor BatchTopKTrainingSae::activation(const at::Tensor& z) const {
-  return batch_topk(z, cfg_.k);
+  return batch_topk(z, cfg_.k, step_dist_);
 }
 
 void BatchTopKTrainingSae::after_step(const TrainStepOutput& out) {
   auto positive = out.feature_acts.masked_select(out.feature_acts > 0);
-  if (positive.numel() == 0) return;
+  double min_active = positive.numel() > 0 ? positive.min().item<double>() : std::nan("");
+  if (distributed(step_dist_)) min_active = global_min(min_active, *step_dist_);
+  if (std::isnan(min_active)) return;
   double lr = cfg_.topk_threshold_lr;
   auto& theta = buffers_["topk_threshold"];
-  theta = (1.0 - lr) * theta + lr * positive.min().to(torch::kFloat64);
+  theta = (1.0 - lr) * theta + lr * torch::full({}, min_active, theta.options());
 }
 
 void BatchTopKTrainingSae::export_params(std::map<std::string, at::Tensor>& out) const {

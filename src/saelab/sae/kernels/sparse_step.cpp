@@ -34,8 +34,10 @@
 #include <string>
 #include <vector>
 
+#include "saelab/core/collectives.h"
 #include "saelab/sae/kernels/fast_kernels.h"
 #include "saelab/sae/kernels/fast_loops.h"
+#include "saelab/sae/kernels/global_select.h"
 
 namespace saelab {
 namespace {
@@ -144,20 +146,42 @@ TrainStepOutput sparse_step(TrainingSae& sae, SparseBuffers& buf, const at::Tens
       Z.row_ptr = at::arange(0, N * k_aux + 1, k_aux, Z.col.options());
     }
   }
+  // A batch split over data-parallel ranks selects over the global batch of N·W tokens: each
+  // rank first finds its own candidates, then keeps its share of the global selection
+  // (global_select.h).
+  Collectives* dist = batch && distributed(ctx.dist) ? ctx.dist : nullptr;
+  const int64_t W = dist ? dist->world_size() : 1;
   // The inner levels' selections read z's prefixes before the outer one overwrites z.
   std::vector<InnerLevel> inner(inner_widths.size());
   for (size_t i = 0; i < inner.size(); ++i) {
-    const int64_t w = inner_widths[i], keep_w = std::min<int64_t>(cfg.k * N, N * w);
+    const int64_t w = inner_widths[i], keep_w = std::min<int64_t>(cfg.k * N * W, N * W * w);
+    auto select = [&](int64_t keep) {
+      return raw ? fast::topk_batch_positive_prefix(z, bias, w, keep)
+                 : select_batch_topk_prefix_aten(z, w, std::min(keep, N * w));
+    };
     inner[i].width = w;
-    inner[i].A = raw ? fast::topk_batch_positive_prefix(z, bias, w, keep_w)
-                     : select_batch_topk_prefix_aten(z, w, keep_w);
+    inner[i].A = select(keep_w);
+    if (dist) inner[i].A = select(global_keep_count(inner[i].A.val, keep_w, *dist));
   }
-  const int64_t keep = batch ? std::min<int64_t>(cfg.k * N, z.numel()) : std::min(cfg.k, S);
+  const int64_t keep_global =
+      batch ? std::min<int64_t>(cfg.k * N * W, z.numel() * W) : std::min(cfg.k, S);
+  int64_t keep = std::min(keep_global, z.numel());
+  if (dist) {
+    at::Tensor candidates;
+    if (raw) {
+      candidates = fast::topk_batch_positive(z, bias, keep, false).val;
+    } else {
+      candidates = std::get<0>(z.view({-1}).topk(keep, -1, /*largest=*/true, /*sorted=*/false));
+      candidates = candidates.masked_select(candidates > 0);
+    }
+    keep = global_keep_count(candidates, keep_global, *dist);
+  }
   SparseRows A = raw ? (batch ? fast::topk_batch_positive(z, bias, keep, true)
                               : fast::topk_rows_positive(z, bias, keep, true))
                      : (batch ? select_batch_topk_aten(z, keep) : select_topk_aten(z, keep));
   buf.min_active =
       A.val.numel() > 0 ? A.val.min().item<double>() : std::numeric_limits<double>::quiet_NaN();
+  if (dist) buf.min_active = global_min(buf.min_active, *dist);
 
   auto x_hat = b_dec.unsqueeze(0).expand({N, D}).contiguous();
   fast::csr_decode(A.row_ptr, A.col, A.val, W_dec, x_hat);

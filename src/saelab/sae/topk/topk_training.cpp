@@ -6,7 +6,9 @@
 
 #include <algorithm>
 
+#include "saelab/core/collectives.h"
 #include "saelab/core/error.h"
+#include "saelab/sae/kernels/global_select.h"
 
 namespace saelab {
 
@@ -50,6 +52,7 @@ at::Tensor TopKTrainingSae::extra_losses(const at::Tensor&, const at::Tensor&,
 }
 
 TrainStepOutput TopKTrainingSae::forward_backward(const at::Tensor& x, const StepContext& ctx) {
+  step_dist_ = ctx.dist;
   auto L = leaves();
   auto& W_dec = L["W_dec"];
   auto& b_dec = L["b_dec"];
@@ -72,10 +75,16 @@ TrainStepOutput TopKTrainingSae::forward_backward(const at::Tensor& x, const Ste
   return out;
 }
 
-at::Tensor batch_topk(const at::Tensor& z, int64_t k) {
+at::Tensor batch_topk(const at::Tensor& z, int64_t k, Collectives* dist) {
   auto acts = torch::relu(z);
   auto flat = acts.flatten();
   int64_t keep = std::min<int64_t>(k * z.size(0), flat.numel());
+  if (distributed(dist)) {
+    const int64_t W = dist->world_size();
+    auto candidates = std::get<0>(flat.detach().topk(keep, -1));
+    keep = global_keep_count(candidates.masked_select(candidates > 0),
+                             std::min<int64_t>(k * z.size(0) * W, flat.numel() * W), *dist);
+  }
   auto top = flat.topk(keep, -1);
   return torch::zeros_like(flat).scatter(-1, std::get<1>(top), std::get<0>(top)).view(z.sizes());
 }

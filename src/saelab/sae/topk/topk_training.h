@@ -26,9 +26,12 @@ class TopKTrainingSae : public TrainingSae {
   // Extra loss terms of subclasses, added to the total (matryoshka's inner losses).
   virtual at::Tensor extra_losses(const at::Tensor& x, const at::Tensor& hidden_pre,
                                   std::map<std::string, at::Tensor>& L, TrainStepOutput& out);
+
+  Collectives* step_dist_ = nullptr;  // the current forward_backward's StepContext::dist
 };
 
-// BatchTopK's activation: ReLU, then the k·N largest values of the flattened [N, width] batch.
-at::Tensor batch_topk(const at::Tensor& z, int64_t k);
+// BatchTopK's activation: ReLU, then the k·N largest values of the flattened [N, width] batch
+// (with dist: of the global batch of N·W rows; see kernels/global_select.h).
+at::Tensor batch_topk(const at::Tensor& z, int64_t k, Collectives* dist = nullptr);
 
 }  // namespace saelab

@@ -1,0 +1,184 @@
+// c10d process groups behind core/collectives.h (process_group.h).
+#include "saelab/dist/process_group.h"
+
+#include <torch/torch.h>
+
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#if SAELAB_HAVE_NCCL
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
+
+#include <cstdlib>
+#include <vector>
+
+#include "saelab/core/error.h"
+
+namespace saelab {
+namespace {
+
+int env_int(const char* name, std::optional<int> fallback, int lo, int hi) {
+  const char* v = std::getenv(name);
+  if (!v || !*v) {
+    if (fallback) return *fallback;
+    fail("{}: expected in the environment of a distributed run (WORLD_SIZE is set)", name);
+  }
+  char* end = nullptr;
+  const long x = std::strtol(v, &end, 10);
+  if (*end != '\0' || x < lo || x > hi)
+    fail("{} = '{}': expected an integer from {} to {}", name, v, lo, hi);
+  return static_cast<int>(x);
+}
+
+// A c10d process group as Collectives. c10d works on lists of tensors; every call here passes one.
+// A template over the group's class: LibTorch 1.x derives ProcessGroupGloo from ProcessGroup,
+// 2.x from Backend, with the same collective methods.
+template <typename Group>
+class C10dCollectives : public Collectives {
+ public:
+  // comm: where the group's tensors must be (Gloo: CPU; NCCL: this rank's GPU); tensors
+  // elsewhere are copied there and back.
+  C10dCollectives(c10::intrusive_ptr<Group> pg, int rank, int size, at::Device comm)
+      : pg_(std::move(pg)), rank_(rank), size_(size), comm_(comm) {}
+  int rank() const override { return rank_; }
+  int world_size() const override { return size_; }
+
+  void sum_(at::Tensor& t) override { reduce(t, c10d::ReduceOp::SUM); }
+  void min_(at::Tensor& t) override { reduce(t, c10d::ReduceOp::MIN); }
+
+  at::Tensor gather_rows(const at::Tensor& t) override {
+    // Row counts first, then every rank's rows padded to the largest count.
+    at::Tensor n = torch::full({1}, t.size(0), torch::TensorOptions(torch::kInt64).device(comm_));
+    std::vector<at::Tensor> counts = gather_same(n);
+    int64_t most = 0;
+    for (auto& c : counts) most = std::max(most, c.item<int64_t>());
+    std::vector<int64_t> shape = t.sizes().vec();
+    shape[0] = most;
+    at::Tensor padded = torch::zeros(shape, t.options().device(comm_));
+    if (t.size(0) > 0) padded.narrow(0, 0, t.size(0)).copy_(t);
+    std::vector<at::Tensor> parts = gather_same(padded);
+    for (size_t r = 0; r < parts.size(); ++r)
+      parts[r] = parts[r].narrow(0, 0, counts[r].item<int64_t>());
+    return torch::cat(parts, 0).to(t.device());
+  }
+
+  void broadcast_(at::Tensor& t, int root) override {
+    at::Tensor c = t.to(comm_).contiguous();
+    std::vector<at::Tensor> v{c};
+    c10d::BroadcastOptions o;
+    o.rootRank = root;
+    pg_->broadcast(v, o)->wait();
+    if (!c.is_same(t)) t.copy_(c);
+  }
+
+  void barrier() override { pg_->barrier()->wait(); }
+
+ private:
+  void reduce(at::Tensor& t, c10d::ReduceOp op) {
+    at::Tensor c = t.to(comm_).contiguous();
+    std::vector<at::Tensor> v{c};
+    c10d::AllreduceOptions o;
+    o.reduceOp = op;
+    pg_->allreduce(v, o)->wait();
+    if (!c.is_same(t)) t.copy_(c);
+  }
+
+  std::vector<at::Tensor> gather_same(const at::Tensor& t) {
+    std::vector<at::Tensor> in{t.contiguous()};
+    std::vector<std::vector<at::Tensor>> out(1);
+    for (int r = 0; r < size_; ++r) out[0].push_back(torch::empty_like(in[0]));
+    pg_->allgather(out, in)->wait();
+    return out[0];
+  }
+
+  c10::intrusive_ptr<Group> pg_;
+  int rank_, size_;
+  at::Device comm_;
+};
+
+}  // namespace
+
+std::optional<DistEnv> dist_env_from_environment() {
+  const char* ws = std::getenv("WORLD_SIZE");
+  if (!ws || !*ws) return std::nullopt;
+  DistEnv e;
+  e.world_size = env_int("WORLD_SIZE", std::nullopt, 1, 1 << 20);
+  e.rank = env_int("RANK", std::nullopt, 0, e.world_size - 1);
+  e.local_world_size = env_int("LOCAL_WORLD_SIZE", 1, 1, e.world_size);
+  e.local_rank = env_int("LOCAL_RANK", 0, 0, e.local_world_size - 1);
+  e.master_port = env_int("MASTER_PORT", std::nullopt, 1, 65535);
+  const char* addr = std::getenv("MASTER_ADDR");
+  if (!addr || !*addr)
+    fail("MASTER_ADDR: expected in the environment of a distributed run (WORLD_SIZE is set)");
+  e.master_addr = addr;
+  const char* agent = std::getenv("TORCHELASTIC_USE_AGENT_STORE");
+  e.agent_store = agent && std::string(agent) == "True";
+  if (const char* rc = std::getenv("TORCHELASTIC_RESTART_COUNT")) e.restart_count = rc;
+  return e;
+}
+
+struct DistContext::Impl {
+  c10::intrusive_ptr<c10d::Store> store;
+  std::chrono::milliseconds timeout;
+};
+
+DistContext::DistContext(const DistEnv& env, std::chrono::milliseconds timeout)
+    : env_(env), impl_(std::make_unique<Impl>()) {
+  impl_->timeout = timeout;
+  c10d::TCPStoreOptions o;
+  o.port = static_cast<std::uint16_t>(env.master_port);
+  o.isServer = !env.agent_store && env.rank == 0;
+  o.numWorkers = env.world_size;
+  o.waitWorkers = !env.agent_store;
+  o.timeout = timeout;
+  c10::intrusive_ptr<c10d::Store> tcp;
+  try {
+    tcp = c10::make_intrusive<c10d::TCPStore>(env.master_addr, o);
+  } catch (const std::exception& e) {
+    fail("distributed rendezvous at MASTER_ADDR:MASTER_PORT = {}:{} (rank {} of {}) failed: {}",
+         env.master_addr, env.master_port, env.rank, env.world_size, e.what());
+  }
+  if (env.agent_store)
+    impl_->store =
+        c10::make_intrusive<c10d::PrefixStore>("/worker/attempt_" + env.restart_count, tcp);
+  else
+    impl_->store = tcp;
+}
+
+DistContext::~DistContext() = default;
+
+std::shared_ptr<Collectives> DistContext::group(const std::string& name,
+                                                const std::string& device) {
+  auto store = c10::make_intrusive<c10d::PrefixStore>("saelab/" + name, impl_->store);
+  try {
+#if SAELAB_HAVE_NCCL
+    if (device.rfind("cuda", 0) == 0) {
+      auto o = c10d::ProcessGroupNCCL::Options::create();
+      o->timeout = impl_->timeout;
+      auto pg = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, env_.rank, env_.world_size, o);
+      return std::make_shared<C10dCollectives<c10d::ProcessGroupNCCL>>(
+          pg, env_.rank, env_.world_size, at::Device(at::kCUDA, env_.local_rank));
+    }
+#endif
+    {
+      auto o = c10d::ProcessGroupGloo::Options::create(impl_->timeout);
+      // GLOO_SOCKET_IFNAME (as torch.distributed reads it) picks the network interface.
+      const char* ifname = std::getenv("GLOO_SOCKET_IFNAME");
+      o->devices.push_back(ifname && *ifname
+                               ? c10d::ProcessGroupGloo::createDeviceForInterface(ifname)
+                               : c10d::ProcessGroupGloo::createDefaultDevice());
+      o->threads = 2;
+      auto pg = c10::make_intrusive<c10d::ProcessGroupGloo>(store, env_.rank, env_.world_size, o);
+      return std::make_shared<C10dCollectives<c10d::ProcessGroupGloo>>(pg, env_.rank,
+                                                                       env_.world_size, at::kCPU);
+    }
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    fail("distributed process group '{}' (rank {} of {}, {}): {}", name, env_.rank, env_.world_size,
+         device, e.what());
+  }
+}
+
+}  // namespace saelab

@@ -1,0 +1,299 @@
+// Data-parallel training over c10d (Gloo): `saelab train --nproc 2` and torchrun's workers train
+// on the same tokens as one process, step for step. Each comparison runs the same config twice,
+// as one process and as two ranks, and checks every metric of every logged step and the final
+// weights. Float rounding differs between the two (sums over ranks are added in another order) and
+// grows chaotically over a run, so the per-step comparison covers a short run; a longer one is
+// compared by its outcome.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "saelab/core/json.h"
+#include "saelab/core/safetensors.h"
+#include "test_paths.h"
+#include "test_util.h"
+#include "train/tiny_lm_fixture.h"
+
+namespace saelab {
+namespace {
+
+namespace fs = std::filesystem;
+using test::run_saelab;
+using test::shell_quote;
+
+// A short toy run that logs every step and resamples and masks dead latents early, so that the
+// firing statistics, AuxK's dead mask and resampling all take part. In float64: then the rounding
+// differences of summing over ranks stay near 1e-13 instead of being amplified (Adam turns the
+// rounding noise of a near-zero float32 gradient into a step of lr·g/(|g| + eps)), and the
+// comparison can be tight enough to catch any rank-local quantity.
+// Short runs: no learning-rate warm-up or decay (the toy config's are longer than they are).
+const std::string kShort =
+    " --set lr_warm_up_steps=0 --set lr_decay_steps=0 --set l1_warm_up_steps=0 --set "
+    "l0_warm_up_steps=0";
+const std::string kToySets =
+    kShort +
+    " --set training_tokens=8192 --set wandb_log_frequency=1 --set feature_sampling_window=4"
+    " --set dead_feature_window=2 --set dead_feature_threshold=0.002 --set n_checkpoints=0"
+    " --set dtype=float64";
+
+std::vector<json> metrics_of(const std::string& run_dir) {
+  std::ifstream in(run_dir + "/metrics.jsonl");
+  std::vector<json> out;
+  std::string line;
+  while (std::getline(in, line))
+    if (!line.empty()) out.push_back(json::parse(line));
+  return out;
+}
+
+std::map<std::string, at::Tensor> final_weights(const std::string& run_dir) {
+  std::map<std::string, at::Tensor> out;
+  for (auto& [k, v] : load_safetensors(run_dir + "/final/sae_weights.safetensors")) out[k] = v;
+  return out;
+}
+
+// Every numeric metric of every step within rel (relative to max(1, |value|)).
+void expect_same_metrics(const std::string& a, const std::string& b, double rel) {
+  const auto ma = metrics_of(a), mb = metrics_of(b);
+  ASSERT_FALSE(ma.empty()) << a;
+  ASSERT_EQ(ma.size(), mb.size());
+  for (size_t i = 0; i < ma.size(); ++i) {
+    ASSERT_EQ(ma[i]["step"], mb[i]["step"]);
+    for (const auto& [k, v] : ma[i].items()) {
+      if (!v.is_number() || k.rfind("details/seconds", 0) == 0 ||
+          k.find("per_second") != std::string::npos)
+        continue;
+      ASSERT_TRUE(mb[i].contains(k)) << k;
+      const double x = v.get<double>(), y = mb[i][k].get<double>();
+      EXPECT_NEAR(x, y, rel * std::max(1.0, std::abs(x))) << k << " at step " << ma[i]["step"];
+    }
+  }
+}
+
+void expect_same_weights(const std::string& a, const std::string& b, double rel) {
+  const auto wa = final_weights(a), wb = final_weights(b);
+  ASSERT_EQ(wa.size(), wb.size());
+  for (const auto& [name, t] : wa) {
+    ASSERT_TRUE(wb.count(name)) << name;
+    const double scale = std::max(1e-6, t.abs().max().item<double>());
+    const double diff =
+        (t.to(at::kDouble) - wb.at(name).to(at::kDouble)).abs().max().item<double>();
+    EXPECT_LE(diff / scale, rel) << name;
+  }
+}
+
+// A TCP port nobody listens on now, for torchrun's store.
+int free_port() {
+  const int s = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(a);
+  ::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+  ::getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(s);
+  return ntohs(a.sin_port);
+}
+
+class DataParallel : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(DataParallel, TwoRanksTrainAsOneProcess) {
+  test::TempDir d;
+  const std::string sets = " --no-report" + kToySets + " --set architecture=" + GetParam();
+  auto one = run_saelab("train --run-dir " + shell_quote(d / "one") + sets);
+  ASSERT_EQ(one.rc, 0) << one.err;
+  auto two = run_saelab("train --nproc 2 --run-dir " + shell_quote(d / "two") + sets);
+  ASSERT_EQ(two.rc, 0) << two.err;
+  expect_same_metrics(d / "one", d / "two", 1e-9);
+  expect_same_weights(d / "one", d / "two", 1e-9);
+  // Only rank 0 wrote, and printed the summary once.
+  EXPECT_EQ(fs::exists(d / "two/final/cfg.json"), true);
+  size_t summaries = 0;
+  for (size_t p = two.out.find("explained variance"); p != std::string::npos;
+       p = two.out.find("explained variance", p + 1))
+    ++summaries;
+  EXPECT_EQ(summaries, 1u) << two.out;
+}
+
+INSTANTIATE_TEST_SUITE_P(Architectures, DataParallel,
+                         ::testing::Values("standard", "gated", "jumprelu", "topk", "batchtopk",
+                                           "matryoshka_batchtopk"));
+
+// BatchTopK selects the k·N largest activations of the global batch: with one rank's share of
+// the batch strongly active and the other's weak, a per-rank selection would keep k·N/2 on each.
+// The comparison above already fails then; this pins the L0 of step 1 to the one-process value.
+TEST(DataParallelBatchTopK, SelectsOverTheGlobalBatchNotEachShare) {
+  test::TempDir d;
+  const std::string sets = " --no-report --set architecture=batchtopk --set training_tokens=2048" +
+                           kShort + " --set wandb_log_frequency=1 --set n_checkpoints=0";
+  ASSERT_EQ(run_saelab("train --run-dir " + shell_quote(d / "one") + sets).rc, 0);
+  auto two = run_saelab("train --nproc 2 --run-dir " + shell_quote(d / "two") + sets);
+  ASSERT_EQ(two.rc, 0) << two.err;
+  const auto a = metrics_of(d / "one"), b = metrics_of(d / "two");
+  ASSERT_FALSE(a.empty());
+  // k = 8 on average per token over the whole batch.
+  EXPECT_NEAR(a[0]["metrics/l0"].get<double>(), 8.0, 1e-9);
+  EXPECT_NEAR(b[0]["metrics/l0"].get<double>(), 8.0, 1e-9);
+  EXPECT_NEAR(a[0]["losses/mse_loss"].get<double>(), b[0]["losses/mse_loss"].get<double>(), 1e-6);
+  EXPECT_NEAR(a[0]["details/topk_threshold"].get<double>(),
+              b[0]["details/topk_threshold"].get<double>(), 1e-7);
+}
+
+// A language model's activations: each rank runs the model on half of every store batch of
+// prompts and the rows are exchanged, so both ranks train on the one-process stream.
+TEST(DataParallelModel, RanksShareTheModelAndTrainOnTheSameStream) {
+  test::TempDir d;
+  test::write_model(d / "lm", 3);
+  test::write_dataset(d / "data.jsonl", 4);
+  const std::string cfg = d / "run.toml";
+  test::write_text(cfg, "model_name = " + json(std::string(d / "lm")).dump() +
+                            "\nhook_name = \"blocks.1.hook_resid_pre\"\nhook_layer = 1\n"
+                            "dataset_path = " +
+                            json(std::string(d / "data.jsonl")).dump() +
+                            "\ncontext_size = 8\nd_in = 16\nd_sae = 64\n"
+                            "train_batch_size_tokens = 64\nstore_batch_size_prompts = 4\n"
+                            "n_batches_in_buffer = 4\ntraining_tokens = 640\n"
+                            "wandb_log_frequency = 1\nn_checkpoints = 0\nn_eval_batches = 1\n"
+                            "eval_batch_size_prompts = 2\nl1_coefficient = 1.0\n");
+  auto one =
+      run_saelab("train " + shell_quote(cfg) + " --no-report --run-dir " + shell_quote(d / "one"));
+  ASSERT_EQ(one.rc, 0) << one.err;
+  auto two = run_saelab("train " + shell_quote(cfg) + " --nproc 2 --no-report --run-dir " +
+                        shell_quote(d / "two"));
+  ASSERT_EQ(two.rc, 0) << two.err;
+  expect_same_metrics(d / "one", d / "two", 1e-4);
+  expect_same_weights(d / "one", d / "two", 1e-4);
+}
+
+// A checkpoint written by two ranks resumes in one process (and the reverse): the stream position
+// is global, so the run continues on the tokens it would have read.
+TEST(DataParallelResume, AnotherWorldSizeContinuesTheRun) {
+  test::TempDir d;
+  const std::string sets =
+      " --no-report --set training_tokens=16384 --set n_checkpoints=2"
+      " --set wandb_log_frequency=4 --set dtype=float64" +
+      kShort;
+  ASSERT_EQ(run_saelab("train --run-dir " + shell_quote(d / "one") + sets).rc, 0);
+  auto two = run_saelab("train --nproc 2 --run-dir " + shell_quote(d / "two") + sets);
+  ASSERT_EQ(two.rc, 0) << two.err;
+  // Take the two-rank run back to its middle checkpoint and finish it in one process.
+  fs::remove_all(d / "two/final");
+  fs::remove_all(d / "two/checkpoints/16384");
+  auto r = run_saelab("train --no-report --resume " + shell_quote(d / "two"));
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.out.find("resuming from"), std::string::npos) << r.out;
+  expect_same_weights(d / "one", d / "two", 1e-9);
+  // And a one-process checkpoint continued on two ranks.
+  fs::remove_all(d / "one/final");
+  fs::remove_all(d / "one/checkpoints/16384");
+  auto r2 = run_saelab("train --nproc 2 --no-report --resume " + shell_quote(d / "one"));
+  ASSERT_EQ(r2.rc, 0) << r2.err;
+  expect_same_weights(d / "one", d / "two", 1e-9);
+}
+
+// A 200-step run on two ranks ends where the one-process run ends (outcomes, not bits: rounding
+// differences grow chaotically over hundreds of steps).
+TEST(DataParallelOutcome, TwoHundredStepsEndWithTheSameSae) {
+  test::TempDir d;
+  const std::string sets =
+      " --no-report --json --set training_tokens=204800 --set n_checkpoints=0" + kShort;
+  auto one = run_saelab("train --run-dir " + shell_quote(d / "one") + sets);
+  ASSERT_EQ(one.rc, 0) << one.err;
+  auto two = run_saelab("train --nproc 2 --run-dir " + shell_quote(d / "two") + sets);
+  ASSERT_EQ(two.rc, 0) << two.err;
+  const json a = json::parse(one.out), b = json::parse(two.out);
+  EXPECT_NEAR(a["metrics/explained_variance"].get<double>(),
+              b["metrics/explained_variance"].get<double>(), 0.01);
+  EXPECT_NEAR(a["metrics/l0"].get<double>(), b["metrics/l0"].get<double>(),
+              0.02 * a["metrics/l0"].get<double>());
+  EXPECT_NEAR(a["metrics/mmcs"].get<double>(), b["metrics/mmcs"].get<double>(), 0.005);
+}
+
+// torchrun (Debian's python3-torch: torch.distributed.run) starts the ranks; they join its agent's
+// store and train as --nproc's ranks do.
+TEST(DataParallelTorchrun, WorkersOfTorchrunTrainAsOneProcess) {
+  if (!test::python_has("torch.distributed.run"))
+    GTEST_SKIP() << "python3-torch is missing (scripts/setup.sh installs it)";
+  test::TempDir d;
+  const std::string sets = " --no-report" + kToySets;
+  ASSERT_EQ(run_saelab("train --run-dir " + shell_quote(d / "one") + sets).rc, 0);
+  // Debian's torch 1.13 spells --no_python, and on Python 3.11 needs -r/-t set.
+  auto r = test::run_command(
+      "cd " + shell_quote(d.path()) +
+      " && OMP_NUM_THREADS=1 /usr/bin/python3 -m torch.distributed.run --nproc_per_node 2 "
+      "--master_port " +
+      std::to_string(free_port()) + " -r 2 -t 2 --no_python " + shell_quote(SAELAB_EXE) +
+      " train --run-dir " + shell_quote(d / "two") + sets);
+  ASSERT_EQ(r.rc, 0) << r.err;
+  expect_same_metrics(d / "one", d / "two", 1e-9);
+  expect_same_weights(d / "one", d / "two", 1e-9);
+}
+
+// SIGTERM to `--nproc`'s launcher reaches every rank; they agree on the step, rank 0 writes one
+// checkpoint, the exit code is 143, and --resume finishes the run.
+TEST(DataParallelSignals, SigtermStopsEveryRankAtOneStep) {
+  test::TempDir d;
+  const std::string run = d / "run";
+  const std::string cmd = std::string(SAELAB_EXE) + " train --nproc 2 --no-report --run-dir " +
+                          shell_quote(run) + " --set training_tokens=4096000 --set n_checkpoints=0";
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ::execl("/bin/sh", "sh", "-c", ("exec " + cmd + " >/dev/null 2>&1").c_str(), (char*)nullptr);
+    std::_Exit(127);
+  }
+  // Wait until training is under way (metrics logged), then stop it.
+  for (int i = 0; i < 600 && !fs::exists(run + "/metrics.jsonl"); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  ::kill(pid, SIGTERM);
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 143);
+  ASSERT_TRUE(fs::exists(run + "/checkpoints"));
+  int n = 0;
+  for (const auto& e : fs::directory_iterator(run + "/checkpoints")) n += e.is_directory();
+  EXPECT_EQ(n, 1);
+  EXPECT_FALSE(fs::exists(run + "/final"));
+}
+
+TEST(DataParallelErrors, BadSetupsAreOneLine) {
+  test::TempDir d;
+  // The global batch must split evenly.
+  auto r = run_saelab("train --nproc 3 --no-report --run-dir " + shell_quote(d / "a") +
+                      " --set training_tokens=2048" + kShort);
+  EXPECT_NE(r.rc, 0);
+  EXPECT_NE(r.err.find("train_batch_size_tokens = 1024: expected a multiple of the world size 3"),
+            std::string::npos)
+      << r.err;
+  // Sweeps are refused with a reason.
+  r = run_saelab("train --nproc 2 --no-report --run-dir " + shell_quote(d / "b") +
+                 " --set training_tokens=2048 --set l1_coefficient=[1,2]" + kShort);
+  EXPECT_NE(r.rc, 0);
+  EXPECT_NE(r.err.find("a sweep"), std::string::npos) << r.err;
+  // torchrun's variables, malformed.
+  r = test::run_command("WORLD_SIZE=2 RANK=5 MASTER_ADDR=127.0.0.1 MASTER_PORT=1 " +
+                        shell_quote(SAELAB_EXE) + " train --no-report --run-dir " +
+                        shell_quote(d / "c"));
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_NE(r.err.find("RANK = '5': expected an integer from 0 to 1"), std::string::npos) << r.err;
+  r = test::run_command("WORLD_SIZE=2 RANK=0 " + shell_quote(SAELAB_EXE) +
+                        " train --no-report --run-dir " + shell_quote(d / "c"));
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_NE(r.err.find("MASTER_PORT: expected in the environment"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace saelab
