@@ -269,6 +269,34 @@ TEST(DataParallelSignals, SigtermStopsEveryRankAtOneStep) {
   EXPECT_FALSE(fs::exists(run + "/final"));
 }
 
+// A sweep over ranks: member i trains on rank i mod W, on the stream a one-process sweep reads;
+// each member ends with the weights of the one-process sweep, and rank 0's sweep.json lists all.
+TEST(DataParallelSweep, MembersSpreadOverRanksEndAsInOneProcess) {
+  test::TempDir d;
+  const std::string sets = " --no-report --json" + kToySets + " --set l1_coefficient=[0.5,1,2]";
+  auto one = run_saelab("train --run-dir " + shell_quote(d / "one") + sets);
+  ASSERT_EQ(one.rc, 0) << one.err;
+  auto two = run_saelab("train --nproc 2 --run-dir " + shell_quote(d / "two") + sets);
+  ASSERT_EQ(two.rc, 0) << two.err;
+  for (const char* m : {"l1_coefficient=0.5", "l1_coefficient=1", "l1_coefficient=2"}) {
+    SCOPED_TRACE(m);
+    expect_same_metrics(d / ("one/" + std::string(m)), d / ("two/" + std::string(m)), 1e-12);
+    expect_same_weights(d / ("one/" + std::string(m)), d / ("two/" + std::string(m)), 1e-12);
+  }
+  const json a = json::parse(one.out), b = json::parse(two.out);
+  ASSERT_EQ(b["members"].size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(b["members"][i]["status"], "completed");
+    EXPECT_NEAR(a["members"][i]["summary"]["metrics/explained_variance"].get<double>(),
+                b["members"][i]["summary"]["metrics/explained_variance"].get<double>(), 1e-12);
+  }
+  std::ifstream in(d / "two/sweep.json");
+  const json index = json::parse(in);
+  EXPECT_EQ(index["world_size"], 2);
+  EXPECT_EQ(index["completed"], true);
+  EXPECT_EQ(index["members"].size(), 3u);
+}
+
 TEST(DataParallelErrors, BadSetupsAreOneLine) {
   test::TempDir d;
   // The global batch must split evenly.
@@ -278,11 +306,13 @@ TEST(DataParallelErrors, BadSetupsAreOneLine) {
   EXPECT_NE(r.err.find("train_batch_size_tokens = 1024: expected a multiple of the world size 3"),
             std::string::npos)
       << r.err;
-  // Sweeps are refused with a reason.
-  r = run_saelab("train --nproc 2 --no-report --run-dir " + shell_quote(d / "b") +
-                 " --set training_tokens=2048 --set l1_coefficient=[1,2]" + kShort);
+  // A sweep needs a member for every rank.
+  r = run_saelab("train --nproc 3 --no-report --run-dir " + shell_quote(d / "b") +
+                 " --set training_tokens=2048 --set train_batch_size_tokens=1020"
+                 " --set l1_coefficient=[1,2]" +
+                 kShort);
   EXPECT_NE(r.rc, 0);
-  EXPECT_NE(r.err.find("a sweep"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("a sweep of 2 members over 3 ranks"), std::string::npos) << r.err;
   // torchrun's variables, malformed.
   r = test::run_command("WORLD_SIZE=2 RANK=5 MASTER_ADDR=127.0.0.1 MASTER_PORT=1 " +
                         shell_quote(SAELAB_EXE) + " train --no-report --run-dir " +

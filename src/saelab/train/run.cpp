@@ -29,10 +29,6 @@ struct Ranks {
   bool many() const { return env && env->world_size > 1; }
 };
 
-constexpr const char* kSweepRanksRefused =
-    "a sweep (a key with a list of values) does not run over several ranks (WORLD_SIZE > 1): "
-    "train it in one process, or launch one distributed run per member";
-
 // How long a rank waits for the others at the rendezvous and in a collective.
 std::chrono::milliseconds dist_timeout() {
   const char* v = std::getenv("SAELAB_DIST_TIMEOUT_SECONDS");
@@ -188,13 +184,15 @@ TrainOutcome train_single(const RunnerConfig& cfg, const std::string& run_dir,
 }
 
 TrainOutcome train_sweep(const SweepSpec& spec, const std::string& dir, bool resume,
-                         const TrainRequest& r) {
+                         const TrainRequest& r, const Ranks& ranks) {
   std::FILE* msg = r.messages;
   const RunnerConfig& c0 = spec.members.at(0).cfg;
   SweepOptions so;
   so.run_dir = dir;
   so.quiet = r.quiet;
-  so.progress = c0.verbose;
+  so.progress = c0.verbose && ranks.writer();
+  // Over ranks every rank reads the whole stream itself (a model source runs the model on every
+  // prompt on every rank): members train independently, with no collective until the end.
   auto source = make_activation_source(c0);
   so.stop_signal = &install_stop_signal_handlers();
   // A language model's activations: each member runs its own CE/KL evals on that model.
@@ -204,7 +202,7 @@ TrainOutcome train_sweep(const SweepSpec& spec, const std::string& dir, bool res
     };
   if (resume) {
     // --set on a resumed sweep changes every member's config from here on.
-    if (!r.sets.empty())
+    if (!r.sets.empty() && ranks.writer())
       for (const auto& m : spec.members)
         write_file_atomic(dir + "/" + m.name + "/config.toml", to_toml(m.cfg));
     so.resume_checkpoints = sweep_resume_checkpoints(spec, dir);
@@ -222,15 +220,20 @@ TrainOutcome train_sweep(const SweepSpec& spec, const std::string& dir, bool res
   std::fprintf(msg, "sweeping %s: %zu SAEs (d_in=%lld) on %s for %lld steps -> %s/\n", keys.c_str(),
                spec.members.size(), static_cast<long long>(c0.d_in), source->describe().c_str(),
                static_cast<long long>(c0.steps()), dir.c_str());
-  for (const auto& m : spec.members)
-    std::fprintf(msg, "  %s  (%s, d_sae=%lld)\n", m.name.c_str(), m.cfg.architecture.c_str(),
-                 static_cast<long long>(m.cfg.resolved_d_sae()));
+  for (size_t i = 0; i < spec.members.size(); ++i) {
+    const auto& m = spec.members[i];
+    const std::string where =
+        ranks.many() ? fmt::format(", rank {}", i % size_t(ranks.env->world_size)) : "";
+    std::fprintf(msg, "  %s  (%s, d_sae=%lld%s)\n", m.name.c_str(), m.cfg.architecture.c_str(),
+                 static_cast<long long>(m.cfg.resolved_d_sae()), where.c_str());
+  }
   std::fflush(msg);
   TrainOutcome out;
   out.run_dir = dir;
   out.is_sweep = true;
   out.spec = spec;
-  out.sweep = run_sweep(spec, std::move(source), so);
+  out.sweep = ranks.many() ? run_sweep_over_ranks(spec, std::move(source), so, *ranks.train)
+                           : run_sweep(spec, std::move(source), so);
   for (const auto& m : spec.members)
     if (m.cfg.log_to_wandb) {
       print_wandb_sync(msg, m.cfg, dir + "/*/", "the members'");
@@ -256,20 +259,21 @@ TrainOutcome recording_errors(const Ranks& ranks, const std::string& dir, F&& bo
 TrainOutcome train_any(const TrainRequest& r, Ranks& ranks) {
   // A list of values for a key is a sweep: every combination on one activation stream.
   if (!r.resume.empty() && r.config.empty() && is_sweep_dir(r.resume)) {
-    const SweepSpec spec = load_sweep_dir(r.resume, r.sets);
-    if (ranks.many()) fail("{}", kSweepRanksRefused);
-    return recording_errors(ranks, r.resume, [&] { return train_sweep(spec, r.resume, true, r); });
+    SweepSpec spec = load_sweep_dir(r.resume, r.sets);
+    for (auto& m : spec.members) join_groups(ranks, m.cfg);
+    return recording_errors(ranks, r.resume,
+                            [&] { return train_sweep(spec, r.resume, true, r, ranks); });
   }
   if (r.resume.empty()) {
-    const SweepSpec spec =
-        r.config.empty() ? load_sweep_config_text(default_toy_config_toml(), kEmbeddedName, r.sets)
+    SweepSpec spec = r.config.empty()
+                         ? load_sweep_config_text(default_toy_config_toml(), kEmbeddedName, r.sets)
                          : load_sweep_config(r.config, r.sets);
     if (spec.is_sweep()) {
-      if (ranks.many()) fail("{}", kSweepRanksRefused);
+      for (auto& m : spec.members) join_groups(ranks, m.cfg);
       const std::string dir =
           choose_dir(ranks, spec.members.at(0).cfg.checkpoint_path + "/" + spec.sweep_name,
                      r.run_dir, holds_run_or_sweep);
-      return recording_errors(ranks, dir, [&] { return train_sweep(spec, dir, false, r); });
+      return recording_errors(ranks, dir, [&] { return train_sweep(spec, dir, false, r, ranks); });
     }
   }
   RunnerConfig cfg = load_config(r);

@@ -22,6 +22,7 @@
 #include <set>
 #include <thread>
 
+#include "saelab/core/collectives.h"
 #include "saelab/core/error.h"
 #include "saelab/core/io.h"
 #include "saelab/log/progress.h"
@@ -273,7 +274,7 @@ SweepResult run_sweep(const SweepSpec& spec, std::unique_ptr<ActivationSource> s
   if (n == 0) fail("sweep: no members");
   auto t0 = std::chrono::steady_clock::now();
   make_dirs(opts.run_dir);
-  {
+  if (opts.write_index) {
     json start = SweepResult{}.to_json(spec);
     start["source"] = source->describe();
     for (auto& m : start["members"]) m["status"] = "running";
@@ -343,10 +344,74 @@ SweepResult run_sweep(const SweepSpec& spec, std::unique_ptr<ActivationSource> s
     if (r.members[i].stop_signal) r.stop_signal = r.members[i].stop_signal;
   }
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  json end = r.to_json(spec);
-  end["source"] = b.source().describe();
-  write_file_atomic(opts.run_dir + "/sweep.json", end.dump(2) + "\n");
+  if (opts.write_index) {
+    json end = r.to_json(spec);
+    end["source"] = b.source().describe();
+    write_file_atomic(opts.run_dir + "/sweep.json", end.dump(2) + "\n");
+  }
   return r;
+}
+
+SweepResult run_sweep_over_ranks(const SweepSpec& spec, std::unique_ptr<ActivationSource> source,
+                                 SweepOptions opts, Collectives& ranks) {
+  const int W = ranks.world_size(), me = ranks.rank();
+  const size_t n = spec.members.size();
+  if (n < static_cast<size_t>(W))
+    fail(
+        "a sweep of {} members over {} ranks: each rank trains whole members, so run at most {} "
+        "ranks",
+        n, W, n);
+  const std::string describe = source->describe();
+  if (me == 0) {
+    make_dirs(opts.run_dir);
+    json start = SweepResult{}.to_json(spec);
+    start["source"] = describe;
+    for (auto& m : start["members"]) m["status"] = "running";
+    write_file_atomic(opts.run_dir + "/sweep.json", start.dump(2) + "\n");
+  }
+  ranks.barrier();
+  // This rank's members, and where each resumes.
+  SweepSpec mine = spec;
+  mine.members.clear();
+  std::vector<std::string> resume;
+  for (size_t i = me; i < n; i += W) {
+    mine.members.push_back(spec.members[i]);
+    if (!opts.resume_checkpoints.empty()) resume.push_back(opts.resume_checkpoints[i]);
+  }
+  SweepOptions o = opts;
+  o.resume_checkpoints = resume;
+  o.write_index = false;
+  const SweepResult local = run_sweep(mine, std::move(source), o);
+
+  // Every rank's results, in member order: rank r's k-th member is member r + k·W.
+  json blob = {{"summaries", json::array()}, {"errors", local.errors}};
+  for (const auto& s : local.members) blob["summaries"].push_back(s.to_json());
+  SweepResult all;
+  all.run_dir = opts.run_dir;
+  all.members.resize(n);
+  all.errors.resize(n);
+  all.seconds = local.seconds;
+  for (int r = 0; r < W; ++r) {
+    const json got = json::parse(ranks.broadcast_string(r == me ? blob.dump() : "", r));
+    for (size_t k = 0; k < got["summaries"].size(); ++k) {
+      const size_t i = r + k * W;
+      all.members[i] = TrainSummary::from_json(got["summaries"][k]);
+      all.errors[i] = got["errors"][k].get<std::string>();
+    }
+  }
+  all.completed = true;
+  for (size_t i = 0; i < n; ++i) {
+    all.completed &= all.members[i].completed && all.errors[i].empty();
+    if (all.members[i].stop_signal) all.stop_signal = all.members[i].stop_signal;
+  }
+  if (me == 0) {
+    json end = all.to_json(spec);
+    end["source"] = describe;
+    end["world_size"] = W;
+    write_file_atomic(opts.run_dir + "/sweep.json", end.dump(2) + "\n");
+  }
+  ranks.barrier();
+  return all;
 }
 
 std::vector<std::string> sweep_resume_checkpoints(const SweepSpec& spec, const std::string& dir) {

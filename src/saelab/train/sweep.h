@@ -23,6 +23,8 @@
 
 namespace saelab {
 
+class Collectives;
+
 // The checkpoint each member resumes from: for every member, checkpoints/<tokens> for the largest
 // token count that every member has a checkpoint at; all empty when no member has one. Throws when
 // some members have checkpoints but none in common.
@@ -38,6 +40,8 @@ struct SweepOptions {
   std::vector<std::string> resume_checkpoints;  // per member (sweep_resume_checkpoints)
   // Called for each member's TrainerOptions before its Trainer is built (e.g. model evals).
   std::function<void(const RunnerConfig&, TrainerOptions&)> member_options;
+  // false: leave <run_dir>/sweep.json to the caller (a rank training some of the members).
+  bool write_index = true;
 };
 
 struct SweepResult {
@@ -49,6 +53,13 @@ struct SweepResult {
   double seconds = 0;
   json to_json(const SweepSpec& spec) const;  // what sweep.json holds at the end
 };
+
+// A sweep's members spread over data-parallel ranks (sparsify's distribute_modules): member i is
+// trained by rank i mod W, each rank on its own activation stream (the same stream everywhere),
+// and the ranks' results are put together in member order on every rank. Rank 0 writes
+// sweep.json. Each member's result equals its single-process sweep result.
+SweepResult run_sweep_over_ranks(const SweepSpec& spec, std::unique_ptr<ActivationSource> source,
+                                 SweepOptions opts, Collectives& ranks);
 
 // Trains every member on batches of `source` (see the top of this file) and writes
 // <run_dir>/sweep.json (members at the start; each member's summary at the end).

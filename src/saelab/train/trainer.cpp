@@ -402,6 +402,25 @@ TrainSummary Trainer::run() {
   return s;
 }
 
+TrainSummary TrainSummary::from_json(const json& j) {
+  TrainSummary s;
+  s.run_dir = j.value("run_dir", "");
+  s.final_dir = j.value("final_dir", "");
+  s.last_checkpoint = j.value("last_checkpoint", "");
+  s.architecture = j.value("architecture", "");
+  s.steps = j.value("steps", int64_t{0});
+  s.n_training_tokens = j.value("n_training_tokens", int64_t{0});
+  s.completed = j.value("completed", false);
+  s.stop_signal = j.value("stop_signal", 0);
+  s.seconds = j.value("seconds", 0.0);
+  static const std::set<std::string> fields = {"run_dir",      "final_dir",   "last_checkpoint",
+                                               "architecture", "steps",       "n_training_tokens",
+                                               "completed",    "stop_signal", "seconds"};
+  for (const auto& [k, v] : j.items())
+    if (!fields.count(k)) s.eval[k] = v;
+  return s;
+}
+
 json TrainSummary::to_json() const {
   json j = {{"run_dir", run_dir},
             {"final_dir", final_dir},

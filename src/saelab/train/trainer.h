@@ -66,6 +66,7 @@ struct TrainSummary {
   double seconds = 0;
   json eval = json::object();  // explained_variance, mse, l0, dead, dense, mmcs, ...
   json to_json() const;
+  static TrainSummary from_json(const json& j);  // the inverse of to_json
 };
 
 class Trainer {
