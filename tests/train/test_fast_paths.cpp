@@ -65,6 +65,9 @@ void compare(TrainingSaeConfig cfg, const Shape& s, uint64_t seed, double dead_f
   }
   expect_close(a.feature_acts, b.feature_acts, "feature_acts");
   expect_close(a.sae_out, b.sae_out, "sae_out");
+  // A step that counts its fires itself counts what the autograd body's activations say.
+  if (a.fire_counts.defined())
+    EXPECT_TRUE(a.fire_counts.to(torch::kLong).equal((b.feature_acts > 0).sum(0).to(torch::kLong)));
   for (const auto& [name, g] : ref->grads())
     expect_close(fast->grads().at(name), g, "grad " + name);
   // A second step reuses the buffers and must not carry anything over.

@@ -65,6 +65,10 @@ struct TrainStepOutput {
   std::map<std::string, double> losses;  // mse_loss, l1_loss, auxiliary_reconstruction_loss, ...
   at::Tensor feature_acts;               // [N, d_sae] detached latent activations
   at::Tensor sae_out;                    // [N, d_in] detached reconstruction
+  // Optional [d_sae]: on how many of the N tokens each latent fired (feature_acts > 0). A step that
+  // knows its active entries (the k-sparse ones) counts them in O(N·k); when undefined the
+  // trainer counts feature_acts, an O(N·d_sae) pass.
+  at::Tensor fire_counts;
 };
 
 class TrainingSae {

@@ -201,7 +201,8 @@ void Trainer::to_device() {
 at::Tensor Trainer::dead_mask() const { return since_fired_ > cfg_.dead_feature_window; }
 
 void Trainer::update_firing_stats(TrainStepOutput& out) {
-  at::Tensor counts = (out.feature_acts > 0).sum(0).to(torch::kFloat64);
+  at::Tensor counts = out.fire_counts.defined() ? out.fire_counts.to(torch::kFloat64)
+                                                : (out.feature_acts > 0).sum(0).to(torch::kFloat64);
   const int64_t d_sae = counts.numel();
   int64_t rows = out.feature_acts.size(0);
   if (distributed()) {

@@ -273,6 +273,7 @@ TrainStepOutput sparse_step(TrainingSae& sae, SparseBuffers& buf, const at::Tens
     out.losses["inner_mse_loss_" + std::to_string(lv.width)] = lv.mse;
   }
   out.feature_acts = z;
+  out.fire_counts = at::bincount(A.col, {}, S);  // every entry of A is > 0
   out.sae_out = x_hat;
   return out;
 }
