@@ -11,6 +11,7 @@
 
 #include "saelab/sae/kernels/fast_kernels.h"
 #include "saelab/sae/kernels/fast_loops.h"
+#include "saelab/sae/kernels/fire_counts.h"
 #include "saelab/sae/training_sae.h"
 #include "saelab/train/adam.h"
 #include "saelab/train/init.h"
@@ -458,6 +459,27 @@ TEST(FastPath, SparseStepsAtenPathMatchesAutograd) {
         EXPECT_LT((fast_sae->grads().at(name) - g).abs().max().item<double>(),
                   1e-10 * std::max(1.0, g.abs().max().item<double>()))
             << arch << " grad " << name << " dead " << dead;
+    }
+}
+
+// The trainer's fire counts: column counts of f > 0, against ATen's, for both float dtypes, widths
+// that are not a multiple of the stripe, one row, and values at the boundary (0, -0, NaN, inf).
+TEST(FireCounts, EqualATenColumnCountsOfPositives) {
+  torch::manual_seed(3);
+  for (auto dt : {torch::kFloat32, torch::kFloat64})
+    for (auto [n, s] : {std::pair<int64_t, int64_t>{1, 5}, {7, 4097}, {300, 9000}, {64, 4096}}) {
+      auto f = torch::relu(torch::randn({n, s}, dt));
+      f.view({-1}).index_put_({torch::randint(0, n * s, {std::min<int64_t>(n * s, 40)})}, -0.0);
+      if (n * s > 10) {
+        f.view({-1})[3] = std::nan("");
+        f.view({-1})[7] = INFINITY;
+        f.view({-1})[9] = -INFINITY;
+      }
+      const auto got = count_positive_per_column(f);
+      EXPECT_EQ(got.scalar_type(), torch::kLong);
+      EXPECT_TRUE(got.equal((f > 0).sum(0).to(torch::kLong))) << n << "x" << s;
+      // A non-contiguous view goes through ATen and agrees.
+      EXPECT_TRUE(count_positive_per_column(f.t().contiguous().t()).equal(got));
     }
 }
 

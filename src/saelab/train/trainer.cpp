@@ -14,6 +14,7 @@
 #include "saelab/core/io.h"
 #include "saelab/log/metrics_logger.h"
 #include "saelab/log/progress.h"
+#include "saelab/sae/kernels/fire_counts.h"
 #include "saelab/sae/registry.h"
 #include "saelab/sae/sae.h"
 #include "saelab/train/checkpoint.h"
@@ -201,8 +202,9 @@ void Trainer::to_device() {
 at::Tensor Trainer::dead_mask() const { return since_fired_ > cfg_.dead_feature_window; }
 
 void Trainer::update_firing_stats(TrainStepOutput& out) {
-  at::Tensor counts = out.fire_counts.defined() ? out.fire_counts.to(torch::kFloat64)
-                                                : (out.feature_acts > 0).sum(0).to(torch::kFloat64);
+  at::Tensor counts =
+      (out.fire_counts.defined() ? out.fire_counts : count_positive_per_column(out.feature_acts))
+          .to(torch::kFloat64);
   const int64_t d_sae = counts.numel();
   int64_t rows = out.feature_acts.size(0);
   if (distributed()) {
