@@ -4,11 +4,8 @@
 // weights. Float rounding differs between the two (sums over ranks are added in another order) and
 // grows chaotically over a run, so the per-step comparison covers a short run; a longer one is
 // compared by its outcome.
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -22,6 +19,7 @@
 
 #include "saelab/core/json.h"
 #include "saelab/core/safetensors.h"
+#include "saelab/dist/local_launch.h"
 #include "test_paths.h"
 #include "test_util.h"
 #include "train/tiny_lm_fixture.h"
@@ -91,19 +89,6 @@ void expect_same_weights(const std::string& a, const std::string& b, double rel)
         (t.to(at::kDouble) - wb.at(name).to(at::kDouble)).abs().max().item<double>();
     EXPECT_LE(diff / scale, rel) << name;
   }
-}
-
-// A TCP port nobody listens on now, for torchrun's store.
-int free_port() {
-  const int s = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(a);
-  ::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-  ::getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(s);
-  return ntohs(a.sin_port);
 }
 
 class DataParallel : public ::testing::TestWithParam<std::string> {};
@@ -233,7 +218,7 @@ TEST(DataParallelTorchrun, WorkersOfTorchrunTrainAsOneProcess) {
       "cd " + shell_quote(d.path()) +
       " && OMP_NUM_THREADS=1 /usr/bin/python3 -m torch.distributed.run --nproc_per_node 2 "
       "--master_port " +
-      std::to_string(free_port()) + " -r 2 -t 2 --no_python " + shell_quote(SAELAB_EXE) +
+      std::to_string(free_local_port()) + " -r 2 -t 2 --no_python " + shell_quote(SAELAB_EXE) +
       " train --run-dir " + shell_quote(d / "two") + sets);
   ASSERT_EQ(r.rc, 0) << r.err;
   expect_same_metrics(d / "one", d / "two", 1e-9);

@@ -39,10 +39,11 @@ std::vector<std::string> own_command_line() {
   return args;
 }
 
-// A TCP port nobody listens on now (the kernel's choice for port 0).
-int free_port() {
+}  // namespace
+
+int free_local_port() {
   const int s = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (s < 0) fail("--nproc: cannot open a socket to find a free port: {}", std::strerror(errno));
+  if (s < 0) fail("cannot open a socket to find a free local port: {}", std::strerror(errno));
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -51,12 +52,14 @@ int free_port() {
   if (::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 ||
       ::getsockname(s, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
     ::close(s);
-    fail("--nproc: cannot bind a local port: {}", std::strerror(errno));
+    fail("cannot bind a free local port: {}", std::strerror(errno));
   }
   const int port = ntohs(a.sin_port);
   ::close(s);
   return port;
 }
+
+namespace {
 
 std::atomic<int> g_forward_signal{0};
 void remember_signal(int sig) { g_forward_signal.store(sig); }
@@ -78,7 +81,7 @@ int launch_local_ranks(int nproc) {
     if (all[i].rfind("--nproc=", 0) == 0) continue;
     args.push_back(all[i]);
   }
-  const std::string port = std::to_string(free_port());
+  const std::string port = std::to_string(free_local_port());
   const long cores = std::max(1L, ::sysconf(_SC_NPROCESSORS_ONLN));
   const std::string threads = std::to_string(std::max(1L, cores / nproc));
 

@@ -12,4 +12,8 @@ namespace saelab {
 // first failing rank's, else 0.
 int launch_local_ranks(int nproc);
 
+// A TCP port on 127.0.0.1 that nobody listens on now (the kernel's choice for port 0), for a
+// rendezvous store.
+int free_local_port();
+
 }  // namespace saelab

@@ -64,23 +64,27 @@ class C10dCollectives : public Collectives {
   }
 
   void broadcast_(at::Tensor& t, int root) override {
-    at::Tensor c = t.to(comm_).contiguous();
-    std::vector<at::Tensor> v{c};
     c10d::BroadcastOptions o;
     o.rootRank = root;
-    pg_->broadcast(v, o)->wait();
-    if (!c.is_same(t)) t.copy_(c);
+    in_place(t, [&](std::vector<at::Tensor>& v) { return pg_->broadcast(v, o); });
   }
 
   void barrier() override { pg_->barrier()->wait(); }
 
  private:
   void reduce(at::Tensor& t, c10d::ReduceOp op) {
-    at::Tensor c = t.to(comm_).contiguous();
-    std::vector<at::Tensor> v{c};
     c10d::AllreduceOptions o;
     o.reduceOp = op;
-    pg_->allreduce(v, o)->wait();
+    in_place(t, [&](std::vector<at::Tensor>& v) { return pg_->allreduce(v, o); });
+  }
+
+  // Runs an in-place collective on t: on a contiguous copy on the group's device when t is not
+  // one already, copied back afterwards.
+  template <typename Collective>
+  void in_place(at::Tensor& t, Collective&& collective) {
+    at::Tensor c = t.to(comm_).contiguous();
+    std::vector<at::Tensor> v{c};
+    collective(v)->wait();
     if (!c.is_same(t)) t.copy_(c);
   }
 

@@ -416,11 +416,10 @@ TrainSummary TrainSummary::from_json(const json& j) {
   s.completed = j.value("completed", false);
   s.stop_signal = j.value("stop_signal", 0);
   s.seconds = j.value("seconds", 0.0);
-  static const std::set<std::string> fields = {"run_dir",      "final_dir",   "last_checkpoint",
-                                               "architecture", "steps",       "n_training_tokens",
-                                               "completed",    "stop_signal", "seconds"};
+  // Every key to_json writes besides the eval's is a field read above.
+  const json fields = TrainSummary{}.to_json();
   for (const auto& [k, v] : j.items())
-    if (!fields.count(k)) s.eval[k] = v;
+    if (!fields.contains(k)) s.eval[k] = v;
   return s;
 }
 
