@@ -73,13 +73,15 @@ std::unique_ptr<Sae> random_sae(int64_t d_in, int64_t d_sae, const std::string& 
   return sae;
 }
 
-// The standard SAE by hand, in float64.
+// The standard SAE (or standard transcoder, with its skip term) by hand, in float64.
 std::pair<at::Tensor, at::Tensor> sae_by_hand(const Sae& sae, const at::Tensor& x) {
   auto p = [&](const char* n) { return sae.param(n).to(at::kDouble); };
   at::Tensor xin = x.to(at::kDouble);
   if (sae.cfg().apply_b_dec_to_input) xin = xin - p("b_dec");
   at::Tensor f = torch::relu(xin.matmul(p("W_enc")) + p("b_enc"));
-  return {f.matmul(p("W_dec")) + p("b_dec"), f};
+  at::Tensor out = f.matmul(p("W_dec")) + p("b_dec");
+  if (sae.cfg().skip_connection) out = out + x.to(at::kDouble).matmul(p("W_skip").t());
+  return {out, f};
 }
 
 struct Reference {
@@ -102,7 +104,8 @@ std::vector<double> log_softmax_loop(const at::Tensor& row) {  // row [V] float6
 }
 
 // Independent float64 evaluation. `head`: splice / ablate only that head of a [B, T, H, E] hook;
-// `flatten`: a [B, T, H, E] hook fed to the SAE as [B, T, H·E].
+// `flatten`: a [B, T, H, E] hook fed to the SAE as [B, T, H·E]. A transcoder reads `hook` and is
+// compared with, spliced into and ablated at its hook_name_out.
 Reference reference(const Transformer& model64, const Sae& sae, const std::string& hook,
                     const std::vector<at::Tensor>& batches, const std::vector<int64_t>& excluded,
                     std::optional<int64_t> head = std::nullopt, bool flatten = false) {
@@ -118,9 +121,12 @@ Reference reference(const Transformer& model64, const Sae& sae, const std::strin
         if (tokens[b][t].item<int64_t>() == id) return false;
       return true;
     };
-    at::Tensor act = model64.run_with_cache(tokens, {hook}).at(hook).to(at::kDouble);
+    const std::string out_hook = sae.cfg().is_transcoder() ? sae.cfg().hook_name_out : hook;
+    auto cache = model64.run_with_cache(tokens, {hook, out_hook});
+    at::Tensor act = cache.at(hook).to(at::kDouble);
     at::Tensor x = head ? act.select(2, *head) : (flatten ? act.flatten(2) : act);
     auto [xhat, f] = sae_by_hand(sae, x);
+    if (out_hook != hook) act = x = cache.at(out_hook).to(at::kDouble);  // what it writes
     at::Tensor spliced_x = x.clone();
     for (int64_t b = 0; b < B; ++b) {
       std::vector<bool> fired_here(d_sae, false);
@@ -150,7 +156,7 @@ Reference reference(const Transformer& model64, const Sae& sae, const std::strin
       ablated.zero_();
     auto with = [&](const at::Tensor& a) {
       return model64.run_with_hooks(
-          tokens, {Hook{hook, [a](const at::Tensor&, const std::string&) { return a; }}});
+          tokens, {Hook{out_hook, [a](const at::Tensor&, const std::string&) { return a; }}});
     };
     at::Tensor clean = model64.forward(tokens), l_sae = with(spliced), l_abl = with(ablated);
     for (int64_t b = 0; b < B; ++b)
@@ -179,7 +185,7 @@ Reference reference(const Transformer& model64, const Sae& sae, const std::strin
   r.kl_sae /= n_kl;
   r.kl_abl /= n_kl;
   r.l0 = l0_sum / r.n_tokens;
-  r.mse = sse / r.n_tokens / sae.cfg().d_in;
+  r.mse = sse / r.n_tokens / sae.cfg().out_dim();
   for (int64_t i = 0; i < d_sae; ++i) r.cah.push_back(prompts[i] > 0 ? fires[i] / prompts[i] : NAN);
   return r;
 }
@@ -330,6 +336,62 @@ TEST(Evaluator, Errors) {
   EXPECT_THROW(ev.metrics(), Error);  // nothing added
   ev.add_batch(torch::full({2, 3}, kBos, torch::kLong));
   EXPECT_THROW(ev.metrics(), Error);  // every position excluded
+}
+
+// A transcoder replacing block 0's MLP: from ln2.hook_normalized (TransformerLens's LayerNorm hook
+// after its weight and bias: the MLP's input) to hook_mlp_out. With a ReLU model, the transcoder
+// holding the MLP's own weights is the MLP exactly: it scores 1.
+// A random skip transcoder matches the float64 reference, and its ablation is the MLP's.
+TEST(Evaluator, TranscoderReplacesTheMlp) {
+  at::set_num_threads(1);
+  auto c = test::tiny_gpt2();
+  c.act_fn = "relu";
+  auto w = test::tiny_weights(c, 7);
+  for (auto& [k, v] : w) v = v.to(at::kDouble);
+  Transformer model64(c, w);
+  const std::string in = "blocks.0.ln2.hook_normalized", out = "blocks.0.hook_mlp_out";
+  std::vector<at::Tensor> batches{make_tokens(3, 8, 1, true), make_tokens(2, 8, 2, true)};
+  EvalOptions eo;
+  eo.exclude_token_ids = {kBos};
+
+  SaeConfig tc;
+  tc.architecture = "standard";
+  tc.d_in = c.d_model;
+  tc.d_out = c.d_model;
+  tc.d_sae = c.d_mlp;
+  tc.dtype = "float64";
+  tc.apply_b_dec_to_input = false;
+  tc.hook_name = in;
+  tc.hook_name_out = out;
+  auto mlp = make_sae(tc);
+  mlp->params()["W_enc"] = w.at("blocks.0.mlp.W_in").clone();
+  mlp->params()["b_enc"] = w.at("blocks.0.mlp.b_in").clone();
+  mlp->params()["W_dec"] = w.at("blocks.0.mlp.W_out").clone();
+  mlp->params()["b_dec"] = w.at("blocks.0.mlp.b_out").clone();
+  json m = evaluate_sae_on_model(model64, *mlp, in, std::nullopt, batches, eo);
+  EXPECT_NEAR(num(m, "model_performance_preservation/ce_loss_score"), 1.0, 1e-9);
+  EXPECT_NEAR(num(m, "model_behavior_preservation/kl_div_with_sae"), 0.0, 1e-12);
+  EXPECT_NEAR(num(m, "reconstruction_quality/explained_variance"), 1.0, 1e-9);
+  expect_matches(m, reference(model64, *mlp, in, batches, {kBos}), 1e-9);
+
+  tc.skip_connection = true;
+  tc.d_sae = 24;
+  auto skip = make_sae(tc);
+  at::manual_seed(21);
+  for (auto& [name, p] : skip->params()) p = torch::randn(p.sizes(), torch::kDouble) * 0.3;
+  json s = evaluate_sae_on_model(model64, *skip, in, std::nullopt, batches, eo);
+  const Reference r = reference(model64, *skip, in, batches, {kBos});
+  expect_matches(s, r, 1e-9);
+  // The ablation zeroes the MLP's output: the same CE as the MLP-equal transcoder's run.
+  EXPECT_NEAR(num(s, "model_performance_preservation/ce_loss_with_ablation"),
+              num(m, "model_performance_preservation/ce_loss_with_ablation"), 1e-12);
+
+  // A transcoder whose output hook comes first, or that names none, is refused.
+  auto bad = make_sae(tc);
+  bad->cfg().hook_name_out = "blocks.0.hook_resid_pre";
+  EXPECT_THROW(evaluate_sae_on_model(model64, *bad, in, std::nullopt, batches, eo), Error);
+  bad->cfg().hook_name_out = "";
+  EXPECT_THROW(evaluate_sae_on_model(model64, *bad, in, std::nullopt, batches, eo), Error);
 }
 
 }  // namespace

@@ -253,6 +253,13 @@ std::vector<KeyCase> key_cases() {
        S::Model,
        E::Changes,
        {"hook_name=blocks.0.attn.hook_z", "d_in=4", "hook_head_index=0"}},  // vs head 0
+      // A transcoder from block 0's MLP input to its output, against an SAE on the input.
+      {"hook_name_out",
+       "\"blocks.0.hook_mlp_out\"",
+       S::Model,
+       E::Changes,
+       {"hook_name=blocks.0.ln2.hook_normalized", "apply_b_dec_to_input=false"}},
+      {"hook_name_out", "\"blocks.0.hook_mlp_out\"", S::Toy, E::Refused},
       {"dataset_path", "\"DIR/data_b.jsonl\"", S::Model},
       {"dataset_trust_remote_code", "false", S::Model, E::Refused},
       {"streaming", "false", S::Model, E::Refused},
@@ -279,6 +286,20 @@ std::vector<KeyCase> key_cases() {
       {"architecture", "\"jumprelu\"", S::Toy},
       {"d_in", "12", S::Toy},
       {"d_sae", "48", S::Toy},
+      {"d_out", "8", S::Toy, E::Refused},  // no hook_name_out: not a transcoder
+      {"d_out",
+       "8",
+       S::Model,
+       E::Refused,  // blocks.0.hook_mlp_out is 16 wide
+       {"hook_name=blocks.0.ln2.hook_normalized", "apply_b_dec_to_input=false",
+        "hook_name_out=blocks.0.hook_mlp_out"}},
+      {"skip_connection", "true", S::Toy, E::Refused},
+      {"skip_connection",
+       "true",
+       S::Model,
+       E::Changes,
+       {"hook_name=blocks.0.ln2.hook_normalized", "apply_b_dec_to_input=false",
+        "hook_name_out=blocks.0.hook_mlp_out"}},
       {"expansion_factor", "2", S::Toy},
       {"activation_fn", "\"tanh-relu\"", S::Toy},
       {"activation_fn", "\"topk\"", S::Toy, E::Refused},  // a standard SAE: use architecture

@@ -176,6 +176,46 @@ void expect_one_line_error(const test::CommandResult& r, const std::string& need
   EXPECT_NE(r.err.find(needle), std::string::npos) << r.err;
 }
 
+// A transcoder from ln1.hook_normalized (not a residual hook: an SAE there has no logit effects)
+// to hook_mlp_out: its latents' logit effects are W_dec[i] @ W_U, through the hook it writes.
+TEST(VisCli, TranscoderLogitEffectsGoThroughItsOutputHook) {
+  test::TempDir d;
+  const auto fx = test::make_vis_fixture(d.path(), 20, 4, 12);
+  SaeConfig cfg;
+  cfg.architecture = "standard";
+  cfg.d_in = 16;
+  cfg.d_out = 16;
+  cfg.d_sae = 12;
+  cfg.apply_b_dec_to_input = false;
+  cfg.model_name = "tiny-gpt2";
+  cfg.hook_name = "blocks.0.ln1.hook_normalized";
+  cfg.hook_name_out = "blocks.0.hook_mlp_out";
+  cfg.context_size = 12;
+  auto tc = make_sae(cfg);
+  at::manual_seed(5);
+  for (auto& [name, p] : tc->params()) p = torch::randn(p.sizes()) * 0.5;
+  save_sae(*tc, d / "tc");
+  auto r = run_saelab(
+      "vis --sae " + shell_quote(d / "tc") + " --model " + shell_quote(test::tiny_model("gpt2")) +
+      " --dataset " + shell_quote(fx.dataset) + " --n-prompts 4 --context-size 12 --features 0,7" +
+      " --out " + shell_quote(d / "tc.html") + " --json " + shell_quote(d / "tc.json"));
+  ASSERT_EQ(r.rc, 0) << r.err;
+  const json st = read_json(d / "tc.json");
+  const at::Tensor W_U =
+      load_model_weights(test::tiny_model("gpt2")).weights.at("unembed.W_U").to(torch::kDouble);
+  ASSERT_EQ(st["features"].size(), 2u);
+  for (const auto& f : st["features"]) {
+    const int64_t i = f["index"].get<int64_t>();
+    const at::Tensor eff = tc->param("W_dec")[i].to(torch::kDouble).matmul(W_U);
+    const auto [tv, ti] = eff.topk(10);
+    ASSERT_EQ(f["top_logits"].size(), 10u);
+    for (int64_t k = 0; k < 10; ++k) {
+      EXPECT_EQ(f["top_logits"][k]["token_id"].get<int64_t>(), ti[k].item<int64_t>());
+      EXPECT_NEAR(f["top_logits"][k]["value"].get<double>(), tv[k].item<double>(), 1e-4);
+    }
+  }
+}
+
 TEST(VisCli, BadInputIsOneLineError) {
   test::TempDir d;
   const auto fx = test::make_vis_fixture(d.path(), 20, 2, 12);

@@ -24,7 +24,8 @@ auto setup = [](CLI::App* sub) -> std::function<int()> {
       ->required();
   auto* acts = sub->add_option(
       "--activations", o->activations,
-      "safetensors file with a tensor 'activations' [N, d_in] (F32, F16, BF16 or F64)");
+      "safetensors file with a tensor 'activations' [N, d_in] (F32, F16, BF16 or F64); a "
+      "transcoder also needs 'activations_out' [N, d_out]");
   auto* model =
       sub->add_option("--model", o->model,
                       "language model (HF folder, .pth, hub id or TL alias): model-based evals");

@@ -53,6 +53,17 @@ std::string python_float(double x) {
 }
 
 // The number of positions python's range(context_size)[slice(*seqpos)] keeps.
+// N of a "blocks.N.<rest>" hook name (nullopt for any other name).
+std::optional<int64_t> block_of(const std::string& hook) {
+  if (hook.rfind("blocks.", 0) != 0) return std::nullopt;
+  const size_t dot = hook.find('.', 7);
+  const std::string digits = hook.substr(7, dot == std::string::npos ? dot : dot - 7);
+  if (digits.empty() || digits.size() > 9 ||
+      digits.find_first_not_of("0123456789") != std::string::npos)
+    return std::nullopt;
+  return std::stoll(digits);
+}
+
 int64_t slice_length(const std::vector<std::optional<int64_t>>& s, int64_t n) {
   std::optional<int64_t> start, stop, step;
   if (s.size() == 1) stop = s[0];
@@ -77,6 +88,7 @@ const std::vector<std::pair<const char*, unsigned>>& key_scopes() {
       {"hook_name", kModel | kCache},
       {"hook_layer", kModel | kCache},
       {"hook_head_index", kModel | kCache},
+      {"hook_name_out", kModel | kCache},
       {"context_size", kModel | kCache},
       {"prepend_bos", kModel | kCache},
       {"seqpos_slice", kModel | kCache},
@@ -388,6 +400,49 @@ RunnerConfig resolve_runner_config(RunnerConfig c, const std::string& where) {
   }
   if (c.checkpoint_path.empty()) fail("{}: checkpoint_path must not be empty", w);
 
+  // --- transcoders
+  if (c.hook_name_out) {
+    if (!arch.transcoder)
+      fail(
+          "{}: architecture '{}' does not train as a transcoder (hook_name_out): its auxiliary "
+          "loss reconstructs the input; use standard, topk, batchtopk, jumprelu or "
+          "matryoshka_batchtopk",
+          w, c.architecture);
+    if (*c.hook_name_out == c.hook_name)
+      fail("{}: hook_name_out = hook_name = '{}': a transcoder maps one hook to another", w,
+           c.hook_name);
+    if (c.apply_b_dec_to_input)
+      fail(
+          "{}: apply_b_dec_to_input = true is not supported for transcoders (b_dec is the "
+          "output's bias, [d_out]); set apply_b_dec_to_input = false",
+          w);
+    if (!c.d_out) c.d_out = c.d_in;
+    if (*c.d_out <= 0) fail("{}: d_out must be positive, got {}", w, *c.d_out);
+    if (c.normalize_activations != "none" && c.normalize_activations != "expected_average_only_in")
+      fail(
+          "{}: normalize_activations = '{}' is not supported for transcoders (SAELens applies no "
+          "output normalisation to them); use none or expected_average_only_in",
+          w, c.normalize_activations);
+    if (c.hook_head_index)
+      fail("{}: hook_head_index is not supported for transcoders (they read a whole hook)", w);
+    if (c.skip_connection && c.mse_loss_normalization)
+      fail("{}: mse_loss_normalization is not supported with skip_connection = true", w);
+    if (c.skip_connection && arch.matryoshka)
+      fail(
+          "{}: skip_connection = true is not supported for matryoshka_batchtopk (its nested "
+          "reconstructions would each need the skip term)",
+          w);
+    if ((c.init_encoder_as_decoder_transpose || c.decoder_heuristic_init) && *c.d_out != c.d_in)
+      fail(
+          "{}: init_encoder_as_decoder_transpose and decoder_heuristic_init set W_enc = W_decᵀ, "
+          "which needs d_out = d_in (got d_out = {}, d_in = {})",
+          w, *c.d_out, c.d_in);
+    if (c.resample_dead_latents)
+      fail("{}: resample_dead_latents is not supported for transcoders; use topk's AuxK", w);
+  } else if (c.d_out || c.skip_connection) {
+    fail("{}: d_out and skip_connection describe a transcoder: set hook_name_out as well", w);
+  }
+
   // --- data source
   if (c.use_cached_activations &&
       (!c.cached_activations_path || c.cached_activations_path->empty()))
@@ -442,6 +497,8 @@ TrainingSaeConfig training_sae_config(const RunnerConfig& cfg) {
   t.jumprelu_bandwidth = cfg.jumprelu_bandwidth;
   t.topk_threshold_lr = cfg.topk_threshold_lr;
   t.matryoshka_widths = cfg.matryoshka_widths;
+  t.d_out = cfg.hook_name_out ? cfg.d_out.value_or(cfg.d_in) : 0;
+  t.skip_connection = cfg.skip_connection;
   return t;
 }
 
@@ -459,6 +516,12 @@ SaeConfig to_sae_config(const RunnerConfig& c) {
   s.hook_name = c.hook_name;
   s.hook_layer = c.hook_layer;
   s.hook_head_index = c.hook_head_index;
+  if (c.hook_name_out) {
+    s.d_out = c.d_out.value_or(c.d_in);
+    s.skip_connection = c.skip_connection;
+    s.hook_name_out = *c.hook_name_out;
+    s.hook_layer_out = block_of(*c.hook_name_out).value_or(0);
+  }
   s.context_size = c.context_size;
   s.prepend_bos = c.prepend_bos;
   s.dataset_path = c.dataset_path;

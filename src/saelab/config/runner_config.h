@@ -23,6 +23,10 @@ struct RunnerConfig {
   std::string hook_eval = "NOT_IN_USE";  // unused by SAELens too; accepted for ported configs
   int64_t hook_layer = 0;
   std::optional<int64_t> hook_head_index;
+  // saelab: a transcoder's output hook (e.g. blocks.0.hook_mlp_out with hook_name
+  // blocks.0.ln2.hook_normalized): the SAE reads hook_name and is trained to write this hook's
+  // activations. Unset: an SAE.
+  std::optional<std::string> hook_name_out;
   std::string dataset_path;  // "toy" selects saelab's synthetic toy model of superposition
   bool dataset_trust_remote_code = true;
   bool streaming = true;
@@ -46,6 +50,8 @@ struct RunnerConfig {
   int64_t d_in = 512;
   std::optional<int64_t> d_sae;             // resolved: d_in * expansion_factor when absent
   std::optional<int64_t> expansion_factor;  // 4 when neither d_sae nor expansion_factor is given
+  std::optional<int64_t> d_out;  // a transcoder's output width (resolved: d_in when absent)
+  bool skip_connection = false;  // a transcoder's linear skip W_skip [d_out, d_in] (sparsify's name)
   std::string activation_fn;  // resolved: "topk" for topk, "relu" otherwise (SAELens v5)
   json activation_fn_kwargs = json::object();          // {"k": 100} for topk / batchtopk
   std::string b_dec_init_method = "geometric_median";  // geometric_median | mean | zeros

@@ -247,7 +247,7 @@ std::string sweep_forbidden_reason(const std::string& key) {
     add({"model_name", "model_class_name", "model_kwargs", "model_from_pretrained_kwargs",
          "autocast_lm"},
         "selects or runs the language model that every member's activations come from");
-    add({"hook_name", "hook_layer", "hook_head_index", "hook_eval"},
+    add({"hook_name", "hook_layer", "hook_head_index", "hook_eval", "hook_name_out"},
         "selects the hook point of the activations that every member trains on");
     add({"dataset_path", "dataset_trust_remote_code", "streaming", "is_dataset_tokenized",
          "context_size", "prepend_bos", "seqpos_slice", "exclude_special_tokens",
@@ -261,7 +261,7 @@ std::string sweep_forbidden_reason(const std::string& key) {
     add({"training_tokens", "finetuning_tokens", "train_batch_size_tokens"},
         "sets the batches and steps, which the members share (every member trains on the same "
         "batches)");
-    add({"d_in"}, "is the width of the shared activations");
+    add({"d_in", "d_out"}, "is the width of the shared activations");
     add({"seed"},
         "seeds the data order (the toy stream, the cached shard order, the store's shuffling) as "
         "well as the SAE init, and the members share one activation stream");

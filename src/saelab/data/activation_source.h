@@ -17,7 +17,10 @@ class ActivationSource {
  public:
   virtual ~ActivationSource() = default;
   virtual int64_t d_in() const = 0;
-  // The next n activation rows: [n, d_in], float32, CPU, contiguous.
+  // A transcoder's output width (0 for an SAE's source): each row then holds the input activation
+  // followed by the output activation of the same token, [d_in + d_out].
+  virtual int64_t d_out() const { return 0; }
+  // The next n activation rows: [n, d_in + d_out], float32, CPU, contiguous.
   virtual at::Tensor next_batch(int64_t n) = 0;
   // The position in the stream (JSON, stored in checkpoints) and its restoration.
   virtual json state() const = 0;

@@ -40,18 +40,22 @@ bool is_float(StDtype d) {
 struct CachedActivations::Open {
   std::unique_ptr<SafetensorsFile> file;
   at::Tensor data;  // zero-copy view [rows, d_in] in the stored dtype
+  at::Tensor out;   // the same for activations_out [rows, d_out], when read
   at::Tensor perm;  // row order for this epoch
   int* counter;
-  Open(const std::string& path, at::Tensor p, int* c) : perm(std::move(p)), counter(c) {
+  Open(const std::string& path, at::Tensor p, int* c, bool outputs)
+      : perm(std::move(p)), counter(c) {
     file = std::make_unique<SafetensorsFile>(path);
     data = file->view("activations");
+    if (outputs) out = file->view("activations_out");
     ++*counter;
   }
   ~Open() { --*counter; }
 };
 
-CachedActivations::CachedActivations(const std::string& path, uint64_t seed, int64_t expected_d_in)
-    : seed_(seed) {
+CachedActivations::CachedActivations(const std::string& path, uint64_t seed, int64_t expected_d_in,
+                                     bool outputs, int64_t expected_d_out)
+    : outputs_(outputs), seed_(seed) {
   std::error_code ec;
   if (!fs::exists(path, ec)) fail("{}: cached activations path does not exist", path);
   if (fs::is_directory(path, ec)) {
@@ -65,13 +69,19 @@ CachedActivations::CachedActivations(const std::string& path, uint64_t seed, int
     shards_.push_back(path);
   }
   for (const auto& shard : shards_) {
-    TensorEntry entry;
+    TensorEntry entry, out;
     try {
       SafetensorsFile f(shard);
       if (!f.contains("activations"))
         fail("{}: expected a tensor named 'activations' [N, d_in] in the cached activations shard",
              shard);
       entry = f.entry("activations");
+      if (outputs && !f.contains("activations_out"))
+        fail(
+            "{}: a transcoder (hook_name_out) trains on 'activations_out' [N, d_out] as well, "
+            "and this shard has none; cache it with hook_name_out set",
+            shard);
+      if (outputs) out = f.entry("activations_out");
     } catch (const Error& e) {
       std::string msg = e.what();
       if (msg.find(shard) == std::string::npos) fail("{}: {}", shard, msg);
@@ -89,6 +99,17 @@ CachedActivations::CachedActivations(const std::string& path, uint64_t seed, int
     if (expected_d_in > 0 && d != expected_d_in)
       fail("{}: 'activations' has d_in = {} but the run config has d_in = {}", shard, d,
            expected_d_in);
+    if (outputs) {
+      if (out.shape.size() != 2 || out.shape[0] != entry.shape[0] || !is_float(out.dtype))
+        fail(
+            "{}: 'activations_out' must be a float tensor [{}, d_out] (a row per 'activations' "
+            "row)",
+            shard, entry.shape[0]);
+      if (d_out_ == 0) d_out_ = out.shape[1];
+      if (out.shape[1] != d_out_ || (expected_d_out > 0 && out.shape[1] != expected_d_out))
+        fail("{}: 'activations_out' has d_out = {}, expected {}", shard, out.shape[1],
+             expected_d_out > 0 ? expected_d_out : d_out_);
+    }
     rows_.push_back(entry.shape[0]);
     total_rows_ += entry.shape[0];
   }
@@ -109,14 +130,17 @@ void CachedActivations::open_current() {
   int64_t shard = order_[order_pos_];
   uint64_t s = mix(seed_ ^ mix(uint64_t(epoch_) * 2 + 2) ^ mix(uint64_t(shard) + 77));
   current_.reset();  // unmap the previous shard before mapping the next one
-  current_ = std::make_unique<Open>(shards_[shard], permutation(rows_[shard], s), &open_count_);
+  current_ =
+      std::make_unique<Open>(shards_[shard], permutation(rows_[shard], s), &open_count_, outputs_);
   max_open_ = std::max(max_open_, open_count_);
 }
 
 at::Tensor CachedActivations::take_rows(int64_t n) {
   at::Tensor idx = current_->perm.slice(0, row_pos_, row_pos_ + n);
   row_pos_ += n;
-  return current_->data.index_select(0, idx).to(at::kFloat);
+  at::Tensor in = current_->data.index_select(0, idx).to(at::kFloat);
+  if (!outputs_) return in;
+  return at::cat({in, current_->out.index_select(0, idx).to(at::kFloat)}, 1);
 }
 
 at::Tensor CachedActivations::next_batch(int64_t n) {
@@ -181,9 +205,9 @@ void CachedActivations::load_state(const json& s) {
 }
 
 std::string CachedActivations::describe() const {
-  return fmt::format("cached activations: {} rows of d_in = {} in {} shard{} (first {})",
-                     total_rows_, d_in_, shards_.size(), shards_.size() == 1 ? "" : "s",
-                     shards_[0]);
+  return fmt::format("cached activations: {} rows of d_in = {}{} in {} shard{} (first {})",
+                     total_rows_, d_in_, outputs_ ? fmt::format(", d_out = {}", d_out_) : "",
+                     shards_.size(), shards_.size() == 1 ? "" : "s", shards_[0]);
 }
 
 }  // namespace saelab

@@ -4,6 +4,8 @@
 // exactly once per epoch; at most one shard is memory-mapped at any time (a batch that straddles a
 // boundary copies its rows out of one shard before the next is mapped). Any float dtype is
 // converted to float32. When the data runs out a new epoch starts, with a warning on stderr.
+// A transcoder's cache also holds `activations_out` [N, d_out], the output hook's activations of
+// the same tokens; read with outputs = true, each row is then [activations | activations_out].
 #pragma once
 #include <ATen/core/Tensor.h>
 
@@ -23,10 +25,13 @@ class CachedActivations : public ActivationSource {
   // Opens every shard's header to check it (tensor `activations`, 2-D, float dtype, same d_in);
   // a missing path, an empty folder, a corrupt shard or a d_in mismatch throws saelab::Error naming
   // the file. expected_d_in > 0 also checks the shards against the run's d_in.
-  CachedActivations(const std::string& path, uint64_t seed, int64_t expected_d_in = 0);
+  // outputs: read `activations_out` too (checked against expected_d_out when > 0).
+  CachedActivations(const std::string& path, uint64_t seed, int64_t expected_d_in = 0,
+                    bool outputs = false, int64_t expected_d_out = 0);
   ~CachedActivations() override;
 
   int64_t d_in() const override { return d_in_; }
+  int64_t d_out() const override { return d_out_; }
   at::Tensor next_batch(int64_t n) override;
   json state() const override;
   void load_state(const json& s) override;
@@ -47,6 +52,8 @@ class CachedActivations : public ActivationSource {
   std::vector<std::string> shards_;
   std::vector<int64_t> rows_;  // rows per shard
   int64_t d_in_ = 0;
+  int64_t d_out_ = 0;
+  bool outputs_ = false;
   int64_t total_rows_ = 0;
   uint64_t seed_ = 0;
   // Position: epoch, index into that epoch's shard order, row within the shard's permutation.

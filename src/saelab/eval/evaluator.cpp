@@ -60,6 +60,24 @@ ModelEvaluator::ModelEvaluator(const Transformer& model, const Sae& sae, std::st
       opts_(std::move(opts)) {
   model_.check_hook_name(hook_);
   head_dims_ = has_head_axis(hook_);
+  hook_out_ = hook_;
+  if (sae_.cfg().is_transcoder()) {
+    hook_out_ = sae_.cfg().hook_name_out;
+    if (hook_out_.empty())
+      fail("transcoder eval: its cfg.json names no hook_name_out (the hook it replaces)");
+    model_.check_hook_name(hook_out_);
+    if (head_ || head_dims_ || has_head_axis(hook_out_))
+      fail("transcoder eval: hooks with a head axis are not supported ({} -> {})", hook_,
+           hook_out_);
+    // The input must be computed before the output it replaces, in the same forward pass.
+    const auto names = model_.hook_names();
+    const auto in_at = std::find(names.begin(), names.end(), hook_);
+    const auto out_at = std::find(names.begin(), names.end(), hook_out_);
+    if (!(in_at < out_at))
+      fail(
+          "transcoder eval: hook_name '{}' must come before hook_name_out '{}' in the forward pass",
+          hook_, hook_out_);
+  }
   if (head_ && !head_dims_)
     fail(
         "hook_head_index: {} given for hook '{}', which has no head axis (expected "
@@ -79,7 +97,9 @@ void ModelEvaluator::add_batch(const at::Tensor& tokens_in) {
   at::Tensor mask = torch::ones({B, T}, torch::dtype(torch::kBool).device(tokens.device()));
   for (int64_t id : opts_.exclude_token_ids) mask = mask.logical_and(tokens.ne(id));
 
-  auto clean = model_.run(tokens, {}, {hook_}, opts_.compute_ce_kl);
+  std::vector<std::string> cached{hook_};
+  if (hook_out_ != hook_) cached.push_back(hook_out_);
+  auto clean = model_.run(tokens, {}, cached, opts_.compute_ce_kl);
   const at::Tensor act = clean.cache.at(hook_);
 
   // The SAE's input x [B, T, d_in] as a view of the hook activation.
@@ -108,6 +128,12 @@ void ModelEvaluator::add_batch(const at::Tensor& tokens_in) {
          head_ ? fmt::format(" (head {})", *head_)
                : (head_dims_ ? std::string(" (heads flattened)") : std::string()));
 
+  // What the SAE reconstructs, at the hook it is spliced into: x, or a transcoder's output.
+  const at::Tensor out_act = clean.cache.at(hook_out_);
+  const at::Tensor target = hook_out_ == hook_ ? x : out_act;
+  if (target.dim() != 3 || target.size(-1) != sae_.cfg().out_dim())
+    fail("transcoder d_out {} does not match the width of hook '{}' (shape {})",
+         sae_.cfg().out_dim(), hook_out_, shape_str(target.sizes()));
   // The model may run on a GPU (device = "cuda") while the inference SAE is on CPU.
   const at::Device sae_device = sae_.param("W_dec").device();
   SaeForward out = sae_.forward(x.to(sae_device));
@@ -117,7 +143,7 @@ void ModelEvaluator::add_batch(const at::Tensor& tokens_in) {
   }
   const at::Tensor& acts = out.acts_post;
   if (mask.any().item<bool>())
-    stats_.add(x.index({mask}), out.reconstruction.index({mask}), acts.index({mask}));
+    stats_.add(target.index({mask}), out.reconstruction.index({mask}), acts.index({mask}));
   at::Tensor fired_in_prompt =
       acts.gt(0).logical_and(mask.unsqueeze(-1)).sum(1).gt(0).sum(0).to(at::kLong).cpu();
   fire_prompts_ = fire_prompts_.defined() ? fire_prompts_ + fired_in_prompt : fired_in_prompt;
@@ -126,17 +152,17 @@ void ModelEvaluator::add_batch(const at::Tensor& tokens_in) {
 
   // The splice: the reconstruction where the token counts, the original activation elsewhere.
   const at::Tensor x_new =
-      at::where(mask.unsqueeze(-1), out.reconstruction.to(act.scalar_type()), x);
+      at::where(mask.unsqueeze(-1), out.reconstruction.to(out_act.scalar_type()), target);
   at::Tensor spliced;
   if (head_) {
     spliced = act.clone();
     spliced.select(2, *head_).copy_(x_new);
   } else {
-    spliced = x_new.reshape(act.sizes());
+    spliced = x_new.reshape(out_act.sizes());
   }
   const std::optional<int64_t> head = head_;
-  Hook sae_hook{hook_, [&spliced](const at::Tensor&, const std::string&) { return spliced; }};
-  Hook abl_hook{hook_, [head](const at::Tensor& a, const std::string&) {
+  Hook sae_hook{hook_out_, [&spliced](const at::Tensor&, const std::string&) { return spliced; }};
+  Hook abl_hook{hook_out_, [head](const at::Tensor& a, const std::string&) {
                   if (!head) return at::zeros_like(a);
                   at::Tensor z = a.clone();
                   z.select(2, *head).zero_();

@@ -4,6 +4,11 @@
 // hook activations of the same tokens. docs/metrics.md ("Model-based evals") states every
 // convention.
 //
+// A transcoder (cfg.d_out > 0) reads hook_name and replaces its cfg.hook_name_out: the metrics
+// compare its output with the clean activation there, the splice and the zero ablation (e.g. of
+// the MLP, at blocks.L.hook_mlp_out) act on the output hook, and its input is the input hook's
+// activation of the same forward pass (the output hook comes later in the pass).
+//
 // Conventions, following SAELens's evals.py:
 // - CE is next-token cross-entropy per predicted position (position t predicts token t+1), averaged
 //   over positions; KL per position = Σ_v p_clean (log p_clean − log p_new), averaged likewise.
@@ -78,6 +83,7 @@ class ModelEvaluator {
   const Transformer& model_;
   const Sae& sae_;
   std::string hook_;
+  std::string hook_out_;  // where the splice and the ablation act: hook_, or a transcoder's output
   std::optional<int64_t> head_;
   EvalOptions opts_;
   bool head_dims_ = false;  // activation is [batch, pos, head, d_head]

@@ -86,15 +86,31 @@ json evaluate_activations_file(const SaeEvalOptions& o) {
   const int64_t n = entry.shape[0];
   const auto sae_dtype = sae->param("W_enc").scalar_type();
 
+  // A transcoder is compared with its output activations (`saelab cache` writes both).
+  const bool transcoder = sae->cfg().is_transcoder();
+  if (transcoder) {
+    if (!file.contains("activations_out"))
+      fail(
+          "{}: the SAE in {} is a transcoder: expected a tensor 'activations_out' [N, d_out = {}] "
+          "next to 'activations'",
+          o.activations, o.sae_dir, sae->cfg().d_out);
+    const TensorEntry& out = file.entry("activations_out");
+    if (out.shape.size() != 2 || out.shape[0] != n || out.shape[1] != sae->cfg().d_out)
+      fail("{}: tensor 'activations_out' must be [{}, {}] (N, d_out)", o.activations, n,
+           sae->cfg().d_out);
+  }
+
   at::NoGradGuard no_grad;
   at::Tensor all = file.view(kActivationsTensor);  // memory-mapped, converted one batch at a time
+  at::Tensor all_out = transcoder ? file.view("activations_out") : at::Tensor();
   ReconstructionStats stats;
   for (int64_t start = 0; start < n; start += o.batch_size) {
     // A copy, never the read-only mapping itself, even when the dtypes already match.
-    at::Tensor x =
-        all.slice(0, start, std::min(n, start + o.batch_size)).to(sae_dtype, false, true);
+    const int64_t end = std::min(n, start + o.batch_size);
+    at::Tensor x = all.slice(0, start, end).to(sae_dtype, false, true);
     SaeForward out = sae->forward(x);
-    stats.add(x, out.reconstruction, out.acts_post);
+    at::Tensor target = transcoder ? all_out.slice(0, start, end).to(sae_dtype, false, true) : x;
+    stats.add(target, out.reconstruction, out.acts_post);
   }
   json m = stats.metrics();
   m[kDensityHistogramKey] = density_histogram_json(stats.log10_feature_density());

@@ -8,6 +8,7 @@
 #include "saelab/core/error.h"
 #include "saelab/core/safetensors.h"
 #include "saelab/eval/density.h"
+#include "saelab/sae/registry.h"
 #include "saelab/sae/sae.h"
 
 namespace saelab {
@@ -42,6 +43,12 @@ json sae_info(const std::string& dir) {
   j["apply_b_dec_to_input"] = c.apply_b_dec_to_input;
   j["normalize_activations"] = c.normalize_activations;
   if (c.k > 0) j["k"] = c.k;
+  if (c.is_transcoder()) {
+    j["d_out"] = c.d_out;
+    j["hook_name_out"] = c.hook_name_out;
+    j["skip_connection"] = c.skip_connection;
+    j["saved_as"] = transcoder_file_architecture(c.architecture, c.skip_connection);
+  }
   j["num_parameters"] = sae->num_parameters();
   j["decoder_norms"] = stats_of(sae->param("W_dec").to(at::kDouble).pow(2).sum(1).sqrt());
   j["encoder_norms"] = stats_of(sae->param("W_enc").to(at::kDouble).pow(2).sum(0).sqrt());

@@ -38,6 +38,9 @@ const char* const kMetadataFields[] = {
     "model_name",  "hook_name",    "hook_head_index", "context_size",
     "prepend_bos", "dataset_path", "seqpos_slice",    "model_from_pretrained_kwargs"};
 
+// A transcoder's own fields (top level and metadata; d_out only at the top level).
+const char* const kTranscoderFields[] = {"d_out", "hook_name_out", "hook_layer_out",
+                                         "hook_head_index_out"};
 // Pre-6 aliases that SAELens renames on load.
 const std::map<std::string, std::string> kAliases = {{"hook_name", "hook_point"},
                                                      {"hook_layer", "hook_point_layer"},
@@ -138,6 +141,11 @@ SaeConfig SaeConfig::from_json(const json& j, const std::string& where) {
     used.insert(key);
     if (auto* v = r.find_top(key)) activation_fn = as<std::string>(*v, key, where, "a string");
   }
+  // A transcoder's name ("jumprelu_skip_transcoder") carries its inference architecture.
+  std::string transcoder_of;
+  const bool transcoder =
+      parse_transcoder_architecture(c.architecture, &transcoder_of, &c.skip_connection);
+  if (transcoder) c.architecture = transcoder_of;
   c.architecture = saved_architecture(c.architecture, activation_fn, where);
   c.activation_fn = activation_fn == "tanh-relu" ? activation_fn : "relu";
 
@@ -151,6 +159,7 @@ SaeConfig SaeConfig::from_json(const json& j, const std::string& where) {
   };
   c.d_in = need_int("d_in");
   c.d_sae = need_int("d_sae");
+  if (transcoder) c.d_out = need_int("d_out");
 
   if (find_architecture(c.architecture, where).k_sparse) {
     const json* kwargs_k = nullptr;
@@ -183,6 +192,9 @@ SaeConfig SaeConfig::from_json(const json& j, const std::string& where) {
       c.normalize_activations = as<std::string>(*v, "normalize_activations", where, "a string");
     }
   }
+  if (transcoder && c.apply_b_dec_to_input)
+    fail("{}: apply_b_dec_to_input = true is not supported for transcoders (b_dec is [d_out])",
+         where);
   static const std::set<std::string> kNorms = {"none", "expected_average_only_in",
                                                "constant_norm_rescale", "layer_norm"};
   if (!kNorms.count(c.normalize_activations))
@@ -191,6 +203,11 @@ SaeConfig SaeConfig::from_json(const json& j, const std::string& where) {
         "constant_norm_rescale, layer_norm",
         where, c.normalize_activations);
 
+  if (transcoder && c.normalize_activations != "none")
+    fail(
+        "{}: normalize_activations '{}' is not supported for transcoders (a transcoder's output "
+        "is not its normalised input); expected none",
+        where, c.normalize_activations);
   // Model/hook/dataset fields.
   if (auto* v = r.find_meta_field("model_name"))
     c.model_name = as<std::string>(*v, "model_name", where, "a string");
@@ -218,6 +235,17 @@ SaeConfig SaeConfig::from_json(const json& j, const std::string& where) {
       fail("{}: key 'model_from_pretrained_kwargs' must be an object, got {}", where, v->dump());
     c.model_from_pretrained_kwargs = *v;
   }
+  if (transcoder) {
+    if (auto* v = r.find_meta_field("hook_name_out"))
+      c.hook_name_out = as<std::string>(*v, "hook_name_out", where, "a string");
+    if (auto* v = r.find_meta_field("hook_layer_out"))
+      c.hook_layer_out = as<int64_t>(*v, "hook_layer_out", where, "an integer");
+    else
+      c.hook_layer_out = hook_layer_from_name(c.hook_name_out);
+    if (r.find_meta_field("hook_head_index_out"))
+      fail("{}: hook_head_index_out is not supported (a transcoder writes the whole hook)", where);
+  }
+  for (const char* key : kTranscoderFields) used.insert(key);
   for (const char* key : kMetadataFields) used.insert(key);
   used.insert("hook_layer");
   for (auto& [name, alias] : kAliases) used.insert(alias);
@@ -229,6 +257,7 @@ SaeConfig SaeConfig::from_json(const json& j, const std::string& where) {
     json rest = json::object();
     std::set<std::string> known(std::begin(kMetadataFields), std::end(kMetadataFields));
     known.insert("hook_layer");
+    known.insert(std::begin(kTranscoderFields), std::end(kTranscoderFields));
     for (auto it = meta->begin(); it != meta->end(); ++it)
       if (!known.count(it.key())) rest[it.key()] = it.value();
     if (!rest.empty()) c.extra["metadata"] = rest;
@@ -271,6 +300,13 @@ json SaeConfig::to_json() const {
   put_meta("seqpos_slice", seqpos_slice);
   put_meta("model_from_pretrained_kwargs", model_from_pretrained_kwargs);
   j["hook_layer"] = hook_layer;
+  if (is_transcoder()) {
+    j["architecture"] = transcoder_file_architecture(architecture, skip_connection);
+    j["d_out"] = d_out;
+    put_meta("hook_name_out", hook_name_out);
+    put_meta("hook_layer_out", hook_layer_out);
+    put_meta("hook_head_index_out", nullptr);
+  }
 
   // SAELens 5 requires these; keep what was read, else its defaults.
   json kwargs = j.contains("activation_fn_kwargs") && j["activation_fn_kwargs"].is_object()

@@ -25,6 +25,19 @@ struct SaeConfig {
   std::string normalize_activations = "none";
   int64_t k = 0;  // topk only (activation_fn_kwargs.k in v5, k in v6)
 
+  // Transcoders (SAELens's TranscoderConfig): the decoder writes d_out values for the output hook
+  // hook_name_out instead of reconstructing its input; d_out = 0 is an SAE. skip_connection adds
+  // W_skip [d_out, d_in] (output = decode(f) + x W_skipᵀ). `architecture` stays the activation
+  // family (standard, topk, jumprelu); cfg.json spells the pair as SAELens does: "transcoder",
+  // "skip_transcoder", "jumprelu_transcoder", "jumprelu_skip_transcoder" ("topk_transcoder" and
+  // "topk_skip_transcoder" are saelab's own: SAELens has no topk transcoder class).
+  int64_t d_out = 0;
+  bool skip_connection = false;
+  std::string hook_name_out;
+  int64_t hook_layer_out = 0;
+  bool is_transcoder() const { return d_out > 0; }
+  int64_t out_dim() const { return d_out > 0 ? d_out : d_in; }  // width of decode's output
+
   // Where the SAE was trained (v6: under "metadata").
   std::string model_name;
   std::string hook_name;

@@ -27,7 +27,8 @@ const std::vector<Architecture>& architectures() {
   static const std::vector<Architecture> table = {
       // name, saved_as, inference params, activation_fns, k_sparse, sparsity key, ghost grads,
       // matryoshka,
-      // products (fast, autograd, sparse), factories (inference, autograd, hand-written)
+      // products (fast, autograd, sparse), factories (inference, autograd, hand-written),
+      // transcoder
       {"standard",
        "standard",
        {"b_enc"},
@@ -41,7 +42,8 @@ const std::vector<Architecture>& architectures() {
        0,
        make_standard_sae,
        make_standard_training_sae,
-       make_fast_standard_training_sae},
+       make_fast_standard_training_sae,
+       true},
       {"gated",
        "gated",
        {"b_gate", "b_mag", "r_mag"},
@@ -69,7 +71,8 @@ const std::vector<Architecture>& architectures() {
        4,
        make_topk_sae,
        make_topk_training_sae,
-       make_fast_topk_training_sae},
+       make_fast_topk_training_sae,
+       true},
       {"batchtopk",
        "jumprelu",
        {},
@@ -83,7 +86,8 @@ const std::vector<Architecture>& architectures() {
        4,
        nullptr,
        make_batchtopk_training_sae,
-       make_fast_batchtopk_training_sae},
+       make_fast_batchtopk_training_sae,
+       true},
       {"jumprelu",
        "jumprelu",
        {"b_enc", "threshold"},
@@ -97,7 +101,8 @@ const std::vector<Architecture>& architectures() {
        0,
        make_jumprelu_sae,
        make_jumprelu_training_sae,
-       make_fast_jumprelu_training_sae},
+       make_fast_jumprelu_training_sae,
+       true},
       {"matryoshka_batchtopk",
        "jumprelu",
        {},
@@ -111,7 +116,8 @@ const std::vector<Architecture>& architectures() {
        4,
        nullptr,
        make_matryoshka_training_sae,
-       make_fast_matryoshka_training_sae},
+       make_fast_matryoshka_training_sae,
+       true},
   };
   return table;
 }
@@ -153,6 +159,28 @@ std::string saved_architecture(const std::string& architecture, const std::strin
        architecture);
 }
 
+std::string transcoder_file_architecture(const std::string& saved_as, bool skip_connection) {
+  const Architecture& a = find_architecture(saved_as, "transcoder");
+  if (!a.transcoder || !a.make_sae)
+    fail("transcoder: architecture '{}' has no transcoder form", saved_as);
+  const std::string tail = skip_connection ? "skip_transcoder" : "transcoder";
+  return a.name == "standard" ? tail : a.name + "_" + tail;
+}
+
+bool parse_transcoder_architecture(const std::string& name, std::string* saved_as,
+                                   bool* skip_connection) {
+  for (const auto& a : architectures()) {
+    if (!a.transcoder || !a.make_sae) continue;
+    for (bool skip : {false, true})
+      if (transcoder_file_architecture(a.name, skip) == name) {
+        *saved_as = a.name;
+        *skip_connection = skip;
+        return true;
+      }
+  }
+  return false;
+}
+
 double training_step_flops(const Architecture& arch, bool fast, int64_t N, int64_t d_in,
                            int64_t d_sae, int64_t k, int64_t levels) {
   const double dense = 2.0 * double(N) * double(d_in) * double(d_sae);
@@ -164,9 +192,15 @@ double training_step_flops(const Architecture& arch, bool fast, int64_t N, int64
 std::vector<SaeParamSpec> sae_param_specs(const SaeConfig& cfg) {
   const Architecture& a = find_architecture(cfg.architecture, "SAE config");
   const Architecture& saved = find_architecture(a.saved_as, "SAE config");
+  if (cfg.is_transcoder() && !saved.transcoder)
+    fail("SAE config: a {} SAE cannot be a transcoder (d_out = {})", saved.name, cfg.d_out);
+  if (cfg.skip_connection && !cfg.is_transcoder())
+    fail("SAE config: skip_connection needs a transcoder (d_out > 0)");
+  const int64_t out = cfg.out_dim();
   std::vector<SaeParamSpec> specs = {
-      {"W_enc", {cfg.d_in, cfg.d_sae}}, {"W_dec", {cfg.d_sae, cfg.d_in}}, {"b_dec", {cfg.d_in}}};
+      {"W_enc", {cfg.d_in, cfg.d_sae}}, {"W_dec", {cfg.d_sae, out}}, {"b_dec", {out}}};
   for (const auto& name : saved.inference_params) specs.push_back({name, {cfg.d_sae}});
+  if (cfg.skip_connection) specs.push_back({"W_skip", {out, cfg.d_in}});
   return specs;
 }
 

@@ -49,6 +49,9 @@ struct Architecture {
   std::unique_ptr<TrainingSae> (*make_training_sae)(const TrainingSaeConfig&) = nullptr;
   // nullptr, or a factory returning nullptr, where only the autograd body implements a config.
   std::unique_ptr<TrainingSae> (*make_fast_training_sae)(const TrainingSaeConfig&) = nullptr;
+  // Trains as a transcoder (hook_name_out): its loss compares the decoder's output with a target
+  // of its own width. Gated does not: its auxiliary loss reconstructs the input through the gate.
+  bool transcoder = false;
 };
 
 // Every trainable architecture, in documentation order.
@@ -66,6 +69,14 @@ std::string architecture_names(bool inference_only = false);
 // "tanh-relu" is a standard SAE's. Other combinations are one-line errors naming `where`.
 std::string saved_architecture(const std::string& architecture, const std::string& activation_fn,
                                const std::string& where);
+
+// cfg.json's architecture for a transcoder whose inference architecture is `saved_as` (SAELens:
+// "transcoder" for standard, "<saved_as>_transcoder" otherwise, "skip_" before "transcoder" with
+// a skip connection). Throws for an architecture that has no transcoder form.
+std::string transcoder_file_architecture(const std::string& saved_as, bool skip_connection);
+// The inverse: true and the inference architecture and skip flag when `name` is a transcoder's.
+bool parse_transcoder_architecture(const std::string& name, std::string* saved_as,
+                                   bool* skip_connection);
 
 // Matmul FLOPs of one training step of `arch` on N tokens (the bench's count): `levels` is the
 // number of reconstruction levels (matryoshka's widths; 1 otherwise).

@@ -3,7 +3,8 @@
 // (registry.cpp).
 //
 // Shapes: x [..., d_in]; acts [..., d_sae]. Parameters: W_enc [d_in, d_sae], W_dec [d_sae, d_in],
-// b_dec [d_in], and per architecture: standard/topk b_enc; jumprelu b_enc, threshold; gated b_gate,
+// b_dec [d_in] (a transcoder's W_dec [d_sae, d_out], b_dec [d_out], and W_skip [d_out, d_in] with
+// a skip connection), and per architecture: standard/topk b_enc; jumprelu b_enc, threshold; gated b_gate,
 // b_mag, r_mag.
 #pragma once
 #include <ATen/core/Tensor.h>
@@ -20,7 +21,8 @@ namespace saelab {
 struct SaeForward {
   at::Tensor acts_pre;        // pre-activation (gated: the gate pre-activation π)
   at::Tensor acts_post;       // latent activations f
-  at::Tensor reconstruction;  // x̂, in the input's space (normalisation undone)
+  at::Tensor reconstruction;  // x̂, in the input's space (normalisation undone); a transcoder's
+                              // output [..., d_out], its skip connection included
 };
 
 class Sae {

@@ -17,8 +17,28 @@ TrainingSae::TrainingSae(TrainingSaeConfig cfg) : cfg_(std::move(cfg)) {
          cfg_.d_sae);
   auto f32 = torch::TensorOptions().dtype(cfg_.dtype);
   params_["W_enc"] = torch::zeros({cfg_.d_in, cfg_.d_sae}, f32);
-  params_["W_dec"] = torch::zeros({cfg_.d_sae, cfg_.d_in}, f32);
-  params_["b_dec"] = torch::zeros({cfg_.d_in}, f32);
+  params_["W_dec"] = torch::zeros({cfg_.d_sae, cfg_.out_dim()}, f32);
+  params_["b_dec"] = torch::zeros({cfg_.out_dim()}, f32);
+  if (cfg_.skip_connection) params_["W_skip"] = torch::zeros({cfg_.out_dim(), cfg_.d_in}, f32);
+}
+
+TrainStepOutput TrainingSae::step(const at::Tensor& x, const at::Tensor& y, StepContext ctx) {
+  if (!cfg_.skip_connection) {
+    ctx.target = y.defined() && !y.is_same(x) ? y : at::Tensor();
+    return forward_backward(x, ctx);
+  }
+  const auto& W_skip = params_.at("W_skip");
+  const auto xs = x.to(W_skip.scalar_type());
+  const auto skip = xs.mm(W_skip.t());
+  ctx.target = y.to(W_skip.scalar_type()) - skip;
+  TrainStepOutput out = forward_backward(x, ctx);  // the autograd bodies record their own graph
+  torch::NoGradGuard ng;
+  // The reconstruction loss is (1/N) Σ (decode(f) + skip − y)², so W_skip gets gᵀ x with
+  // g = 2(ŷ − y)/N; every other term (sparsity, AuxK's detached residual) is independent of it.
+  const auto g = (out.sae_out - ctx.target).mul_(2.0 / static_cast<double>(x.size(0)));
+  at::mm_out(fast_grad_buffer(*this, "W_skip"), g.t(), xs);
+  out.sae_out = out.sae_out + skip;
+  return out;
 }
 
 at::Tensor TrainingSae::sae_in(const at::Tensor& x, const at::Tensor& b_dec) const {
@@ -57,7 +77,8 @@ void TrainingSae::export_params(std::map<std::string, at::Tensor>& out) const {
   for (const auto& [name, p] : params_) out[name] = p.detach().clone();
 }
 
-std::unique_ptr<Sae> TrainingSae::to_inference(const SaeConfig& base, double s) const {
+std::unique_ptr<Sae> TrainingSae::to_inference(const SaeConfig& base, double s,
+                                               double s_out) const {
   SaeConfig c = base;
   c.architecture = find_architecture(cfg_.architecture, "architecture").saved_as;
   c.activation_fn = cfg_.activation_fn;
@@ -66,13 +87,17 @@ std::unique_ptr<Sae> TrainingSae::to_inference(const SaeConfig& base, double s) 
   c.k = find_architecture(c.architecture, "architecture").k_sparse ? cfg_.k : 0;
   c.apply_b_dec_to_input = cfg_.apply_b_dec_to_input;
   c.dtype = sae_dtype_name(cfg_.dtype);
+  c.d_out = cfg_.d_out;
+  c.skip_connection = cfg_.skip_connection;
   std::map<std::string, at::Tensor> p;
   export_params(p);
-  if (s != 1.0) {
-    // Trained on s·x: z = (s·x − b)W + c = (x − b/s)(s·W) + c and x̂/s = f(W_dec/s) + b/s.
+  if (s != 1.0 || s_out != 1.0) {
+    // Trained on s·x: z = (s·x − b)W + c = (x − b/s)(s·W) + c and x̂/s = f(W_dec/s) + b/s (an SAE:
+    // s_out = s); a transcoder's output s_out·ŷ = f W_dec + b_dec + s·x W_skipᵀ.
     p["W_enc"] = p["W_enc"] * s;
-    p["W_dec"] = p["W_dec"] / s;
-    p["b_dec"] = p["b_dec"] / s;
+    p["W_dec"] = p["W_dec"] / s_out;
+    p["b_dec"] = p["b_dec"] / s_out;
+    if (p.count("W_skip")) p["W_skip"] = p["W_skip"] * (s / s_out);
   }
   auto sae = make_sae(c);
   for (auto& [name, t] : sae->params()) {
@@ -98,21 +123,25 @@ void TrainingSae::import_params(const std::map<std::string, at::Tensor>& in,
   }
 }
 
-void TrainingSae::load_inference(const Sae& sae, double s, const std::string& where) {
+void TrainingSae::load_inference(const Sae& sae, double s, double s_out, const std::string& where) {
   const auto& c = sae.cfg();
   const std::string want = find_architecture(cfg_.architecture, "architecture").saved_as;
-  if (c.architecture != want || c.d_in != cfg_.d_in || c.d_sae != cfg_.d_sae)
+  if (c.architecture != want || c.d_in != cfg_.d_in || c.d_sae != cfg_.d_sae ||
+      c.d_out != cfg_.d_out || c.skip_connection != cfg_.skip_connection)
     fail(
-        "{}: the SAE there is a {} SAE with d_in={} d_sae={}, but this run trains {} (saved as {}) "
-        "with d_in={} d_sae={}",
-        where, c.architecture, c.d_in, c.d_sae, cfg_.architecture, want, cfg_.d_in, cfg_.d_sae);
+        "{}: the SAE there is a {} SAE with d_in={} d_sae={} d_out={}{}, but this run trains {} "
+        "(saved as {}) with d_in={} d_sae={} d_out={}{}",
+        where, c.architecture, c.d_in, c.d_sae, c.d_out, c.skip_connection ? " (skip)" : "",
+        cfg_.architecture, want, cfg_.d_in, cfg_.d_sae, cfg_.d_out,
+        cfg_.skip_connection ? " (skip)" : "");
   std::map<std::string, at::Tensor> p;
   for (const auto& [name, t] : sae.params()) p[name] = t.to(at::kCPU, cfg_.dtype);
-  if (s != 1.0) {
-    // to_inference folded s in (W_enc·s, W_dec/s, b_dec/s): undo it.
+  if (s != 1.0 || s_out != 1.0) {
+    // to_inference folded the scales in: undo it.
     p["W_enc"] = p["W_enc"] / s;
-    p["W_dec"] = p["W_dec"] * s;
-    p["b_dec"] = p["b_dec"] * s;
+    p["W_dec"] = p["W_dec"] * s_out;
+    p["b_dec"] = p["b_dec"] * s_out;
+    if (p.count("W_skip")) p["W_skip"] = p["W_skip"] * (s_out / s);
   }
   import_params(p, where);
 }

@@ -5,7 +5,8 @@
 // talks to this interface, so a hand-written forward/backward can replace the LibTorch
 // autograd bodies without touching any caller.
 //
-// Parameters (training names): W_enc [d_in, d_sae], W_dec [d_sae, d_in], b_dec [d_in], and
+// Parameters (training names): W_enc [d_in, d_sae], W_dec [d_sae, d_out], b_dec [d_out] (d_out =
+// d_in for an SAE), W_skip [d_out, d_in] for a skip transcoder, and
 //   standard, topk, batchtopk, matryoshka_batchtopk: b_enc [d_sae]
 //   gated: b_gate, b_mag, r_mag [d_sae]
 //   jumprelu: b_enc, log_threshold [d_sae] (threshold = exp(log_threshold), as SAELens trains it)
@@ -44,6 +45,12 @@ struct TrainingSaeConfig {
   double jumprelu_bandwidth = 0.001;
   double topk_threshold_lr = 0.01;
   std::vector<int64_t> matryoshka_widths;  // increasing; the last level d_sae is implied
+  // Transcoders: the decoder writes d_out (0: d_in, an SAE) and the loss compares it with the
+  // step's target instead of x; skip_connection adds W_skip [d_out, d_in] (output = decode(f) +
+  // x W_skipᵀ, trained with the rest, initialised to zeros).
+  int64_t d_out = 0;
+  bool skip_connection = false;
+  int64_t out_dim() const { return d_out > 0 ? d_out : d_in; }
   // Hand-written forward/backward (fast_*.cpp) where one implements this configuration;
   // false forces the autograd bodies (the tests' reference).
   bool use_fast_path = true;
@@ -58,13 +65,16 @@ struct StepContext {
   // and gradients stay means over this rank's rows (the trainer averages them over ranks);
   // batch-wide selections (batchtopk, matryoshka) select over the global batch.
   Collectives* dist = nullptr;
+  // What the decoder's output is compared with, [N, out_dim] (undefined: x itself, an SAE). A
+  // transcoder's output activations; TrainingSae::step sets it.
+  at::Tensor target;
 };
 
 struct TrainStepOutput {
   double loss = 0.0;                     // the total loss that was differentiated
   std::map<std::string, double> losses;  // mse_loss, l1_loss, auxiliary_reconstruction_loss, ...
   at::Tensor feature_acts;               // [N, d_sae] detached latent activations
-  at::Tensor sae_out;                    // [N, d_in] detached reconstruction
+  at::Tensor sae_out;                    // [N, out_dim] detached reconstruction / output
   // Optional [d_sae]: on how many of the N tokens each latent fired (feature_acts > 0). A step that
   // knows its active entries (the k-sparse ones) counts them in O(N·k); when undefined the
   // trainer counts feature_acts, an O(N·d_sae) pass.
@@ -85,8 +95,13 @@ class TrainingSae {
   // Non-trained state saved with checkpoints (batchtopk's threshold).
   std::map<std::string, at::Tensor>& buffers() { return buffers_; }
 
-  // Forward pass on x [N, d_in] (already normalised), every loss term, and the gradients of the
-  // summed loss into grads().
+  // One training step, what the trainer calls: x [N, d_in] and the target y [N, out_dim] (an SAE
+  // passes x or an undefined tensor), both already normalised. With a skip connection the
+  // architecture's forward_backward trains on y − x W_skipᵀ, and W_skip's gradient is added here
+  // (out.sae_out then includes the skip term).
+  TrainStepOutput step(const at::Tensor& x, const at::Tensor& y, StepContext ctx);
+  // The architecture's forward pass on x [N, d_in], every loss term against ctx.target (or x), and
+  // the gradients of the summed loss into grads().
   virtual TrainStepOutput forward_backward(const at::Tensor& x, const StepContext& ctx) = 0;
   // Latent activations without gradients, as the training forward computes them.
   virtual at::Tensor encode(const at::Tensor& x) const = 0;
@@ -95,12 +110,19 @@ class TrainingSae {
   virtual void after_step(const TrainStepOutput& out) { (void)out; }
 
   // The SAE in SAELens's inference layout (batchtopk/matryoshka as jumprelu, log_threshold as
-  // threshold), with activation scaling s folded in (W_enc·s, W_dec/s, b_dec/s; thresholds and
-  // b_enc unchanged). base carries the cfg.json metadata fields.
-  std::unique_ptr<Sae> to_inference(const SaeConfig& base, double activation_scale) const;
+  // threshold), with activation scaling folded in: trained on s·x and (transcoders) s_out·y, it
+  // saves W_enc·s, W_dec/s_out, b_dec/s_out, W_skip·s/s_out (thresholds and b_enc unchanged).
+  // base carries the cfg.json metadata fields. An SAE has s_out = s.
+  std::unique_ptr<Sae> to_inference(const SaeConfig& base, double s, double s_out) const;
+  std::unique_ptr<Sae> to_inference(const SaeConfig& base, double s) const {
+    return to_inference(base, s, s);
+  }
   // The inverse: takes the weights of an inference SAE of this architecture (from_pretrained_path)
-  // into the training parameters, unfolding the activation scale s. Errors name `where`.
-  void load_inference(const Sae& sae, double activation_scale, const std::string& where);
+  // into the training parameters, unfolding the activation scales. Errors name `where`.
+  void load_inference(const Sae& sae, double s, double s_out, const std::string& where);
+  void load_inference(const Sae& sae, double s, const std::string& where) {
+    load_inference(sae, s, s, where);
+  }
 
   // Moves parameters, gradients and buffers to device (call before the first step: the fast
   // paths allocate their work buffers like the parameters). The inference SAE is always on CPU.
@@ -108,6 +130,10 @@ class TrainingSae {
 
  protected:
   at::Tensor sae_in(const at::Tensor& x, const at::Tensor& b_dec) const;
+  // What the decoder's output is compared with: ctx.target, or x for an SAE.
+  static const at::Tensor& target(const at::Tensor& x, const StepContext& ctx) {
+    return ctx.target.defined() ? ctx.target : x;
+  }
   // Reconstruction error per element under mse_loss_normalization, [N, d_in].
   at::Tensor mse_elements(const at::Tensor& x_hat, const at::Tensor& x) const;
   // Leaf copies of the parameters that record gradients.

@@ -29,20 +29,39 @@ json manifest_of(const CacheInfo& info) {
   m["dtype"] = "float32";
   m["total_tokens"] = info.total_tokens;
   m["tensor"] = "activations";
+  if (info.d_out > 0) {
+    m["hook_name_out"] = info.hook_name_out;
+    m["d_out"] = info.d_out;
+  }
   m["shuffled"] = false;
   return m;
 }
 
-// Rows of a shard file, checked against d_in (errors name the shard).
-int64_t shard_rows(const std::string& path, int64_t d_in) {
+// Rows of a shard file, checked against d_in (and d_out: activations_out) (errors name the shard).
+int64_t shard_rows(const std::string& path, int64_t d_in, int64_t d_out) {
   if (!fs::exists(path)) fail("{}: listed in manifest.json but missing", path);
   SafetensorsFile f(path);
-  if (!f.contains("activations")) fail("{}: no tensor 'activations'", path);
-  const auto& e = f.entry("activations");
-  if (e.shape.size() != 2 || e.shape[1] != d_in)
-    fail("{}: activations should be [rows, {}], got {} dimensions{}", path, d_in, e.shape.size(),
-         e.shape.size() == 2 ? fmt::format(" with width {}", e.shape[1]) : std::string());
-  return e.shape[0];
+  int64_t rows = -1;
+  for (auto [name, width] : {std::pair<const char*, int64_t>{"activations", d_in},
+                             std::pair<const char*, int64_t>{"activations_out", d_out}}) {
+    if (width == 0) continue;
+    if (!f.contains(name)) fail("{}: no tensor '{}'", path, name);
+    const auto& e = f.entry(name);
+    if (e.shape.size() != 2 || e.shape[1] != width || (rows >= 0 && e.shape[0] != rows))
+      fail("{}: {} should be [rows, {}], got {} dimensions{}", path, name, width, e.shape.size(),
+           e.shape.size() == 2 ? fmt::format(" of shape [{}, {}]", e.shape[0], e.shape[1])
+                               : std::string());
+    rows = e.shape[0];
+  }
+  return rows;
+}
+
+// A manifest's value of a key that older manifests (SAE caches) leave out.
+json manifest_value(const json& m, const char* k) {
+  if (m.contains(k)) return m[k];
+  if (std::string(k) == "d_out") return 0;
+  if (std::string(k) == "hook_name_out") return "";
+  return nullptr;
 }
 
 }  // namespace
@@ -54,6 +73,9 @@ CacheResult write_activation_cache(ActivationsStore& store, const std::string& d
   if (store.d_in() != info.d_in)
     fail("d_in = {} but {} of model '{}' has width {}", info.d_in, info.hook_name, info.model_name,
          store.d_in());
+  if (store.d_out() != info.d_out)
+    fail("d_out = {} but {} of model '{}' has width {}", info.d_out, info.hook_name_out,
+         info.model_name, store.d_out());
   make_dirs(dir);
   const std::string mpath = dir + "/manifest.json";
   json m = manifest_of(info);
@@ -63,17 +85,19 @@ CacheResult write_activation_cache(ActivationsStore& store, const std::string& d
   if (fs::exists(mpath)) {
     const json old = read_json_file(mpath);
     for (const char* k : {"model_name", "hook_name", "hook_head_index", "dataset_path",
-                          "context_size", "d_in", "total_tokens"})
-      if (!old.contains(k) || old[k] != m[k])
+                          "context_size", "d_in", "total_tokens", "hook_name_out", "d_out"})
+      if ((!old.contains(k) && manifest_value(old, k).is_null()) ||
+          manifest_value(old, k) != manifest_value(m, k))
         fail(
             "{}: {} = {} but this run has {} = {}; use another cached_activations_path or delete "
             "the folder",
-            mpath, k, old.contains(k) ? old[k].dump() : "(missing)", k, m[k].dump());
+            mpath, k, old.contains(k) ? old[k].dump() : "(missing)", k,
+            manifest_value(m, k).dump());
     shards = old.value("shards", json::array());
     for (const auto& s : shards) {
       const std::string file = get_field<std::string>(s, "file", mpath);
       const int64_t rows = get_field<int64_t>(s, "rows", mpath);
-      if (shard_rows(dir + "/" + file, info.d_in) != rows)
+      if (shard_rows(dir + "/" + file, info.d_in, info.d_out) != rows)
         fail("{}/{}: holds a different number of rows than manifest.json lists ({})", dir, file,
              rows);
       done += rows;
@@ -95,7 +119,13 @@ CacheResult write_activation_cache(ActivationsStore& store, const std::string& d
     at::Tensor rows = torch::cat(parts, 0).contiguous();
     parts.clear();
     const std::string file = shard_name(int64_t(shards.size()));
-    save_safetensors(dir + "/" + file, {{"activations", rows}}, {{"format", "pt"}});
+    if (info.d_out > 0)
+      save_safetensors(dir + "/" + file,
+                       {{"activations", rows.narrow(1, 0, info.d_in).contiguous()},
+                        {"activations_out", rows.narrow(1, info.d_in, info.d_out).contiguous()}},
+                       {{"format", "pt"}});
+    else
+      save_safetensors(dir + "/" + file, {{"activations", rows}}, {{"format", "pt"}});
     shards.push_back(json{{"file", file}, {"rows", rows.size(0)}, {"windows_end", windows_end}});
     m["shards"] = shards;
     m["tokens"] = done;
@@ -124,7 +154,8 @@ CacheResult write_activation_cache(ActivationsStore& store, const std::string& d
   return r;
 }
 
-void check_activation_cache(const std::string& dir, int64_t d_in, const std::string& hook_name) {
+void check_activation_cache(const std::string& dir, int64_t d_in, const std::string& hook_name,
+                            int64_t d_out, const std::string& hook_name_out) {
   const std::string mpath = dir + "/manifest.json";
   if (!fs::is_directory(dir) || !fs::exists(mpath)) return;
   const json m = read_json_file(mpath);
@@ -138,12 +169,18 @@ void check_activation_cache(const std::string& dir, int64_t d_in, const std::str
   if (m.value("hook_name", std::string()) != hook_name)
     fail("{}: cached from hook {} but the run's hook_name = {}", mpath,
          m.value("hook_name", std::string()), hook_name);
+  if (manifest_value(m, "d_out") != d_out || manifest_value(m, "hook_name_out") != hook_name_out)
+    fail(
+        "{}: cached with hook_name_out = {} (d_out = {}) but the run has hook_name_out = {} "
+        "(d_out = {})",
+        mpath, manifest_value(m, "hook_name_out").dump(), manifest_value(m, "d_out").dump(),
+        json(hook_name_out).dump(), d_out);
   std::set<std::string> listed;
   int64_t total = 0;
   for (const auto& s : m.value("shards", json::array())) {
     const std::string file = get_field<std::string>(s, "file", mpath);
     const int64_t rows = get_field<int64_t>(s, "rows", mpath);
-    if (shard_rows(dir + "/" + file, d_in) != rows)
+    if (shard_rows(dir + "/" + file, d_in, d_out) != rows)
       fail("{}/{}: holds a different number of rows than manifest.json lists ({})", dir, file,
            rows);
     listed.insert(file);

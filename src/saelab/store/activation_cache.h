@@ -1,5 +1,6 @@
 // The activation cache (`saelab cache`): a model's activations written to cached_activations_path
-// as safetensors shards (tensor `activations` [rows, d_in], float32) plus manifest.json. Shards
+// as safetensors shards (tensor `activations` [rows, d_in], float32, and for a transcoder
+// `activations_out` [rows, d_out] from hook_name_out, row for row) plus manifest.json. Shards
 // hold the store's unshuffled stream in dataset order (as SAELens's cache runner does); the cached
 // reader (data/cached_activations.h) shuffles shard order and rows per epoch when training.
 // Each shard is written atomically and then the manifest; a killed run resumes after the last
@@ -21,6 +22,8 @@ struct CacheInfo {
   int64_t context_size = 0;
   int64_t d_in = 0;
   std::optional<int64_t> hook_head_index;
+  std::string hook_name_out;  // a transcoder's output hook ("" for an SAE), of width d_out
+  int64_t d_out = 0;
   int64_t total_tokens = 0;        // rows to write (training_tokens)
   int64_t shard_tokens = 1 << 20;  // rows per shard, at least (the last may be shorter)
 };
@@ -41,6 +44,7 @@ CacheResult write_activation_cache(ActivationsStore& store, const std::string& d
 // For training on a cache: when `dir` holds manifest.json, checks that the run is complete and
 // that every shard exists with [rows, d_in] as listed, and that no unlisted shard is present.
 // Errors name the shard. A folder without a manifest is left to the reader's own checks.
-void check_activation_cache(const std::string& dir, int64_t d_in, const std::string& hook_name);
+void check_activation_cache(const std::string& dir, int64_t d_in, const std::string& hook_name,
+                            int64_t d_out = 0, const std::string& hook_name_out = "");
 
 }  // namespace saelab

@@ -125,11 +125,17 @@ struct ChunkMaker {
     ActivationChunk c;
     at::Tensor mine = toks.slice(0, lo, hi);
     if (hi > lo) {
-      auto cache = model->run_with_cache(mine.to(model->device()), {o.hook_name});
+      std::vector<std::string> hooks{o.hook_name};
+      if (!o.hook_name_out.empty()) hooks.push_back(o.hook_name_out);
+      auto cache = model->run_with_cache(mine.to(model->device()), hooks);
       c.rows = extract(cache.at(o.hook_name).to(at::kCPU), mine);
+      if (!o.hook_name_out.empty())
+        c.rows = torch::cat({c.rows, extract(cache.at(o.hook_name_out).to(at::kCPU), mine)}, 1);
     } else {
-      c.rows = torch::empty({0, sae_hook_width(model->cfg(), o.hook_name, o.hook_head_index)},
-                            torch::kFloat);
+      int64_t width = sae_hook_width(model->cfg(), o.hook_name, o.hook_head_index);
+      if (!o.hook_name_out.empty())
+        width += sae_hook_width(model->cfg(), o.hook_name_out, std::nullopt);
+      c.rows = torch::empty({0, width}, torch::kFloat);
     }
     if (split) c.rows = o.exchange->gather_rows(c.rows);
     c.windows_end = windows;
@@ -203,6 +209,12 @@ ActivationsStore::ActivationsStore(std::shared_ptr<const Transformer> model,
     : model_(std::move(model)), tokens_(std::move(tokens)), o_(std::move(opts)) {
   if (!model_ || !tokens_) fail("activations store: needs a model and a token source");
   d_in_ = sae_hook_width(model_->cfg(), o_.hook_name, o_.hook_head_index);
+  if (!o_.hook_name_out.empty()) {
+    if (o_.hook_head_index)
+      fail("hook_head_index: not supported with an output hook (hook_name_out = '{}')",
+           o_.hook_name_out);
+    d_out_ = sae_hook_width(model_->cfg(), o_.hook_name_out, std::nullopt);
+  }
   if (o_.context_size > model_->cfg().n_ctx)
     fail("context_size = {} is longer than model '{}' allows (n_ctx = {})", o_.context_size,
          o_.model_name, model_->cfg().n_ctx);
@@ -334,8 +346,10 @@ void ActivationsStore::load_state(const json& s) {
 }
 
 std::string ActivationsStore::describe() const {
-  return fmt::format("model {} at {} on {}: d_in={}, mixing buffer {} tokens", o_.model_name,
-                     o_.hook_name, tokens_->describe(), d_in_, capacity_);
+  const std::string out =
+      o_.hook_name_out.empty() ? "" : fmt::format(" -> {} (d_out={})", o_.hook_name_out, d_out_);
+  return fmt::format("model {} at {}{} on {}: d_in={}, mixing buffer {} tokens", o_.model_name,
+                     o_.hook_name, out, tokens_->describe(), d_in_, capacity_);
 }
 
 }  // namespace saelab

@@ -34,6 +34,9 @@ struct ActivationsStoreOptions {
   std::string dataset_name;  // for messages
   std::string hook_name;
   std::optional<int64_t> hook_head_index;
+  // A transcoder's output hook: each row is then [input at hook_name | output at hook_name_out],
+  // d_in + d_out values from the same forward pass, so shuffles keep the pairs together.
+  std::string hook_name_out;
   int64_t context_size = 128;
   std::vector<std::optional<int64_t>> seqpos_slice = {std::nullopt};  // python slice args
   std::vector<int64_t> exclude_token_ids;  // positions holding these ids are dropped
@@ -69,6 +72,7 @@ class ActivationsStore : public ActivationSource {
   ~ActivationsStore() override;
 
   int64_t d_in() const override { return d_in_; }
+  int64_t d_out() const override { return d_out_; }
   at::Tensor next_batch(int64_t n) override;
   json state() const override;
   void load_state(const json& s) override;
@@ -105,6 +109,7 @@ class ActivationsStore : public ActivationSource {
   std::shared_ptr<TokenSource> tokens_;
   ActivationsStoreOptions o_;
   int64_t d_in_ = 0;
+  int64_t d_out_ = 0;  // the output hook's width (transcoders), else 0
   int64_t capacity_ = 0;
   at::Tensor buffer_;   // [rows, d_in], shuffled
   at::Tensor pending_;  // rows popped that did not fit in the buffer

@@ -25,6 +25,10 @@ CacheOutcome run_cache(const CacheRequest& a) {
   info.dataset_path = cfg.dataset_path;
   info.context_size = cfg.context_size;
   info.d_in = cfg.d_in;
+  if (cfg.hook_name_out) {
+    info.hook_name_out = *cfg.hook_name_out;
+    info.d_out = cfg.d_out.value_or(cfg.d_in);
+  }
   info.total_tokens = cfg.training_tokens;
   info.shard_tokens = a.shard_tokens;
   std::fprintf(a.messages, "caching %lld tokens of %s -> %s/\n",

@@ -31,17 +31,18 @@ static at::Tensor kaiming_uniform(int64_t rows, int64_t cols, at::Generator& gen
 
 void init_sae_weights(TrainingSae& sae, const SaeInitOptions& opts, at::Generator& gen) {
   torch::NoGradGuard ng;
-  int64_t d_in = sae.cfg().d_in, d_sae = sae.cfg().d_sae;
+  // d_out: the decoder's width (a transcoder's output; d_in for an SAE).
+  int64_t d_in = sae.cfg().d_in, d_sae = sae.cfg().d_sae, d_out = sae.cfg().out_dim();
   auto& p = sae.params();
   p["W_enc"] = kaiming_uniform(d_in, d_sae, gen);
-  p["W_dec"] = kaiming_uniform(d_sae, d_in, gen);
+  p["W_dec"] = kaiming_uniform(d_sae, d_out, gen);
   if (opts.decoder_orthogonal_init) {
-    // QR of a Gaussian matrix: orthonormal rows in blocks of d_in (rows beyond d_in cannot all be
-    // orthogonal; each block of d_in is).
-    auto w = torch::empty({d_sae, d_in}, torch::kFloat64);
-    for (int64_t start = 0; start < d_sae; start += d_in) {
-      int64_t n = std::min(d_in, d_sae - start);
-      auto g = torch::empty({d_in, d_in}, torch::kFloat64).normal_(0.0, 1.0, gen);
+    // QR of a Gaussian matrix: orthonormal rows in blocks of d_out (rows beyond d_out cannot all
+    // be orthogonal; each block of d_out is).
+    auto w = torch::empty({d_sae, d_out}, torch::kFloat64);
+    for (int64_t start = 0; start < d_sae; start += d_out) {
+      int64_t n = std::min(d_out, d_sae - start);
+      auto g = torch::empty({d_out, d_out}, torch::kFloat64).normal_(0.0, 1.0, gen);
       auto q = std::get<0>(at::linalg_qr(g));
       w.narrow(0, start, n).copy_(q.t().narrow(0, 0, n));
     }
@@ -83,7 +84,7 @@ void init_b_dec(TrainingSae& sae, const std::string& method, const at::Tensor& x
   else if (method == "mean")
     b = x.mean(0).to(dtype).contiguous();
   else if (method == "zeros")
-    b = torch::zeros({sae.cfg().d_in}, dtype);
+    b = torch::zeros({sae.cfg().out_dim()}, dtype);
   else
     fail("b_dec_init_method: expected geometric_median | mean | zeros, got '{}'", method);
 }

@@ -162,10 +162,15 @@ TrainOutcome train_single(const RunnerConfig& cfg, const std::string& run_dir,
     }
   }
   if (cfg.verbose)
-    std::fprintf(msg, "training a %s SAE (d_in=%lld, d_sae=%lld) on %s for %lld steps -> %s/\n",
-                 cfg.architecture.c_str(), static_cast<long long>(cfg.d_in),
-                 static_cast<long long>(cfg.resolved_d_sae()), describe.c_str(),
-                 static_cast<long long>(cfg.steps()), run_dir.c_str());
+    std::fprintf(
+        msg, "training a %s %s (d_in=%lld, d_sae=%lld%s) on %s for %lld steps -> %s/\n",
+        cfg.architecture.c_str(),
+        !cfg.hook_name_out    ? "SAE"
+        : cfg.skip_connection ? "skip transcoder"
+                              : "transcoder",
+        static_cast<long long>(cfg.d_in), static_cast<long long>(cfg.resolved_d_sae()),
+        cfg.hook_name_out ? fmt::format(", d_out={}", cfg.d_out.value_or(cfg.d_in)).c_str() : "",
+        describe.c_str(), static_cast<long long>(cfg.steps()), run_dir.c_str());
   if (cfg.verbose && ranks.many())
     std::fprintf(
         msg,

@@ -98,6 +98,7 @@ std::unique_ptr<ActivationsStore> make_activations_store(const RunnerConfig& cfg
   so.dataset_name = cfg.dataset_path;
   so.hook_name = cfg.hook_name;
   so.hook_head_index = cfg.hook_head_index;
+  so.hook_name_out = cfg.hook_name_out.value_or("");
   so.exchange = std::move(exchange);
   so.context_size = cfg.context_size;
   so.seqpos_slice = cfg.seqpos_slice;
@@ -115,6 +116,10 @@ std::unique_ptr<ActivationsStore> make_activations_store(const RunnerConfig& cfg
     fail("d_in = {} but {}{} of model '{}' has width {}; set d_in = {}", cfg.d_in, cfg.hook_name,
          cfg.hook_head_index ? fmt::format(" (head {})", *cfg.hook_head_index) : std::string(),
          cfg.model_name, store->d_in(), store->d_in());
+  if (cfg.hook_name_out && store->d_out() != cfg.d_out.value_or(cfg.d_in))
+    fail("d_out = {} but hook_name_out {} of model '{}' has width {}; set d_out = {}",
+         cfg.d_out.value_or(cfg.d_in), *cfg.hook_name_out, cfg.model_name, store->d_out(),
+         store->d_out());
   return store;
 }
 
@@ -123,9 +128,11 @@ std::unique_ptr<ActivationSource> make_activation_source(const RunnerConfig& cfg
   if (cfg.use_cached_activations) {
     if (!cfg.cached_activations_path || cfg.cached_activations_path->empty())
       fail("use_cached_activations = true needs cached_activations_path");
-    check_activation_cache(*cfg.cached_activations_path, cfg.d_in, cfg.hook_name);
+    const int64_t d_out = cfg.hook_name_out ? cfg.d_out.value_or(cfg.d_in) : 0;
+    check_activation_cache(*cfg.cached_activations_path, cfg.d_in, cfg.hook_name, d_out,
+                           cfg.hook_name_out.value_or(""));
     return std::make_unique<CachedActivations>(*cfg.cached_activations_path, uint64_t(cfg.seed),
-                                               cfg.d_in);
+                                               cfg.d_in, d_out > 0, d_out);
   }
   if (cfg.is_toy()) return std::make_unique<ToyModel>(toy_model_config(cfg));
   auto store = make_activations_store(cfg, true, std::move(exchange));

@@ -179,6 +179,7 @@ class MemberSource : public ActivationSource {
  public:
   MemberSource(Broadcast& b, size_t i) : b_(b), i_(i) {}
   int64_t d_in() const override { return b_.source().d_in(); }
+  int64_t d_out() const override { return b_.source().d_out(); }
   at::Tensor next_batch(int64_t n) override {
     b_.pass_and_wait(i_);
     return b_.get(i_, n);

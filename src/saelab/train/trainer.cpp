@@ -33,6 +33,13 @@ Trainer::Trainer(RunnerConfig cfg, std::unique_ptr<ActivationSource> source, Tra
   if (source_->d_in() != cfg_.d_in)
     fail("d_in: the config says {} but the activation source gives rows of {} ({})", cfg_.d_in,
          source_->d_in(), source_->describe());
+  const int64_t d_out = training_sae_config(cfg_).d_out;
+  if (source_->d_out() != d_out)
+    fail(
+        "d_out: the config says {} but the activation source gives {} output values per row "
+        "({}){}",
+        d_out, source_->d_out(), source_->describe(),
+        d_out > 0 ? "; a transcoder needs its output activations (hook_name_out)" : "");
   if (cfg_.steps() < 1)
     fail("training_tokens: expected at least one batch of train_batch_size_tokens={}, got {}",
          cfg_.train_batch_size_tokens, cfg_.training_tokens);
@@ -81,7 +88,13 @@ SaeConfig inference_sae_config(const RunnerConfig& cfg) {
 }
 
 std::unique_ptr<Sae> Trainer::inference_sae() const {
-  return sae_->to_inference(inference_sae_config(cfg_), scale_);
+  return sae_->to_inference(inference_sae_config(cfg_), scale_, scale_out_);
+}
+
+Trainer::Batch Trainer::split(const at::Tensor& rows) const {
+  const int64_t d_out = source_->d_out();
+  if (d_out == 0) return {rows, rows};
+  return {rows.narrow(1, 0, cfg_.d_in), rows.narrow(1, cfg_.d_in, d_out)};
 }
 
 // Run-time normalisation of a raw batch into the space the SAE trains in.
@@ -112,9 +125,12 @@ void Trainer::initialize() {
   if (cfg_.from_pretrained_path) {
     // As SAELens: a pretrained SAE replaces initialisation (b_dec included); only the dataset-wide
     // scale is estimated, since the saved weights have it folded in.
-    if (scale)
-      scale_ = estimate_norm_scaling_factor(
-          source_->next_batch(std::max<int64_t>(cfg_.train_batch_size_tokens, 8192)));
+    if (scale) {
+      const Batch b =
+          split(source_->next_batch(std::max<int64_t>(cfg_.train_batch_size_tokens, 8192)));
+      scale_ = estimate_norm_scaling_factor(b.x);
+      scale_out_ = b.y.is_same(b.x) ? scale_ : estimate_norm_scaling_factor(b.y);
+    }
     const std::string where = "from_pretrained_path = '" + *cfg_.from_pretrained_path + "'";
     std::unique_ptr<Sae> pretrained;
     try {
@@ -122,7 +138,7 @@ void Trainer::initialize() {
     } catch (const Error& e) {
       fail("{}: {}", where, e.what());
     }
-    sae_->load_inference(*pretrained, scale_, where);
+    sae_->load_inference(*pretrained, scale_, scale_out_, where);
     to_device();
     share_rank0_parameters();
     initialized_ = true;
@@ -134,9 +150,14 @@ void Trainer::initialize() {
     auto sample = source_->next_batch(std::max<int64_t>(cfg_.train_batch_size_tokens, 8192));
     require_finite(sample, "the sample that initialises b_dec and the scale (before step 1)",
                    source_->describe(), last_checkpoint_);
-    if (scale) scale_ = estimate_norm_scaling_factor(sample);
+    const Batch b = split(sample);
+    if (scale) {
+      scale_ = estimate_norm_scaling_factor(b.x);
+      scale_out_ = b.y.is_same(b.x) ? scale_ : estimate_norm_scaling_factor(b.y);
+    }
+    // b_dec is the bias of the decoder's output: initialised from what it reconstructs.
     init_b_dec(*sae_, cfg_.b_dec_init_method,
-               normalize_batch(sample, cfg_.normalize_activations, scale_));
+               normalize_batch(b.y, cfg_.normalize_activations, scale_out_));
   } else {
     init_b_dec(*sae_, "zeros", at::Tensor());
   }
@@ -151,9 +172,10 @@ void Trainer::share_rank0_parameters() {
   if (!distributed()) return;
   for (auto* group : {&sae_->params(), &sae_->buffers()})
     for (auto& [name, t] : *group) opts_.dist->broadcast_(t, 0);
-  at::Tensor s = torch::full({1}, scale_, torch::kFloat64);
+  at::Tensor s = torch::tensor({scale_, scale_out_}, torch::kFloat64);
   opts_.dist->broadcast_(s, 0);
-  scale_ = s.item<double>();
+  scale_ = s[0].item<double>();
+  scale_out_ = s[1].item<double>();
 }
 
 void Trainer::average_gradients() {
@@ -173,11 +195,12 @@ void Trainer::average_gradients() {
   }
 }
 
-at::Tensor Trainer::next_batch() {
+Trainer::Batch Trainer::next_batch() {
   const int64_t n = cfg_.train_batch_size_tokens;
   auto x = source_->next_batch(n);
-  if (x.dim() != 2 || x.size(0) != n || x.size(1) != cfg_.d_in)
-    fail("activation source ({}): expected a batch [{}, {}]", source_->describe(), n, cfg_.d_in);
+  const int64_t width = cfg_.d_in + source_->d_out();
+  if (x.dim() != 2 || x.size(0) != n || x.size(1) != width)
+    fail("activation source ({}): expected a batch [{}, {}]", source_->describe(), n, width);
   require_finite(x,
                  fmt::format("batch of step {} (tokens {}..{} of the run)", step_ + 1, n_tokens_,
                              n_tokens_ + n),
@@ -187,7 +210,10 @@ at::Tensor Trainer::next_batch() {
     const int64_t share = n / opts_.dist->world_size();
     x = x.narrow(0, share * opts_.dist->rank(), share);
   }
-  return normalize_batch(x.to(device_, sae_->cfg().dtype), cfg_.normalize_activations, scale_);
+  const Batch b = split(x.to(device_, sae_->cfg().dtype));
+  auto xn = normalize_batch(b.x, cfg_.normalize_activations, scale_);
+  if (b.y.is_same(b.x)) return {xn, xn};
+  return {xn, normalize_batch(b.y, cfg_.normalize_activations, scale_out_)};
 }
 
 // Initialisation and checkpoints work on CPU; the step runs on device_.
@@ -235,13 +261,13 @@ void Trainer::update_firing_stats(TrainStepOutput& out) {
 }
 
 void Trainer::train_step() {
-  auto x = next_batch();
+  const Batch b = next_batch();
   StepContext ctx;
   ctx.l1_coefficient = coefficient_at(cfg_.l1_coefficient, cfg_.l1_warm_up_steps, step_);
   ctx.l0_coefficient = coefficient_at(cfg_.l0_coefficient, cfg_.l0_warm_up_steps, step_);
   ctx.dead_mask = dead_mask();
   ctx.dist = opts_.dist.get();
-  auto out = sae_->forward_backward(x, ctx);
+  auto out = sae_->step(b.x, b.y, ctx);
   average_gradients();
   update_firing_stats(out);
   if (!std::isfinite(out.loss))
@@ -254,13 +280,13 @@ void Trainer::train_step() {
   n_tokens_ += cfg_.train_batch_size_tokens;
 
   if (cfg_.wandb_log_frequency > 0 && step_ % cfg_.wandb_log_frequency == 0)
-    log_step(x, out, lr,
+    log_step(b.y, out, lr,
              find_architecture(cfg_.architecture, "architecture").sparsity_coefficient ==
                      "l0_coefficient"
                  ? ctx.l0_coefficient
                  : ctx.l1_coefficient);
   if (cfg_.feature_sampling_window > 0 && step_ % cfg_.feature_sampling_window == 0)
-    log_density_and_resample(x);
+    log_density_and_resample(b.x);
   if (opts_.model_eval && cfg_.wandb_log_frequency > 0 && cfg_.eval_every_n_wandb_logs > 0 &&
       step_ % (cfg_.wandb_log_frequency * cfg_.eval_every_n_wandb_logs) == 0)
     run_model_eval();
@@ -289,6 +315,7 @@ std::string Trainer::save_checkpoint() {
   d.state["step"] = step_;
   d.state["n_training_tokens"] = n_tokens_;
   d.state["activation_scale"] = scale_;
+  d.state["activation_scale_out"] = scale_out_;
   d.state["window_tokens"] = window_tokens_;
   d.state["source_state"] = source_->state();
   std::string dir = opts_.run_dir + "/checkpoints/" + std::to_string(n_tokens_);
@@ -325,6 +352,7 @@ void Trainer::resume_from(const std::string& dir) {
   step_ = get_field<int64_t>(d.state, "step", where);
   n_tokens_ = get_field<int64_t>(d.state, "n_training_tokens", where);
   scale_ = get_field<double>(d.state, "activation_scale", where);
+  scale_out_ = d.state.value("activation_scale_out", scale_);
   window_tokens_ = get_field<int64_t>(d.state, "window_tokens", where);
   if (!d.state.contains("source_state")) fail("{}: missing 'source_state'", where);
   source_->load_state(d.state["source_state"]);

@@ -82,15 +82,24 @@ class Trainer {
   TrainingSae& sae() { return *sae_; }
   int64_t step() const { return step_; }
   double activation_scale() const { return scale_; }
+  // A transcoder's scale of its output activations (= activation_scale() for an SAE).
+  double activation_scale_out() const { return scale_out_; }
   // The current SAE in SAELens's inference layout, activation scale folded in.
   std::unique_ptr<Sae> inference_sae() const;
   // Writes a checkpoint for the current state; returns its directory.
   std::string save_checkpoint();
 
  private:
+  // One step's input rows x [N, d_in] and what the SAE reconstructs, y: x itself for an SAE, the
+  // output activations [N, d_out] for a transcoder; both normalised.
+  struct Batch {
+    at::Tensor x, y;
+  };
+  // A source's rows split into input and output (a transcoder's rows are [x | y]).
+  Batch split(const at::Tensor& rows) const;
   void initialize();
   void to_device();
-  at::Tensor next_batch();
+  Batch next_batch();
   void train_step();
   // Fire counts of the step's rows; across ranks also the losses (averaged) and the stop flag.
   void update_firing_stats(TrainStepOutput& out);
@@ -100,7 +109,8 @@ class Trainer {
   void share_rank0_parameters();
   bool distributed() const;
   bool writes_files() const;  // rank 0, or a single process
-  void log_step(const at::Tensor& x, const TrainStepOutput& out, double lr, double coefficient);
+  // y: what the step reconstructed (x, or a transcoder's output activations).
+  void log_step(const at::Tensor& y, const TrainStepOutput& out, double lr, double coefficient);
   void log_density_and_resample(const at::Tensor& x);
   void resample_dead_latents(const at::Tensor& dead, const at::Tensor& x);
   // log10(density + 1e-10) of the current sampling window, or of the last complete one when the
@@ -127,6 +137,7 @@ class Trainer {
   int64_t step_ = 0;
   int64_t n_tokens_ = 0;
   double scale_ = 1.0;
+  double scale_out_ = 1.0;  // a transcoder's output scale (expected_average_only_in); SAE: = scale_
   at::Tensor since_fired_;   // int64 [d_sae]: steps since each latent last fired
   at::Tensor window_fires_;  // float64 [d_sae]: tokens each latent fired on in this sampling window
   int64_t window_tokens_ = 0;

@@ -177,9 +177,10 @@ json Trainer::final_eval() {
   if (opts_.summary_eval_batches > 0) try {
       ReconstructionStats stats;
       for (int64_t i = 0; i < opts_.summary_eval_batches; ++i) {
-        auto x = source_->next_batch(cfg_.train_batch_size_tokens).to(torch::kFloat32);
-        auto fwd = sae->forward(x);
-        stats.add(x, fwd.reconstruction, fwd.acts_post);
+        const Batch b =
+            split(source_->next_batch(cfg_.train_batch_size_tokens).to(torch::kFloat32));
+        auto fwd = sae->forward(b.x);
+        stats.add(b.y, fwd.reconstruction, fwd.acts_post);
       }
       auto m = stats.metrics();
       auto ds = summarize_fire_counts(stats.fire_counts(), stats.n_tokens());

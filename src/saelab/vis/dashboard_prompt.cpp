@@ -126,8 +126,11 @@ json build_prompt_view(const VisOptions& o) {
 
   // Loss effect: next-token loss at P with the latent's decoder contribution removed from the
   // hook activation at P, minus the clean loss (positive: the latent helped predict token P+1).
+  // A transcoder's decoder writes its output hook, so the contribution is removed there.
   std::vector<std::optional<double>> loss(feats.size());
-  if (!feats.empty() && P + 1 < T && x.dim() == 3 && !m.head && x.size(-1) == sae.cfg().d_in) {
+  const bool transcoder = sae.cfg().is_transcoder();
+  if (!feats.empty() && P + 1 < T && x.dim() == 3 && !m.head &&
+      (transcoder || x.size(-1) == sae.cfg().d_in)) {
     const int64_t K = int64_t(feats.size());
     const at::Tensor W = sae.param("W_dec").index_select(
         0, torch::tensor(feats, torch::kLong).to(sae.param("W_dec").device()));
@@ -135,7 +138,7 @@ json build_prompt_view(const VisOptions& o) {
         (W.to(at::kFloat) *
          torch::tensor(fa, torch::kDouble).to(at::kFloat).to(W.device()).unsqueeze(1))
             .to(dev);
-    const std::string hook = m.hook;
+    const std::string hook = transcoder ? sae.cfg().hook_name_out : m.hook;
     Hook h{hook, [&](const at::Tensor& a, const std::string&) {
              at::Tensor r = a.clone();
              r.select(1, P).sub_(delta.to(a.scalar_type()));

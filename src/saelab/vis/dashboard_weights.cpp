@@ -42,10 +42,12 @@ std::vector<std::vector<IndexValue>> rows_topk(const at::Tensor& values, int64_t
 }  // namespace
 
 std::optional<at::Tensor> residual_directions(const Transformer& model, const Sae& sae,
-                                              const std::string& hook_name,
+                                              const std::string& hook_name_in,
                                               std::optional<int64_t> hook_head_index,
                                               const std::vector<int64_t>& features) {
   at::NoGradGuard no_grad;
+  // A transcoder's decoder writes its output hook, not the hook it reads.
+  const std::string& hook_name = sae.cfg().is_transcoder() ? sae.cfg().hook_name_out : hook_name_in;
   const at::Tensor dec = selected_rows(sae.param("W_dec"), features).to(at::kFloat).cpu();
   const int64_t d_model = model.cfg().d_model;
   for (const char* s : {"hook_resid_pre", "hook_resid_mid", "hook_resid_post", "hook_attn_out",

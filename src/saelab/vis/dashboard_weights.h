@@ -29,7 +29,8 @@ struct LogitEffects {
 
 // Each selected latent's direction in the residual stream: W_dec[i] for residual-stream hooks
 // (d_in = d_model), through W_O for attn.hook_z (heads flattened, or the one hook_head_index head),
-// through W_out for mlp.hook_post. nullopt for other hooks (no logit effects then).
+// through W_out for mlp.hook_post. nullopt for other hooks (no logit effects then). A transcoder's
+// decoder writes its cfg.hook_name_out, so that hook decides for it (its W_dec [d_sae, d_out]).
 std::optional<at::Tensor> residual_directions(const Transformer& model, const Sae& sae,
                                               const std::string& hook_name,
                                               std::optional<int64_t> hook_head_index,

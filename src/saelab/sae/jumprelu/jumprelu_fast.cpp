@@ -186,7 +186,7 @@ class FastJumpReLUTrainingSae : public JumpReLUTrainingSae {
     at::addmm_out(f_, b_enc, xt, W_enc);
     auto fs = forward_pass(f_, rho_, theta, eps);
     auto x_hat = at::addmm(b_dec, f_, W_dec);
-    auto r = x_hat - x;
+    auto r = x_hat - target(x, ctx).to(x.scalar_type());
     auto r_flat = r.view({-1});
     const double mse = r_flat.dot(r_flat).item<double>() * inv_n;
     const double l0_loss = lam0 * fs.active * inv_n;

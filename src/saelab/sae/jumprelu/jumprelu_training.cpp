@@ -78,7 +78,7 @@ TrainStepOutput JumpReLUTrainingSae::forward_backward(const at::Tensor& x, const
   double eps = cfg_.jumprelu_bandwidth;
   auto f = JumpReLUFn::apply(z, theta, eps);
   auto x_hat = f.mm(W_dec) + b_dec;
-  auto mse = mse_elements(x_hat, x).sum(-1).mean();
+  auto mse = mse_elements(x_hat, target(x, ctx)).sum(-1).mean();
   auto l0 = StepFn::apply(z, theta, eps).sum(-1);
   auto l0_loss = (ctx.l0_coefficient * l0).mean();
   auto loss = mse + l0_loss;

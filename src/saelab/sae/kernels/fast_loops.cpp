@@ -25,13 +25,11 @@ namespace saelab::fast {
 namespace {
 
 int num_threads() { return std::max(1, at::get_num_threads()); }
-int thread_id() {
 #ifdef _OPENMP
-  return omp_get_thread_num();
+int thread_id() { return omp_get_thread_num(); }
 #else
-  return 0;
+int thread_id() { return 0; }
 #endif
-}
 
 // AT_DISPATCH_FLOATING_TYPES takes the body as a macro argument, where #pragma omp is not
 // allowed: this is the same dispatch as a function.
@@ -465,7 +463,8 @@ void sparse_weight_grads(const SparseRows& A, const at::Tensor& dz, const at::Te
 
 void sparse_weight_grads(const std::vector<GradGroup>& groups, const at::Tensor& x,
                          at::Tensor& gW_dec, at::Tensor& gW_enc, at::Tensor& gb_enc) {
-  const int64_t S = gW_dec.size(0), D = gW_dec.size(1);
+  // D: the decoder's width (d_out for a transcoder); Di: the encoder's input width.
+  const int64_t S = gW_dec.size(0), D = gW_dec.size(1), Di = gW_enc.size(0);
   TORCH_CHECK(raw_loop_ok(x) && raw_loop_ok(gW_dec) && raw_loop_ok(gW_enc) && raw_loop_ok(gb_enc),
               "sparse_weight_grads: expected contiguous CPU float tensors");
   // Groups with entries, and each group's first position in the entry numbering.
@@ -524,15 +523,15 @@ void sparse_weight_grads(const std::vector<GradGroup>& groups, const at::Tensor&
     const int64_t nblk = (S + JB - 1) / JB;
 #pragma omp parallel num_threads(num_threads())
     {
-      std::vector<T> enc(JB * D);
+      std::vector<T> enc(JB * Di);
 #pragma omp for schedule(dynamic, 4)
       for (int64_t blk = 0; blk < nblk; ++blk) {
         const int64_t j0 = blk * JB, j1 = std::min(S, j0 + JB);
         for (int64_t j = j0; j < j1; ++j) {
           T* dr = gd + j * D;
-          T* er = enc.data() + (j - j0) * D;
+          T* er = enc.data() + (j - j0) * Di;
           std::fill(dr, dr + D, T(0));
-          std::fill(er, er + D, T(0));
+          std::fill(er, er + Di, T(0));
           T bsum = 0;
           for (int64_t p = cptr[j]; p < cptr[j + 1]; ++p) {
             const int64_t id = ent[p], n = tok[p];
@@ -545,18 +544,18 @@ void sparse_weight_grads(const std::vector<GradGroup>& groups, const at::Tensor&
             }
             if (dp[gi]) {
               const T d = dp[gi][id];
-              const T* xv = xp + n * D;
+              const T* xv = xp + n * Di;
 #pragma omp simd
-              for (int64_t q = 0; q < D; ++q) er[q] += d * xv[q];
+              for (int64_t q = 0; q < Di; ++q) er[q] += d * xv[q];
               bsum += d;
             }
           }
           gb[j] = bsum;
         }
         const int64_t w = j1 - j0;
-        for (int64_t q = 0; q < D; ++q) {
+        for (int64_t q = 0; q < Di; ++q) {
           T* dst = ge + q * S + j0;
-          for (int64_t jj = 0; jj < w; ++jj) dst[jj] = enc[jj * D + q];
+          for (int64_t jj = 0; jj < w; ++jj) dst[jj] = enc[jj * Di + q];
         }
       }
     }

@@ -112,7 +112,9 @@ TrainStepOutput sparse_step(TrainingSae& sae, SparseBuffers& buf, const at::Tens
   const auto& b_enc = P.at("b_enc");
   const auto& b_dec = P.at("b_dec");
   auto x = x_in.to(W_enc.scalar_type()).contiguous();
-  const int64_t N = x.size(0), S = cfg.d_sae, D = cfg.d_in;
+  const int64_t N = x.size(0), S = cfg.d_sae, D = cfg.d_in, D_out = cfg.out_dim();
+  // What x̂ is compared with: x, or a transcoder's output activations [N, D_out].
+  auto y = ctx.target.defined() ? ctx.target.to(x.scalar_type()).contiguous() : x;
   const double inv_n = 1.0 / static_cast<double>(N);
   if (!buf.z.defined() || buf.z.size(0) != N || buf.z.scalar_type() != W_enc.scalar_type() ||
       buf.z.device() != W_enc.device())
@@ -183,9 +185,9 @@ TrainStepOutput sparse_step(TrainingSae& sae, SparseBuffers& buf, const at::Tens
       A.val.numel() > 0 ? A.val.min().item<double>() : std::numeric_limits<double>::quiet_NaN();
   if (dist) buf.min_active = global_min(buf.min_active, *dist);
 
-  auto x_hat = b_dec.unsqueeze(0).expand({N, D}).contiguous();
+  auto x_hat = b_dec.unsqueeze(0).expand({N, D_out}).contiguous();
   fast::csr_decode(A.row_ptr, A.col, A.val, W_dec, x_hat);
-  auto g = x_hat - x;
+  auto g = x_hat - y;
   auto g_flat = g.view({-1});
   const double mse = g_flat.dot(g_flat).item<double>() * inv_n;
   g.mul_(2.0 * inv_n);
@@ -204,9 +206,9 @@ TrainStepOutput sparse_step(TrainingSae& sae, SparseBuffers& buf, const at::Tens
   // Inner level w: x̂_w = b_dec + Σ a_e W_dec[j] over its entries (all j < w), L_w = (1/N) Σ (x̂_w −
   // x)².
   for (auto& lv : inner) {
-    lv.g = b_dec.unsqueeze(0).expand({N, D}).contiguous();
+    lv.g = b_dec.unsqueeze(0).expand({N, D_out}).contiguous();
     fast::csr_decode(lv.A.row_ptr, lv.A.col, lv.A.val, W_dec, lv.g);
-    lv.g.sub_(x);
+    lv.g.sub_(y);
     auto flat = lv.g.view({-1});
     lv.mse = flat.dot(flat).item<double>() * inv_n;
     lv.g.mul_(2.0 * inv_n);

@@ -33,7 +33,7 @@ class MatryoshkaTrainingSae : public BatchTopKTrainingSae {
   }
 
  protected:
-  at::Tensor extra_losses(const at::Tensor& x, const at::Tensor& hidden_pre,
+  at::Tensor extra_losses(const at::Tensor& y, const at::Tensor& hidden_pre,
                           std::map<std::string, at::Tensor>& L, TrainStepOutput& out) override {
     at::Tensor total;
     const auto& w = cfg_.matryoshka_widths;
@@ -41,7 +41,7 @@ class MatryoshkaTrainingSae : public BatchTopKTrainingSae {
       int64_t width = w[i];
       auto inner = activation(hidden_pre.narrow(1, 0, width));
       auto x_hat = inner.mm(L["W_dec"].narrow(0, 0, width)) + L["b_dec"];
-      auto loss = mse_elements(x_hat, x).sum(-1).mean();
+      auto loss = mse_elements(x_hat, y).sum(-1).mean();
       out.losses["inner_mse_loss_" + std::to_string(width)] = loss.item<double>();
       total = total.defined() ? total + loss : loss;
     }

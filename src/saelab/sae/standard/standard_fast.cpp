@@ -49,7 +49,7 @@ class FastStandardTrainingSae : public TrainingSae {
     at::addmm_out(f_, b_enc, xt, W_enc);
     f_.relu_();
     auto x_hat = at::addmm(b_dec, f_, W_dec);
-    auto r = x_hat - x;
+    auto r = x_hat - target(x, ctx).to(x.scalar_type());
     auto r_flat = r.view({-1});
     double mse = r_flat.dot(r_flat).item<double>() * inv_n;
 

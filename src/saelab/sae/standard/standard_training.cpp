@@ -27,7 +27,8 @@ class StandardTrainingSae : public TrainingSae {
     auto hidden_pre = sae_in(x, b_dec).mm(W_enc) + L["b_enc"];
     auto f = activation(hidden_pre);
     auto x_hat = f.mm(W_dec) + b_dec;
-    auto mse_el = mse_elements(x_hat, x);
+    const auto& y = target(x, ctx);
+    auto mse_el = mse_elements(x_hat, y);
     auto mse = mse_el.sum(-1).mean();
 
     // SAELens: ‖f ⊙ ‖W_dec‖‖_p per token, times λ, averaged over the batch.
@@ -38,7 +39,7 @@ class StandardTrainingSae : public TrainingSae {
     auto loss = mse + l1;
     double ghost_value = 0.0;
     if (cfg_.use_ghost_grads && ctx.dead_mask.defined() && ctx.dead_mask.any().item<bool>()) {
-      auto ghost = ghost_grad_loss(x, x_hat, hidden_pre, W_dec, mse_el, ctx.dead_mask);
+      auto ghost = ghost_grad_loss(y, x_hat, hidden_pre, W_dec, mse_el, ctx.dead_mask);
       ghost_value = ghost.item<double>();
       loss = loss + ghost;
     }

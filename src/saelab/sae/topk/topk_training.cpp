@@ -59,11 +59,12 @@ TrainStepOutput TopKTrainingSae::forward_backward(const at::Tensor& x, const Ste
   auto hidden_pre = sae_in(x, b_dec).mm(L["W_enc"]) + L["b_enc"];
   auto f = activation(hidden_pre);
   auto x_hat = f.mm(W_dec) + b_dec;
-  auto mse = mse_elements(x_hat, x).sum(-1).mean();
-  auto aux = aux_k_loss(x, x_hat, hidden_pre, W_dec, ctx.dead_mask);
+  const auto& y = target(x, ctx);
+  auto mse = mse_elements(x_hat, y).sum(-1).mean();
+  auto aux = aux_k_loss(y, x_hat, hidden_pre, W_dec, ctx.dead_mask);
   TrainStepOutput out;
   auto loss = mse + aux;
-  auto extra = extra_losses(x, hidden_pre, L, out);
+  auto extra = extra_losses(y, hidden_pre, L, out);
   if (extra.defined()) loss = loss + extra;
   loss.backward();
   collect_grads(L);
