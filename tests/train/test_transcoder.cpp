@@ -16,6 +16,7 @@
 #include "saelab/core/safetensors.h"
 #include "saelab/data/activation_source.h"
 #include "saelab/eval/sae_eval.h"
+#include "saelab/eval/sae_info.h"
 #include "saelab/sae/registry.h"
 #include "saelab/sae/sae.h"
 #include "saelab/sae/training_sae.h"
@@ -254,6 +255,42 @@ TEST(Transcoder, RecoversPlantedOutputFeatures) {
   }
 }
 
+// expected_average_only_in scales input and output separately, each to mean norm √width over the
+// initial sample, and the saved transcoder works on the unscaled activations.
+TEST(Transcoder, InputAndOutputScaledSeparately) {
+  test::TempDir dir;
+  struct Scaled : PlantedPairs {
+    using PlantedPairs::PlantedPairs;
+    at::Tensor next_batch(int64_t n) override {
+      at::Tensor r = PlantedPairs::next_batch(n);
+      r.narrow(1, 24, 20).mul_(40.0);  // outputs 40× larger than inputs
+      return r;
+    }
+  };
+  auto* src = new Scaled(24, 20, 32, 0.04, 0.0, false, 7);
+  Scaled held(24, 20, 32, 0.04, 0.0, false, 7);
+  held.load_state({{"next", 100000}});
+  RunnerConfig cfg = planted_cfg("topk", 24, 20, 64, 400, false, 3e-3);
+  cfg.normalize_activations = "expected_average_only_in";
+  std::unique_ptr<ActivationSource> owned(src);
+  Scaled first(24, 20, 32, 0.04, 0.0, false, 7);  // the trainer's first sample: the same rows
+  const at::Tensor sample = first.next_batch(8192);
+  TrainerOptions o;
+  o.run_dir = dir.path() + "/scaled";
+  o.progress = false;
+  o.log_files = false;
+  Trainer t(cfg, std::move(owned), o);
+  t.run();
+  auto norm_scale = [](const at::Tensor& v) {
+    return std::sqrt(double(v.size(1))) / v.to(torch::kDouble).norm(2, {1}).mean().item<double>();
+  };
+  EXPECT_NEAR(t.activation_scale(), norm_scale(sample.narrow(1, 0, 24)), 1e-9);
+  EXPECT_NEAR(t.activation_scale_out(), norm_scale(sample.narrow(1, 24, 20)), 1e-9);
+  const double ev = explained_variance(*t.inference_sae(), held.next_batch(4096), 24);
+  std::cout << "scaled transcoder: EV " << ev << "\n";
+  EXPECT_GE(ev, 0.9);
+}
+
 TEST(Transcoder, SkipConnectionRecoversAnAddedLinearMap) {
   test::TempDir dir;
   // Dense noise in x makes the map identifiable: the latents cannot carry its image.
@@ -320,6 +357,9 @@ TEST(Transcoder, ScaleFoldingAndSaelensFiles) {
     EXPECT_EQ(tensors.at("b_dec").sizes(), (std::vector<int64_t>{kDout}));
     EXPECT_EQ(tensors.count("W_skip"), c.skip ? 1u : 0u);
     if (c.skip) EXPECT_EQ(tensors.at("W_skip").sizes(), (std::vector<int64_t>{kDout, kDin}));
+    const json info = sae_info(d);  // saelab info
+    EXPECT_EQ(info.at("d_out"), kDout);
+    EXPECT_EQ(info.at("saved_as"), c.file_arch);
     auto back = load_sae(d);
     EXPECT_TRUE(back->cfg().is_transcoder());
     EXPECT_EQ(back->cfg().skip_connection, c.skip);
