@@ -161,6 +161,36 @@ TEST(DataParallelModel, RanksShareTheModelAndTrainOnTheSameStream) {
   expect_same_weights(d / "one", d / "two", 1e-4);
 }
 
+// A skip transcoder (block 1's MLP input to its output) on the same model: the paired rows are
+// exchanged as one, and W_skip's gradient is averaged with the rest.
+TEST(DataParallelModel, SkipTranscoderTrainsAsOneProcess) {
+  test::TempDir d;
+  test::write_model(d / "lm", 3);
+  test::write_dataset(d / "data.jsonl", 4);
+  const std::string cfg = d / "run.toml";
+  test::write_text(cfg, "model_name = " + json(std::string(d / "lm")).dump() +
+                            "\nhook_name = \"blocks.1.ln2.hook_normalized\"\nhook_layer = 1\n"
+                            "hook_name_out = \"blocks.1.hook_mlp_out\"\nskip_connection = true\n"
+                            "apply_b_dec_to_input = false\narchitecture = \"topk\"\n"
+                            "activation_fn_kwargs = { k = 4 }\ndtype = \"float64\"\n"
+                            "dataset_path = " +
+                            json(std::string(d / "data.jsonl")).dump() +
+                            "\ncontext_size = 8\nd_in = 16\nd_sae = 64\n"
+                            "train_batch_size_tokens = 64\nstore_batch_size_prompts = 4\n"
+                            "n_batches_in_buffer = 4\ntraining_tokens = 640\n"
+                            "wandb_log_frequency = 1\nn_checkpoints = 0\nn_eval_batches = 1\n"
+                            "eval_batch_size_prompts = 2\ndead_feature_window = 2\n");
+  auto one =
+      run_saelab("train " + shell_quote(cfg) + " --no-report --run-dir " + shell_quote(d / "one"));
+  ASSERT_EQ(one.rc, 0) << one.err;
+  auto two = run_saelab("train " + shell_quote(cfg) + " --nproc 2 --no-report --run-dir " +
+                        shell_quote(d / "two"));
+  ASSERT_EQ(two.rc, 0) << two.err;
+  expect_same_metrics(d / "one", d / "two", 1e-9);
+  expect_same_weights(d / "one", d / "two", 1e-9);
+  EXPECT_EQ(final_weights(d / "two").count("W_skip"), 1u);
+}
+
 // A checkpoint written by two ranks resumes in one process (and the reverse): the stream position
 // is global, so the run continues on the tokens it would have read.
 TEST(DataParallelResume, AnotherWorldSizeContinuesTheRun) {
