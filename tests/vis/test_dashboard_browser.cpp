@@ -59,7 +59,8 @@ TEST(VisBrowser, FeatureCardFromHashCarriesTheActivations) {
                  "JSON.stringify({card: document.querySelector('#cards .card').dataset.feature,"
                  " ex: [...document.querySelectorAll('#cards .card .ex')].slice(0, 5).map((e) =>"
                  "  [...e.querySelectorAll('.tok')].map((t) => [+t.dataset.act, "
-                 "t.classList.contains('mx')]))})");
+                 "t.classList.contains('mx'), t.dataset.loss === undefined ? null : "
+                 "+t.dataset.loss]))})");
   auto b = test::open_in_browser(d / "dash.html", o);
   expect_clean(b);
   const json v = value_of(b);
@@ -77,6 +78,8 @@ TEST(VisBrowser, FeatureCardFromHashCarriesTheActivations) {
     const int64_t p = std::max<int64_t>(0, t0 - 3) + int64_t(k);
     EXPECT_NEAR(strip[k][0].get<double>(), a[b0][p].item<double>(), mx / 255 + 1e-3 * mx) << p;
     EXPECT_EQ(strip[k][1].get<bool>(), p == t0) << p;
+    // The max token carries the example's loss effect (it has a next token unless it is last).
+    EXPECT_EQ(strip[k][2].is_number(), p == t0 && t0 + 1 < 12) << p;
   }
 
   // The index: sorted by density (descending on first click), and searchable by index.

@@ -41,6 +41,10 @@ TEST(VisCli, JsonMatchesFloat64Reference) {
   ASSERT_EQ(r.rc, 0) << r.err;
   const json st = read_json(d / "stats.json");
   const test::VisReference ref = test::vis_reference(fx, /*include_bos=*/false);
+  EXPECT_EQ(st["loss_effects"], "computed");
+  LoadedWeights lw = load_model_weights(test::tiny_model("gpt2"));
+  for (auto& [k, v] : lw.weights) v = v.to(torch::kDouble);
+  const Transformer model64(lw.cfg, lw.weights);
   EXPECT_EQ(st["n_tokens"].get<int64_t>(), 6 * 11);  // BOS (49) at position 0 is not counted
   ASSERT_EQ(st["features"].size(), 4u);
   for (const auto& f : st["features"]) {
@@ -72,6 +76,25 @@ TEST(VisCli, JsonMatchesFloat64Reference) {
         EXPECT_EQ(top[k]["token_ids"][c].get<int64_t>(), fx.tokens[b][start + c].item<int64_t>());
         EXPECT_NEAR(top[k]["acts"][c].get<double>(), a[b][start + c].item<double>(), 1e-4);
       }
+      // Loss effect: the next-token CE at t with act · W_dec[i] removed from the hook there,
+      // minus the clean CE, with the float64 model; null at the window's last position.
+      if (t + 1 >= 12) {
+        EXPECT_TRUE(top[k]["loss_effect"].is_null());
+        continue;
+      }
+      const at::Tensor delta = ref.W_dec[i] * v;
+      Hook h{test::kVisHook, [&](const at::Tensor& x, const std::string&) {
+               at::Tensor r = x.clone();
+               r[0][t] -= delta;
+               return r;
+             }};
+      const at::Tensor row = fx.tokens[b].unsqueeze(0);
+      const int64_t next = fx.tokens[b][t + 1].item<int64_t>();
+      const double want =
+          -model64.run_with_hooks(row, {h})[0][t].log_softmax(-1)[next].item<double>() +
+          model64.forward(row)[0][t].log_softmax(-1)[next].item<double>();
+      ASSERT_TRUE(top[k]["loss_effect"].is_number()) << top[k].dump();
+      EXPECT_NEAR(top[k]["loss_effect"].get<double>(), want, 1e-4 * (1 + std::abs(want)));
     }
     if (fires == 0) {
       EXPECT_TRUE(top.empty());
@@ -204,8 +227,11 @@ TEST(VisCli, TranscoderLogitEffectsGoThroughItsOutputHook) {
   const at::Tensor W_U =
       load_model_weights(test::tiny_model("gpt2")).weights.at("unembed.W_U").to(torch::kDouble);
   ASSERT_EQ(st["features"].size(), 2u);
+  EXPECT_EQ(st["loss_effects"], "computed");  // at the output hook (loss_effects.h)
   for (const auto& f : st["features"]) {
     const int64_t i = f["index"].get<int64_t>();
+    for (const auto& e : f["top_examples"])
+      EXPECT_EQ(e["loss_effect"].is_number(), e["position"].get<int64_t>() + 1 < 12) << e.dump();
     const at::Tensor eff = tc->param("W_dec")[i].to(torch::kDouble).matmul(W_U);
     const auto [tv, ti] = eff.topk(10);
     ASSERT_EQ(f["top_logits"].size(), 10u);
@@ -214,6 +240,16 @@ TEST(VisCli, TranscoderLogitEffectsGoThroughItsOutputHook) {
       EXPECT_NEAR(f["top_logits"][k]["value"].get<double>(), tv[k].item<double>(), 1e-4);
     }
   }
+  // Above --loss-effect-limit top examples, none is computed, and the file says why.
+  r = run_saelab("vis --sae " + shell_quote(d / "tc") + " --model " +
+                 shell_quote(test::tiny_model("gpt2")) + " --dataset " + shell_quote(fx.dataset) +
+                 " --n-prompts 4 --context-size 12 --features 0,7 --loss-effect-limit 3 --out " +
+                 shell_quote(d / "tc.html") + " --json " + shell_quote(d / "tc.json"));
+  ASSERT_EQ(r.rc, 0) << r.err;
+  const json lim = read_json(d / "tc.json");
+  EXPECT_EQ(lim["loss_effects"].get<std::string>().rfind("not computed", 0), 0u) << lim.dump();
+  for (const auto& f : lim["features"])
+    for (const auto& e : f["top_examples"]) EXPECT_TRUE(e["loss_effect"].is_null());
 }
 
 TEST(VisCli, BadInputIsOneLineError) {

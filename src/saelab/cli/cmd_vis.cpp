@@ -78,7 +78,8 @@ int run_vis(VisCli& c) {
   const double fe = d.timing.forward_s + d.timing.encode_s;
   d.stats["timing"] = {{"forward_s", d.timing.forward_s},
                        {"encode_s", d.timing.encode_s},
-                       {"stats_s", d.timing.stats_s}};
+                       {"stats_s", d.timing.stats_s},
+                       {"loss_effects_s", d.loss_effects_s}};
   if (!c.json_path.empty()) write_file_atomic(c.json_path, d.stats.dump() + "\n");
   std::cout << "wrote " << c.out << ": " << n << " features, " << html.size() / 1024 << " KiB ("
             << html.size() / std::max<size_t>(n, 1) << " B/feature), "
@@ -87,7 +88,9 @@ int run_vis(VisCli& c) {
                    "pass: model to hook {:.2f} s, SAE encode {:.2f} s, statistics {:.2f} s "
                    "({:.2f}x forward+encode)\n",
                    d.timing.forward_s, d.timing.encode_s, d.timing.stats_s,
-                   fe > 0 ? (fe + d.timing.stats_s) / fe : 0.0);
+                   fe > 0 ? (fe + d.timing.stats_s) / fe : 0.0)
+            << fmt::format("top examples' loss effects: {:.2f} s ({})\n", d.loss_effects_s,
+                           d.stats.value("loss_effects", std::string("none")));
   if (!c.json_path.empty()) std::cout << "wrote " << c.json_path << "\n";
   if (!c.neuronpedia.empty()) {
     const json& vocab = d.page["vocab"];
@@ -139,6 +142,9 @@ auto setup = [](CLI::App* sub) -> std::function<int()> {
   sub->add_option("--batch-size-prompts", o.batch_size_prompts,
                   "windows per forward pass (default 8)");
   sub->add_option("--top-k", o.top_k, "top activating examples per latent (default 20)");
+  sub->add_option("--loss-effect-limit", o.loss_effect_limit,
+                  "compute the top examples' loss effects (one forward each) when there are at "
+                  "most this many in all (default 1024)");
   sub->add_option("--quantile-groups", o.quantile_groups,
                   "activation bands per latent (default 10)");
   sub->add_option("--examples-per-group", o.examples_per_group,

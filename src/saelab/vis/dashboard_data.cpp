@@ -23,6 +23,7 @@
 #include "saelab/model/transformer.h"
 #include "saelab/sae/sae.h"
 #include "saelab/vis/dashboard_common.h"
+#include "saelab/vis/loss_effects.h"
 
 namespace saelab::vis {
 namespace {
@@ -150,6 +151,49 @@ json summary_json(const FeatureSummary& s) {
           {"top_examples", top},    {"quantile_groups", bands}, {"correlated", corr}};
 }
 
+// Each top example's "loss_effect" (loss_effects.h; null at a window's last position), grouped by
+// prompt so that each prompt runs clean once. Above `limit` examples in all, every one is null and
+// stats["loss_effects"] says why.
+void add_top_example_loss_effects(const Transformer& model, const Sae& sae, const std::string& hook,
+                                  const std::vector<at::Tensor>& windows,
+                                  const std::vector<FeatureSummary>& sums, int64_t limit,
+                                  std::vector<json>& records, json& stats) {
+  int64_t n = 0;
+  for (size_t i = 0; i < sums.size(); ++i) {
+    n += int64_t(sums[i].top_examples.size());
+    for (auto& e : records[i]["top_examples"]) e["loss_effect"] = nullptr;
+  }
+  if (n > limit) {
+    stats["loss_effects"] = fmt::format(
+        "not computed: {} top examples exceed --loss-effect-limit {} (one forward each)", n, limit);
+    return;
+  }
+  // (feature, example) of every top example, by prompt.
+  std::map<int64_t, std::vector<std::pair<size_t, size_t>>> by_prompt;
+  for (size_t i = 0; i < sums.size(); ++i)
+    for (size_t k = 0; k < sums[i].top_examples.size(); ++k)
+      by_prompt[sums[i].top_examples[k].prompt].push_back({i, k});
+  int64_t base = 0;
+  for (const at::Tensor& batch : windows) {
+    for (int64_t r = 0; r < batch.size(0); ++r) {
+      auto it = by_prompt.find(base + r);
+      if (it == by_prompt.end()) continue;
+      std::vector<LatentAblation> ablations;
+      for (auto [i, k] : it->second) {
+        const FeatureExample& e = sums[i].top_examples[k];
+        ablations.push_back({sums[i].index, e.position, e.act});
+      }
+      const auto loss = ablation_loss_effects(model, sae, hook, batch[r], ablations);
+      for (size_t a = 0; a < loss.size(); ++a) {
+        auto [i, k] = it->second[a];
+        if (loss[a]) records[i]["top_examples"][k]["loss_effect"] = *loss[a];
+      }
+    }
+    base += batch.size(0);
+  }
+  stats["loss_effects"] = "computed";
+}
+
 // The named board-state probes of --probe: [d_in, 8, 8] each.
 std::map<std::string, at::Tensor> read_probes(const std::string& path) {
   if (!std::filesystem::is_regular_file(path))
@@ -169,6 +213,8 @@ DashboardData build_feature_dashboard(const VisOptions& o) {
     fail("--batch-size-prompts: expected a positive number, got {}", o.batch_size_prompts);
   if (o.context_size <= 0)
     fail("--context-size: expected a positive number, got {}", o.context_size);
+  if (o.loss_effect_limit < 0)
+    fail("--loss-effect-limit: expected a number of examples >= 0, got {}", o.loss_effect_limit);
   VisModel m = load_vis_model(o);
   const Transformer& model = *m.lm.model;
   const Sae& sae = *m.sae;
@@ -263,6 +309,13 @@ DashboardData build_feature_dashboard(const VisOptions& o) {
   const auto sums = acc.summaries(o.n_correlated);
   std::vector<json> records;
   for (const auto& s : sums) records.push_back(summary_json(s));
+  {
+    const auto t0 = std::chrono::steady_clock::now();
+    add_top_example_loss_effects(model, sae, m.hook, reader.kept(), sums, o.loss_effect_limit,
+                                 records, out.stats);
+    out.loss_effects_s =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
   add_weight_parts(m, features, o, records);
 
   json page = json::object();

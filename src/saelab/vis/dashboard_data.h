@@ -23,6 +23,9 @@ struct VisOptions {
   int64_t n_prompts = 1024, context_size = 128, batch_size_prompts = 8;
   int64_t top_k = 20, quantile_groups = 10, examples_per_group = 5, window = 10;
   int64_t n_logits = 10, n_neighbours = 10, n_correlated = 10;
+  // The top examples' loss effects (loss_effects.h) cost one forward of the model per example:
+  // computed when there are at most this many top examples in all, else left null (with a note).
+  int64_t loss_effect_limit = 1024;
   bool include_special_tokens = false;
   std::optional<int64_t> seqpos_start, seqpos_stop;
   std::string probe;  // safetensors or torch .pt with "theirs vs mine" / "empty" [d_in, 8, 8]
@@ -39,6 +42,7 @@ struct DashboardData {
   json stats;  // the --json contract: {"n_tokens", "features": [...], ...}
   json page;   // page-only data: "vocab" {id: string}, "prompts" {index: [ids]}, "othello", ...
   FeaturePassTiming timing;
+  double loss_effects_s = 0;  // the top examples' loss effects, after the pass
 };
 
 // The feature-centric data. Bad input (d_in against the hook, a feature index >= d_sae, a token id

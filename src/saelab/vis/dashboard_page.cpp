@@ -75,9 +75,14 @@ class Encoder {
       r["h"] = f["histogram"]["counts"];
       r["R"] = f["histogram"]["bin_edges"].back();
     }
-    json t = json::array();
-    for (const auto& e : list_at(f, "top_examples")) t.push_back(example(e, qmx));
+    json t = json::array(), tl = json::array();
+    for (const auto& e : list_at(f, "top_examples")) {
+      t.push_back(example(e, qmx));
+      const json& le = e.contains("loss_effect") ? e.at("loss_effect") : json(nullptr);
+      tl.push_back(le.is_number() ? json(r4(le.get<double>())) : json(nullptr));
+    }
     r["t"] = t;
+    r["tl"] = tl;  // the top examples' loss effects (null: not computed)
     json bands = json::array();
     for (const auto& b : list_at(f, "quantile_groups")) {
       json ex = json::array();

@@ -15,6 +15,7 @@
 #include "saelab/sae/sae.h"
 #include "saelab/vis/dashboard_common.h"
 #include "saelab/vis/dashboard_data.h"
+#include "saelab/vis/loss_effects.h"
 
 namespace saelab::vis {
 namespace {
@@ -124,33 +125,11 @@ json build_prompt_view(const VisOptions& o) {
       fa.push_back(v[k].item<float>());
     }
 
-  // Loss effect: next-token loss at P with the latent's decoder contribution removed from the
-  // hook activation at P, minus the clean loss (positive: the latent helped predict token P+1).
-  // A transcoder's decoder writes its output hook, so the contribution is removed there.
-  std::vector<std::optional<double>> loss(feats.size());
-  const bool transcoder = sae.cfg().is_transcoder();
-  if (!feats.empty() && P + 1 < T && x.dim() == 3 && !m.head &&
-      (transcoder || x.size(-1) == sae.cfg().d_in)) {
-    const int64_t K = int64_t(feats.size());
-    const at::Tensor W = sae.param("W_dec").index_select(
-        0, torch::tensor(feats, torch::kLong).to(sae.param("W_dec").device()));
-    const at::Tensor delta =
-        (W.to(at::kFloat) *
-         torch::tensor(fa, torch::kDouble).to(at::kFloat).to(W.device()).unsqueeze(1))
-            .to(dev);
-    const std::string hook = transcoder ? sae.cfg().hook_name_out : m.hook;
-    Hook h{hook, [&](const at::Tensor& a, const std::string&) {
-             at::Tensor r = a.clone();
-             r.select(1, P).sub_(delta.to(a.scalar_type()));
-             return r;
-           }};
-    const at::Tensor clean = model.forward(tokens)[0][P].to(at::kDouble).log_softmax(-1);
-    const at::Tensor abl = model.run_with_hooks(tokens.expand({K, T}).contiguous(), {h});
-    const int64_t next = ids[P + 1];
-    const double base = -clean[next].item<double>();
-    for (int64_t k = 0; k < K; ++k)
-      loss[k] = -abl[k][P].to(at::kDouble).log_softmax(-1)[next].item<double>() - base;
-  }
+  // Loss effect of each ranked latent at P (loss_effects.h).
+  std::vector<LatentAblation> ablations;
+  for (size_t k = 0; k < feats.size(); ++k) ablations.push_back({feats[k], P, fa[k]});
+  const std::vector<std::optional<double>> loss =
+      ablation_loss_effects(model, sae, m.hook, tokens[0], ablations);
 
   std::map<int64_t, json> stats;
   if (!o.stats_json.empty()) {

@@ -102,13 +102,16 @@
     const ids = meta.prompts[prompt].slice(start, start + len);
     return {prompt, position, start, ids, acts};
   }
-  function strip(rec, ex, label) {
+  // loss: the example's loss effect at its max token (top examples; undefined / null otherwise).
+  function strip(rec, ex, label, loss) {
     const e = decode(ex, rec.mx);
     const line = el('div', {class: 'ex'}, el('span', {class: 'lbl'}, label));
     e.ids.forEach((id, k) => {
-      const a = e.acts[k], p = e.start + k;
+      const a = e.acts[k], p = e.start + k, here = p === e.position && loss !== undefined && loss !== null;
       const s = el('span', {class: 'tok' + (p === e.position ? ' mx' : ''), 'data-act': a.toPrecision(4),
-        'data-tip': JSON.stringify(tokStr(id)) + '  id ' + id + '\npos ' + p + '  act ' + fmt(a)}, show(tokStr(id)));
+        'data-tip': JSON.stringify(tokStr(id)) + '  id ' + id + '\npos ' + p + '  act ' + fmt(a) +
+          (here ? '\nloss effect of ablating it here ' + fmt(loss) : '')}, show(tokStr(id)));
+      if (here) s.setAttribute('data-loss', String(loss));
       if (a > 0) s.style.background = colour(a / rec.mx);
       line.append(s);
     });
@@ -176,9 +179,9 @@
     return el('div', {class: 'board'}, board(null, {fill, tip: (q) => 'cos ' + fmt(vals[q])}), el('div', null, title));
   }
 
-  function examples(rec, list, labelOf) {
+  function examples(rec, list, labelOf, losses) {
     if (meta.othello) return el('div', {class: 'boards'}, ...list.map((ex, k) => exampleBoard(rec, ex, labelOf(ex, k))));
-    return el('div', null, ...list.map((ex, k) => strip(rec, ex, labelOf(ex, k))));
+    return el('div', null, ...list.map((ex, k) => strip(rec, ex, labelOf(ex, k), losses ? losses[k] : undefined)));
   }
 
   // ---- a feature card
@@ -210,7 +213,7 @@
     }
     c.append(el('h3', null, 'Top activations'));
     if (!rec.t.length) c.append(el('div', {class: 'muted'}, 'never fired on the counted tokens'));
-    else c.append(examples(rec, rec.t, (ex) => fmt(ex.length ? decode(ex, rec.mx).acts[ex[1] - ex[2]] : 0)));
+    else c.append(examples(rec, rec.t, (ex) => fmt(ex.length ? decode(ex, rec.mx).acts[ex[1] - ex[2]] : 0), rec.tl));
     if (rec.b && rec.b.length) {
       c.append(el('h3', null, 'Activation bands (random examples per band)'));
       for (let g = rec.b.length - 1; g >= 0; --g) {
