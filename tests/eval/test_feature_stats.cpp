@@ -233,6 +233,40 @@ TEST(FeatureStats, BatchingDoesNotChangeDeterministicStatistics) {
   check_against_reference(d, o, r, sb);
 }
 
+// set_correlate_with_all: every other latent with a defined r (the dead one has none), by the
+// matrix-product path, equal to the float64 reference and sorted.
+TEST(FeatureStats, PearsonCorrelationsWithEveryLatent) {
+  const Data d = make_data(9, 8, 6, 4);
+  FeatureStatsOptions o = options({1, 2});
+  FeatureStatsAccumulator acc(6, o);
+  acc.set_correlate_with_all();
+  run(acc, d, 2);
+  const Ref r = reference(d, false, 0, 8);
+  const at::Tensor a = d.acts.to(torch::kDouble).index({r.counted});  // [n, 6]
+  const auto sums = acc.summaries(10);
+  for (size_t k = 0; k < 2; ++k) {
+    const int64_t i = o.features[k];
+    std::map<int64_t, double> want;
+    const double n = double(r.n);
+    for (int64_t j = 0; j < 6; ++j) {
+      const double vy = r.s2[j] / n - std::pow(r.s1[j] / n, 2);
+      if (j == i || !(vy > 0)) continue;
+      const at::Tensor x = a.select(1, i), y = a.select(1, j);
+      const double cov = (x * y).sum().item<double>() / n - r.s1[i] / n * r.s1[j] / n;
+      const double vx = r.s2[i] / n - std::pow(r.s1[i] / n, 2);
+      want[j] = cov / std::sqrt(vx * vy);
+    }
+    ASSERT_EQ(sums[k].correlated.size(), want.size()) << "latent " << i;
+    double prev = 2;
+    for (const auto& c : sums[k].correlated) {
+      ASSERT_TRUE(want.count(c.index)) << c.index;
+      EXPECT_NEAR(c.corr, want[c.index], 1e-6) << i << " with " << c.index;
+      EXPECT_LE(c.corr, prev);
+      prev = c.corr;
+    }
+  }
+}
+
 TEST(FeatureStats, PearsonCorrelationsOverCountedTokens) {
   const Data d = make_data(9, 8, 6, 4);
   FeatureStatsOptions o = options({1, 2});

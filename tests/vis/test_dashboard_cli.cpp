@@ -199,6 +199,34 @@ void expect_one_line_error(const test::CommandResult& r, const std::string& need
   EXPECT_NE(r.err.find(needle), std::string::npos) << r.err;
 }
 
+// With few selected latents, "correlated" ranks every other latent of the SAE: d_sae 64 is more
+// than the 32 decoder-nearest candidates used above the pair budget.
+TEST(VisCli, CorrelationsRankEveryLatent) {
+  test::TempDir d;
+  const auto fx = test::make_vis_fixture(d.path(), 64, 6, 12);
+  auto r = run_saelab(fx.args + " --features 0,1 --out " + shell_quote(d / "dash.html") +
+                      " --json " + shell_quote(d / "stats.json"));
+  ASSERT_EQ(r.rc, 0) << r.err;
+  const json st = read_json(d / "stats.json");
+  EXPECT_EQ(st["correlated_over"], "all latents");
+  const test::VisReference ref = test::vis_reference(fx, /*include_bos=*/false);
+  const at::Tensor A = ref.acts.index({ref.counted});  // [n, 64]
+  const at::Tensor C = A - A.mean(0, true);
+  const at::Tensor norm = C.pow(2).sum(0).sqrt();
+  for (const auto& f : st["features"]) {
+    const int64_t i = f["index"].get<int64_t>();
+    at::Tensor rr = C.select(1, i).matmul(C) / (norm[i] * norm);  // r with every latent
+    rr.masked_fill_(norm.eq(0), -2);                              // undefined: not listed
+    rr[i] = -2;
+    const auto [rv, ri] = rr.topk(10);
+    ASSERT_EQ(f["correlated"].size(), 10u);
+    for (int64_t k = 0; k < 10; ++k) {
+      EXPECT_EQ(f["correlated"][k]["index"].get<int64_t>(), ri[k].item<int64_t>()) << k;
+      EXPECT_NEAR(f["correlated"][k]["corr"].get<double>(), rv[k].item<double>(), 1e-4) << k;
+    }
+  }
+}
+
 // A transcoder from ln1.hook_normalized (not a residual hook: an SAE there has no logit effects)
 // to hook_mlp_out: its latents' logit effects are W_dec[i] @ W_U, through the hook it writes.
 TEST(VisCli, TranscoderLogitEffectsGoThroughItsOutputHook) {

@@ -59,6 +59,7 @@ struct FeatureStatsAccumulator::State {
   std::vector<std::vector<Keyed>> bands;         // [nF * G] heaps, largest key on top
   std::vector<double> thr, keythr;
   at::Tensor cand, cross, s1, s2;  // correlation candidates [nF, M], Σ a_i a_j, Σ a, Σ a²
+  bool cand_all = false;           // cand is every latent: cross by a matrix product
   at::Generator gen;
 
   int64_t G() const { return o.quantile_groups; }
@@ -187,6 +188,12 @@ void FeatureStatsAccumulator::set_correlation_candidates(const at::Tensor& candi
   s.s2 = torch::zeros({s.d_sae}, torch::kDouble);
 }
 
+void FeatureStatsAccumulator::set_correlate_with_all() {
+  State& s = *s_;
+  set_correlation_candidates(torch::arange(s.d_sae, torch::kLong).unsqueeze(0).expand({s.nF, -1}));
+  s.cand_all = true;
+}
+
 void FeatureStatsAccumulator::add_batch(const at::Tensor& tokens_in, const at::Tensor& acts) {
   State& s = *s_;
   const auto& o = s.o;
@@ -256,7 +263,10 @@ void FeatureStatsAccumulator::add_batch(const at::Tensor& tokens_in, const at::T
     for (int64_t i = 0; i < nF * G; ++i) s.band_count[i] += cp[i];
   }
 
-  if (s.cand.defined() && s.cand.size(1) > 0) {
+  if (s.cand_all) {
+    // Every latent: one product over this batch's counted positions (zeros add nothing).
+    s.cross += A.to(at::kDouble).t().mm(Afull.to(at::kDouble)).cpu();
+  } else if (s.cand.defined() && s.cand.size(1) > 0) {
     // Σ_t a_i(t) a_c(t) over the positions where a_i > 0 (elsewhere the product is 0).
     const at::Tensor cd = s.cand.to(dev);
     const at::Tensor partners = cd.index_select(0, j);  // [nnz, M]

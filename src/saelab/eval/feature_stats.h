@@ -92,6 +92,9 @@ class FeatureStatsAccumulator {
   // candidates [n_features, M] int64: latent indices (in [0, d_sae)) to correlate each selected
   // latent with; call before the first batch. Without it no correlations are computed.
   void set_correlation_candidates(const at::Tensor& candidates);
+  // Every latent of the SAE as every selected latent's candidate: Σ a_i a_j as one product
+  // [n_features, tokens] x [tokens, d_sae] per batch (float64), n_features × d_sae sums kept.
+  void set_correlate_with_all();
 
   // tokens [B, T] int64 (any device); acts [B, T, d_sae] the SAE's acts for every latent on those
   // tokens. Windows are numbered in the order they arrive.

@@ -31,6 +31,9 @@ namespace {
 // Correlation candidates per latent: its nearest latents by decoder cosine (at least this many,
 // so that a small SAE correlates every pair).
 constexpr int64_t kCorrelationCandidates = 32;
+// Up to this many (selected, other) latent pairs the correlations run over every latent (the
+// product costs tokens × pairs per pass); beyond, over the kCorrelationCandidates decoder-nearest.
+constexpr int64_t kAllCorrelationPairs = int64_t(1) << 22;
 
 // Windows of the dataset, --batch-size-prompts at a time, up to --n-prompts, each checked against
 // the model's vocabulary. Kept (on the CPU) for the page's contexts and Othello boards.
@@ -267,7 +270,10 @@ DashboardData build_feature_dashboard(const VisOptions& o) {
           fo.exclude_token_ids.push_back(*id);
   }
   FeatureStatsAccumulator acc(d_sae, fo);
-  {
+  const bool correlate_all = int64_t(features.size()) * d_sae <= kAllCorrelationPairs;
+  if (correlate_all) {
+    acc.set_correlate_with_all();
+  } else {
     const auto nbrs =
         decoder_neighbours(sae, features, std::max(kCorrelationCandidates, o.n_correlated));
     const int64_t M = nbrs.empty() ? 0 : int64_t(nbrs[0].size());
@@ -375,6 +381,10 @@ DashboardData build_feature_dashboard(const VisOptions& o) {
   st["hook_name"] = m.hook;
   st["d_sae"] = d_sae;
   st["excluded_token_ids"] = fo.exclude_token_ids;
+  st["correlated_over"] = correlate_all
+                              ? std::string("all latents")
+                              : fmt::format("the {} decoder-nearest latents",
+                                            std::max(kCorrelationCandidates, o.n_correlated));
   st["features"] = records;
   out.page = std::move(page);
   return out;
