@@ -280,6 +280,43 @@ TEST(VisCli, TranscoderLogitEffectsGoThroughItsOutputHook) {
     for (const auto& e : f["top_examples"]) EXPECT_TRUE(e["loss_effect"].is_null());
 }
 
+// The seed's probes come as `linear_probes.pt` (torch.save of a dict of [d_in, 8, 8] tensors):
+// written here by Debian's python3-torch, read by --probe, cosines against a float64 computation.
+TEST(VisCli, ProbesFromATorchSaveFile) {
+  if (!test::python_has("torch")) GTEST_SKIP() << "/usr/bin/python3 has no torch";
+  test::TempDir d;
+  test::write_vis_sae(d / "sae", 16, 12);
+  const json probes = json::parse(test::run_python(R"PY(
+import json, torch
+g = torch.Generator().manual_seed(3)
+p = {"theirs vs mine": torch.randn(16, 8, 8, generator=g), "empty": torch.randn(16, 8, 8, generator=g)}
+torch.save(p, ")PY" + std::string(d / "linear_probes.pt") +
+                                                   R"PY(")
+print(json.dumps({k: v.flatten().tolist() for k, v in p.items()}))
+)PY"));
+  auto r = run_saelab("vis --sae " + shell_quote(d / "sae") + " --model " +
+                      shell_quote(test::tiny_model("othello")) +
+                      " --dataset othello --n-prompts 4 --context-size 20 --features 0,5 --probe " +
+                      shell_quote(d / "linear_probes.pt") + " --out " + shell_quote(d / "o.html") +
+                      " --json " + shell_quote(d / "o.json"));
+  ASSERT_EQ(r.rc, 0) << r.err;
+  const json st = read_json(d / "o.json");
+  auto sae = load_sae(d / "sae");
+  for (const auto& f : st["features"]) {
+    const int64_t i = f["index"].get<int64_t>();
+    const at::Tensor dec = sae->param("W_dec")[i].to(torch::kDouble);
+    for (const char* name : {"theirs vs mine", "empty"}) {
+      const auto v = probes.at(name).get<std::vector<double>>();
+      const at::Tensor P = torch::tensor(v, torch::kDouble).reshape({16, 64});
+      const at::Tensor cos = (dec / dec.norm()).matmul(P / P.norm(2, 0, true));
+      ASSERT_EQ(f["probes"][name]["output"].size(), 64u) << name;
+      for (int64_t q = 0; q < 64; ++q)
+        EXPECT_NEAR(f["probes"][name]["output"][q].get<double>(), cos[q].item<double>(), 1e-5)
+            << name << " square " << q;
+    }
+  }
+}
+
 TEST(VisCli, BadInputIsOneLineError) {
   test::TempDir d;
   const auto fx = test::make_vis_fixture(d.path(), 20, 2, 12);
