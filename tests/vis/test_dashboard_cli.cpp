@@ -199,6 +199,30 @@ void expect_one_line_error(const test::CommandResult& r, const std::string& need
   EXPECT_NE(r.err.find(needle), std::string::npos) << r.err;
 }
 
+// --select density (the default) picks the latents firing most often over all the windows' counted
+// positions, not over the first batch (--batch-size-prompts 4 of 6 prompts here).
+TEST(VisCli, SelectDensityCountsEveryWindow) {
+  test::TempDir d;
+  const auto fx = test::make_vis_fixture(d.path(), 20, 6, 12);
+  auto r = run_saelab(fx.args + " --n-features 5 --out " + shell_quote(d / "dash.html") +
+                      " --json " + shell_quote(d / "stats.json"));
+  ASSERT_EQ(r.rc, 0) << r.err;
+  const json st = read_json(d / "stats.json");
+  const test::VisReference ref = test::vis_reference(fx, /*include_bos=*/false);
+  const at::Tensor fires = ref.acts.index({ref.counted}).gt(0).sum(0);  // [20]
+  std::vector<std::pair<int64_t, int64_t>> order;                       // (-fires, index)
+  for (int64_t i = 0; i < 20; ++i) order.push_back({-fires[i].item<int64_t>(), i});
+  std::sort(order.begin(), order.end());
+  std::vector<int64_t> want;
+  for (int64_t k = 0; k < 5 && order[k].first < 0; ++k) want.push_back(order[k].second);
+  std::sort(want.begin(), want.end());
+  std::vector<int64_t> got;
+  for (const auto& f : st["features"]) got.push_back(f["index"].get<int64_t>());
+  EXPECT_EQ(got, want);
+  EXPECT_EQ(st["n_prompts"], 6);  // the statistics pass read every window once
+  EXPECT_EQ(st["n_tokens"], 6 * 11);
+}
+
 // With few selected latents, "correlated" ranks every other latent of the SAE: d_sae 64 is more
 // than the 32 decoder-nearest candidates used above the pair budget.
 TEST(VisCli, CorrelationsRankEveryLatent) {

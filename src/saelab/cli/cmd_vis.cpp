@@ -136,7 +136,7 @@ auto setup = [](CLI::App* sub) -> std::function<int()> {
   sub->add_option("--features", c->features, "latents to show, e.g. 0,5,17");
   sub->add_option("--n-features", o.n_features, "how many latents --select picks (default 32)");
   sub->add_option("--select", o.select,
-                  "density (most frequent on the first batch) | random | all");
+                  "density (most frequent over all the windows: two passes) | random | all");
   sub->add_option("--n-prompts", o.n_prompts, "windows of the dataset to read (default 1024)");
   sub->add_option("--context-size", o.context_size, "tokens per window (default 128)");
   sub->add_option("--batch-size-prompts", o.batch_size_prompts,

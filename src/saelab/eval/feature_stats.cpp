@@ -47,6 +47,17 @@ std::pair<int64_t, int64_t> slice_bounds(std::optional<int64_t> a, std::optional
 
 }  // namespace
 
+at::Tensor counted_positions(const at::Tensor& tokens_in, const FeatureStatsOptions& o) {
+  const at::Tensor tokens = tokens_in.to(at::kCPU).to(at::kLong);
+  const int64_t T = tokens.size(1);
+  at::Tensor mask = torch::ones(tokens.sizes(), torch::kBool);
+  for (int64_t id : o.exclude_token_ids) mask.logical_and_(tokens.ne(id));
+  auto [lo, hi] = slice_bounds(o.seqpos_start, o.seqpos_stop, T);
+  mask.slice(1, 0, lo).fill_(false);
+  mask.slice(1, hi, T).fill_(false);
+  return mask;
+}
+
 struct FeatureStatsAccumulator::State {
   int64_t d_sae = 0, nF = 0;
   FeatureStatsOptions o;
@@ -209,11 +220,7 @@ void FeatureStatsAccumulator::add_batch(const at::Tensor& tokens_in, const at::T
   const int64_t prompt0 = s.n_prompts;
   s.n_prompts += B;
 
-  at::Tensor mask = torch::ones({B, T}, torch::kBool);
-  for (int64_t id : o.exclude_token_ids) mask.logical_and_(tokens.ne(id));
-  auto [lo, hi] = slice_bounds(o.seqpos_start, o.seqpos_stop, T);
-  mask.slice(1, 0, lo).fill_(false);
-  mask.slice(1, hi, T).fill_(false);
+  const at::Tensor mask = counted_positions(tokens, o);
   const at::Tensor rows = mask.flatten().nonzero().squeeze(1);  // counted rows b*T + t
   const int64_t Nc = rows.numel();
   s.n_tokens += Nc;

@@ -82,6 +82,10 @@ struct FeatureSummary {
   std::vector<CorrelatedLatent> correlated;  // candidates by r descending (defined r only)
 };
 
+// The positions of tokens [B, T] that the statistics count: not one of o.exclude_token_ids and
+// inside the seqpos slice. bool [B, T] on the CPU.
+at::Tensor counted_positions(const at::Tensor& tokens, const FeatureStatsOptions& o);
+
 class FeatureStatsAccumulator {
  public:
   // Validates the options against d_sae (an index >= d_sae or a duplicate is a saelab::Error).

@@ -94,10 +94,10 @@ class BatchReader {
   std::vector<at::Tensor> kept_;
 };
 
-// --select density: the latents firing most often on the first batch (those that fire at all).
-std::vector<int64_t> select_by_density(const at::Tensor& first_acts, int64_t n) {
-  const at::Tensor fires = first_acts.gt(0).flatten(0, 1).sum(0).cpu();
-  const at::Tensor order = std::get<1>(fires.sort(0, true, true));
+// --select density: the n latents firing most often (fires [d_sae], over the whole pass), among
+// those that fire at all.
+std::vector<int64_t> select_by_density(const at::Tensor& fires, int64_t n) {
+  const at::Tensor order = std::get<1>(fires.sort(/*stable=*/true, /*dim=*/0, /*descending=*/true));
   std::vector<int64_t> out;
   for (int64_t i = 0; i < order.size(0) && int64_t(out.size()) < n; ++i) {
     const int64_t f = order[i].item<int64_t>();
@@ -108,8 +108,8 @@ std::vector<int64_t> select_by_density(const at::Tensor& first_acts, int64_t n) 
   return out;
 }
 
-std::vector<int64_t> choose_features(const VisOptions& o, int64_t d_sae,
-                                     const at::Tensor& first_acts) {
+// fires: every latent's firing count over the pass's counted positions (--select density only).
+std::vector<int64_t> choose_features(const VisOptions& o, int64_t d_sae, const at::Tensor& fires) {
   if (!o.features.empty()) return o.features;
   if (o.select == "all") {
     std::vector<int64_t> f(d_sae);
@@ -127,10 +127,9 @@ std::vector<int64_t> choose_features(const VisOptions& o, int64_t d_sae,
     return f;
   }
   if (o.select == "density") {
-    auto f = select_by_density(first_acts, o.n_features);
+    auto f = select_by_density(fires, o.n_features);
     if (f.empty())
-      fail("--select density: no latent of the SAE fired on the first {} windows",
-           o.batch_size_prompts);
+      fail("--select density: no latent of the SAE fired on the {} windows read", o.n_prompts);
     return f;
   }
   fail("--select: expected density, random or all, got '{}'", o.select);
@@ -235,24 +234,8 @@ DashboardData build_feature_dashboard(const VisOptions& o) {
   if (!o.probe.empty()) probes = read_probes(o.probe);
 
   BatchReader reader(o, m, ctx);
-  at::Tensor first = reader.next();
-  at::Tensor first_acts;
   DashboardData out;
-  {
-    using clock = std::chrono::steady_clock;
-    at::NoGradGuard ng;
-    const at::Device sd = sae.param("W_dec").device();
-    const auto t0 = clock::now();
-    const at::Tensor x = sae_input_at_hook(model, sae, m.hook, m.head, first);
-    const auto t1 = clock::now();
-    first_acts = sae.encode(x.to(sd));
-    out.timing.forward_s = std::chrono::duration<double>(t1 - t0).count();
-    out.timing.encode_s = std::chrono::duration<double>(clock::now() - t1).count();
-  }
-  const std::vector<int64_t> features = choose_features(o, d_sae, first_acts);
-
   FeatureStatsOptions fo;
-  fo.features = features;
   fo.top_k = o.top_k;
   fo.quantile_groups = o.quantile_groups;
   fo.examples_per_group = o.examples_per_group;
@@ -269,6 +252,30 @@ DashboardData build_feature_dashboard(const VisOptions& o) {
                       fo.exclude_token_ids.end())
           fo.exclude_token_ids.push_back(*id);
   }
+
+  // --select density: every latent's firing count over the counted positions of all the windows,
+  // from a first pass over them (the model to the hook and the encode, timed with the rest); the
+  // statistics pass then reads the same windows again.
+  const bool density = o.features.empty() && o.select == "density";
+  at::Tensor fires;
+  if (density) {
+    if (o.n_features <= 0) fail("--n-features: expected a positive number, got {}", o.n_features);
+    fires = torch::zeros({d_sae}, torch::kLong);
+    at::NoGradGuard ng;
+    for (at::Tensor t = reader.next(); t.defined(); t = reader.next()) {
+      const auto t0 = std::chrono::steady_clock::now();
+      const at::Tensor x = sae_input_at_hook(model, sae, m.hook, m.head, t);
+      const auto t1 = std::chrono::steady_clock::now();
+      const at::Tensor acts = sae.encode(x.to(sae.param("W_dec").device()));
+      out.timing.forward_s += std::chrono::duration<double>(t1 - t0).count();
+      out.timing.encode_s +=
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
+      const at::Tensor counted = counted_positions(t, fo).to(acts.device()).unsqueeze(-1);
+      fires += acts.gt(0).logical_and(counted).sum(at::IntArrayRef{0, 1}).cpu();
+    }
+  }
+  const std::vector<int64_t> features = choose_features(o, d_sae, fires);
+  fo.features = features;
   FeatureStatsAccumulator acc(d_sae, fo);
   const bool correlate_all = int64_t(features.size()) * d_sae <= kAllCorrelationPairs;
   if (correlate_all) {
@@ -297,14 +304,11 @@ DashboardData build_feature_dashboard(const VisOptions& o) {
         format_count(double(total)).c_str(), format_count(done / std::max(s, 1e-9)).c_str(),
         final ? "0:00" : format_duration(s / std::max<double>(done, 1) * (total - done)).c_str());
   };
-  auto next = [&]() -> at::Tensor { return reader.next(); };
-  // The first batch was encoded to choose the latents; it is counted once, with those acts.
-  {
-    const auto t0 = std::chrono::steady_clock::now();
-    acc.add_batch(first, first_acts);
-    out.timing.stats_s +=
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  }
+  size_t replayed = 0;  // after a density pass: its windows again
+  auto next = [&]() -> at::Tensor {
+    if (!density) return reader.next();
+    return replayed < reader.kept().size() ? reader.kept()[replayed++] : at::Tensor();
+  };
   FeaturePassTiming rest = run_feature_pass(model, sae, m.hook, m.head, next, acc,
                                             [&](int64_t done) { progress(done, false); });
   progress(acc.n_prompts() * ctx, true);
