@@ -17,6 +17,8 @@
 #include "saelab/data/activation_source.h"
 #include "saelab/eval/sae_eval.h"
 #include "saelab/eval/sae_info.h"
+#include "saelab/sae/kernels/fast_dense.h"
+#include "saelab/sae/kernels/fast_kernels.h"
 #include "saelab/sae/registry.h"
 #include "saelab/sae/sae.h"
 #include "saelab/sae/training_sae.h"
@@ -116,29 +118,39 @@ TEST(Transcoder, HandWrittenStepsMatchTheirAutogradBodies) {
   torch::manual_seed(4);
   const at::Tensor x = torch::randn({kN, kDin}, torch::kDouble);
   const at::Tensor y = torch::randn({kN, kDout}, torch::kDouble);
-  for (const auto& arch : kArchitectures)
-    for (bool skip : {false, true}) {
-      if (skip && arch == "matryoshka_batchtopk") continue;
-      SCOPED_TRACE(arch + (skip ? " skip" : ""));
-      auto fast = make_training_sae(transcoder_cfg(arch, skip, true));
-      auto slow = make_training_sae(transcoder_cfg(arch, skip, false));
-      ASSERT_TRUE(make_fast_training_sae(transcoder_cfg(arch, skip, true)) != nullptr);
-      randomize(*fast, 5);
-      randomize(*slow, 5);
-      StepContext ctx;
-      ctx.l1_coefficient = 0.3;
-      ctx.l0_coefficient = 0.05;
-      // AuxK (topk family) reconstructs the target's residual from dead latents.
-      ctx.dead_mask = torch::arange(kDsae) % 3 == 0;
-      auto a = fast->step(x, y, ctx), b = slow->step(x, y, ctx);
-      EXPECT_NEAR(a.loss, b.loss, 1e-9 * std::max(1.0, std::abs(b.loss)));
-      for (const auto& [k, v] : b.losses) EXPECT_NEAR(a.losses.at(k), v, 1e-9) << k;
-      EXPECT_LT((a.sae_out - b.sae_out).abs().max().item<double>(), 1e-9);
-      for (auto& [name, g] : slow->grads()) {
-        const double scale = std::max(1.0, g.abs().max().item<double>());
-        EXPECT_LT((fast->grads().at(name) - g).abs().max().item<double>(), 1e-9 * scale) << name;
-      }
+  // Both the CPU loops and the ATen versions the steps use on other devices (CUDA).
+  struct Reset {
+    ~Reset() {
+      fast::set_force_aten_passes(false);
+      fast::set_force_aten_kernels(false);
     }
+  } reset;
+  for (bool aten : {false, true})
+    for (const auto& arch : kArchitectures)
+      for (bool skip : {false, true}) {
+        if (skip && arch == "matryoshka_batchtopk") continue;
+        SCOPED_TRACE(arch + (skip ? " skip" : "") + (aten ? " aten" : ""));
+        fast::set_force_aten_passes(aten);
+        fast::set_force_aten_kernels(aten);
+        auto fast = make_training_sae(transcoder_cfg(arch, skip, true));
+        auto slow = make_training_sae(transcoder_cfg(arch, skip, false));
+        ASSERT_TRUE(make_fast_training_sae(transcoder_cfg(arch, skip, true)) != nullptr);
+        randomize(*fast, 5);
+        randomize(*slow, 5);
+        StepContext ctx;
+        ctx.l1_coefficient = 0.3;
+        ctx.l0_coefficient = 0.05;
+        // AuxK (topk family) reconstructs the target's residual from dead latents.
+        ctx.dead_mask = torch::arange(kDsae) % 3 == 0;
+        auto a = fast->step(x, y, ctx), b = slow->step(x, y, ctx);
+        EXPECT_NEAR(a.loss, b.loss, 1e-9 * std::max(1.0, std::abs(b.loss)));
+        for (const auto& [k, v] : b.losses) EXPECT_NEAR(a.losses.at(k), v, 1e-9) << k;
+        EXPECT_LT((a.sae_out - b.sae_out).abs().max().item<double>(), 1e-9);
+        for (auto& [name, g] : slow->grads()) {
+          const double scale = std::max(1.0, g.abs().max().item<double>());
+          EXPECT_LT((fast->grads().at(name) - g).abs().max().item<double>(), 1e-9 * scale) << name;
+        }
+      }
 }
 
 // Sparse codes s (each of F features on with probability p, magnitude in [0.5, 1.5]); inputs
