@@ -603,6 +603,23 @@ TEST(Transcoder, ModelStoreCacheAndTrainEndToEnd) {
     }
   }
 
+  // A sweep of transcoders on the shared cached pairs: each member saves a transcoder.
+  TrainRequest sw;
+  sw.config = d + "/tc.toml";
+  sw.sets = {"use_cached_activations=true", "run_name=sweep", "skip_connection=true",
+             "l1_coefficient=[0.1, 1.0]"};
+  sw.quiet = true;
+  sw.write_report = false;
+  sw.messages = std::fopen("/dev/null", "w");
+  TrainOutcome so = run_training(sw);
+  std::fclose(sw.messages);
+  ASSERT_TRUE(so.is_sweep);
+  ASSERT_EQ(so.sweep.members.size(), 2u);
+  for (const auto& m : so.sweep.members) {
+    ASSERT_TRUE(m.completed);
+    EXPECT_EQ(read_json_file(m.final_dir + "/cfg.json").at("architecture"), "skip_transcoder");
+  }
+
   // saelab eval on the cache file compares the output with activations_out; on the model it runs
   // the MLP-replacement evals.
   SaeEvalOptions eo;
