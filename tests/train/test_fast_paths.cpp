@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <map>
 #include <typeinfo>
 #include <vector>
 
@@ -301,6 +302,43 @@ TEST(FastPath, DenseStepsAtenPassesMatchAutograd) {
       j.jumprelu_bandwidth = 0.5;
       compare(j, s, seed++, 0.0, 0.0, 1.5);
     }
+}
+
+}  // namespace
+}  // namespace saelab
+
+namespace saelab {
+namespace {
+
+// StepContext::grad_ready: the dense hand-written steps announce W_dec while they still compute
+// the encoder's gradient (the trainer starts its all-reduce then); an announced gradient must
+// already hold its final value, since the all-reduce reads it from that moment.
+TEST(FastPath, AnnouncedGradientsAreFinalWhenAnnounced) {
+  for (const std::string arch : {"standard", "jumprelu"}) {
+    SCOPED_TRACE(arch);
+    TrainingSaeConfig cfg;
+    cfg.architecture = arch;
+    cfg.d_in = 6;
+    cfg.d_sae = 12;
+    cfg.dtype = at::kDouble;
+    cfg.scale_sparsity_penalty_by_decoder_norm = true;
+    auto sae = make_training_sae(cfg);
+    torch::manual_seed(7);
+    for (auto& [name, p] : sae->params())
+      p = name == "log_threshold" ? torch::full(p.sizes(), std::log(0.05), torch::kDouble)
+                                  : torch::randn(p.sizes(), torch::kDouble) * 0.5;
+    StepContext ctx;
+    ctx.l1_coefficient = 0.3;
+    ctx.l0_coefficient = 0.1;
+    std::map<std::string, at::Tensor> at_announcement;
+    ctx.grad_ready = [&](const std::string& name) {
+      at_announcement[name] = sae->grads().at(name).clone();
+    };
+    sae->step(torch::randn({16, 6}, torch::kDouble), at::Tensor(), ctx);
+    ASSERT_EQ(at_announcement.count("W_dec"), 1u);
+    for (const auto& [name, g] : at_announcement)
+      EXPECT_TRUE(torch::equal(g, sae->grads().at(name))) << name;
+  }
 }
 
 }  // namespace

@@ -7,6 +7,17 @@
 
 namespace saelab {
 
+namespace {
+struct Done : Collectives::Pending {
+  void wait() override {}
+};
+}  // namespace
+
+std::unique_ptr<Collectives::Pending> Collectives::start_sum_(at::Tensor& t) {
+  sum_(t);
+  return std::make_unique<Done>();
+}
+
 std::string Collectives::broadcast_string(const std::string& s, int root) {
   at::Tensor n = torch::full({1}, static_cast<int64_t>(s.size()), torch::kInt64);
   broadcast_(n, root);

@@ -6,6 +6,7 @@
 #pragma once
 #include <ATen/core/Tensor.h>
 
+#include <memory>
 #include <string>
 
 namespace saelab {
@@ -18,6 +19,16 @@ class Collectives {
   // In place: every rank ends with the element-wise sum (min) over ranks.
   virtual void sum_(at::Tensor& t) = 0;
   virtual void min_(at::Tensor& t) = 0;
+  // A collective started and not yet complete: wait() returns once it is (t holds the result).
+  class Pending {
+   public:
+    virtual ~Pending() = default;
+    virtual void wait() = 0;
+  };
+  // Starts the in-place sum of t over ranks and returns at once, so that computation can overlap
+  // the communication; t must not be read or written until wait(). Every rank starts the same
+  // sums in the same order as its other collectives. By default the sum runs here, blocking.
+  virtual std::unique_ptr<Pending> start_sum_(at::Tensor& t);
   // Every rank's t [n_r, ...] (n_r may differ between ranks; the other dimensions and the dtype
   // may not), concatenated in rank order.
   virtual at::Tensor gather_rows(const at::Tensor& t) = 0;

@@ -11,6 +11,7 @@
 #endif
 
 #include <cstdlib>
+#include <utility>
 #include <vector>
 
 #include "saelab/core/error.h"
@@ -70,6 +71,28 @@ class C10dCollectives : public Collectives {
   }
 
   void barrier() override { pg_->barrier()->wait(); }
+
+  std::unique_ptr<Pending> start_sum_(at::Tensor& t) override {
+    // c10d runs the all-reduce on its own threads (Gloo) or stream (NCCL) until wait().
+    // The work handle's type differs between LibTorch versions (ProcessGroup::Work, Work).
+    using WorkPtr = decltype(pg_->allreduce(std::declval<std::vector<at::Tensor>&>()));
+    struct Started : Pending {
+      WorkPtr work;
+      at::Tensor comm, target;  // the tensor being reduced, and t when that is a copy
+      void wait() override {
+        work->wait();
+        if (!comm.is_same(target)) target.copy_(comm);
+      }
+    };
+    auto p = std::make_unique<Started>();
+    p->target = t;
+    p->comm = t.to(comm_).contiguous();
+    std::vector<at::Tensor> v{p->comm};
+    c10d::AllreduceOptions o;
+    o.reduceOp = c10d::ReduceOp::SUM;
+    p->work = pg_->allreduce(v, o);
+    return p;
+  }
 
  private:
   void reduce(at::Tensor& t, c10d::ReduceOp op) {

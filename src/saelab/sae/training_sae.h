@@ -15,6 +15,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -68,6 +69,10 @@ struct StepContext {
   // What the decoder's output is compared with, [N, out_dim] (undefined: x itself, an SAE). A
   // transcoder's output activations; TrainingSae::step sets it.
   at::Tensor target;
+  // Called by a hand-written step as soon as grads()[name] is final (nothing in the step writes it
+  // afterwards), so that the trainer can start averaging it over ranks while the step computes
+  // the rest. Steps need not call it; the trainer averages whatever was not announced.
+  std::function<void(const std::string& name)> grad_ready;
 };
 
 struct TrainStepOutput {

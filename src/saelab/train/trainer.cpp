@@ -178,18 +178,26 @@ void Trainer::share_rank0_parameters() {
   scale_out_ = s[1].item<double>();
 }
 
-void Trainer::average_gradients() {
+void Trainer::average_gradients(
+    std::vector<std::pair<std::string, std::unique_ptr<Collectives::Pending>>>& started) {
   if (!distributed()) return;
+  const double W = static_cast<double>(opts_.dist->world_size());
+  std::set<std::string> announced;
+  for (const auto& [name, p] : started) announced.insert(name);
   std::vector<at::Tensor> parts;
   for (auto& [name, g] : sae_->grads())
-    if (g.defined()) parts.push_back(g.reshape({-1}));
-  if (parts.empty()) return;
-  at::Tensor flat = torch::cat(parts);
-  opts_.dist->sum_(flat);
-  flat.div_(static_cast<double>(opts_.dist->world_size()));
+    if (g.defined() && !announced.count(name)) parts.push_back(g.reshape({-1}));
+  at::Tensor flat = parts.empty() ? at::Tensor() : torch::cat(parts);
+  if (flat.defined()) opts_.dist->sum_(flat);
+  for (auto& [name, p] : started) {
+    p->wait();
+    sae_->grads().at(name).div_(W);
+  }
+  if (!flat.defined()) return;
+  flat.div_(W);
   int64_t off = 0;
   for (auto& [name, g] : sae_->grads()) {
-    if (!g.defined()) continue;
+    if (!g.defined() || announced.count(name)) continue;
     g.copy_(flat.narrow(0, off, g.numel()).view_as(g));
     off += g.numel();
   }
@@ -267,8 +275,13 @@ void Trainer::train_step() {
   ctx.l0_coefficient = coefficient_at(cfg_.l0_coefficient, cfg_.l0_warm_up_steps, step_);
   ctx.dead_mask = dead_mask();
   ctx.dist = opts_.dist.get();
+  std::vector<std::pair<std::string, std::unique_ptr<Collectives::Pending>>> started;
+  if (distributed())
+    ctx.grad_ready = [&](const std::string& name) {
+      started.emplace_back(name, opts_.dist->start_sum_(sae_->grads().at(name)));
+    };
   auto out = sae_->step(b.x, b.y, ctx);
-  average_gradients();
+  average_gradients(started);
   update_firing_stats(out);
   if (!std::isfinite(out.loss))
     fail("loss is {} at step {}; last good checkpoint: {}", std::isnan(out.loss) ? "nan" : "inf",

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "saelab/config/runner_config.h"
+#include "saelab/core/collectives.h"
 #include "saelab/core/json.h"
 #include "saelab/data/activation_source.h"
 #include "saelab/sae/training_sae.h"
@@ -103,8 +104,10 @@ class Trainer {
   void train_step();
   // Fire counts of the step's rows; across ranks also the losses (averaged) and the stop flag.
   void update_firing_stats(TrainStepOutput& out);
-  // Across ranks: gradients averaged (one all-reduce of all of them, flattened).
-  void average_gradients();
+  // Across ranks: gradients averaged. Those the step announced (StepContext::grad_ready) were
+  // started then (`started`) and are waited for; the rest go in one flattened all-reduce.
+  void average_gradients(
+      std::vector<std::pair<std::string, std::unique_ptr<Collectives::Pending>>>& started);
   // Across ranks: rank 0's parameters and buffers everywhere (after initialisation).
   void share_rank0_parameters();
   bool distributed() const;
@@ -138,7 +141,7 @@ class Trainer {
   int64_t n_tokens_ = 0;
   double scale_ = 1.0;
   double scale_out_ = 1.0;  // a transcoder's output scale (expected_average_only_in); SAE: = scale_
-  at::Tensor since_fired_;   // int64 [d_sae]: steps since each latent last fired
+  at::Tensor since_fired_;  // int64 [d_sae]: steps since each latent last fired
   at::Tensor window_fires_;  // float64 [d_sae]: tokens each latent fired on in this sampling window
   int64_t window_tokens_ = 0;
   at::Tensor last_window_log10_;  // float32 [d_sae]: the last complete window's log10 density

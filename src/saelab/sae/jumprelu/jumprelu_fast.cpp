@@ -197,6 +197,7 @@ class FastJumpReLUTrainingSae : public JumpReLUTrainingSae {
 
     auto& gW_dec = fast_grad_buffer(*this, "W_dec");
     at::mm_out(gW_dec, f_.t(), g);
+    if (ctx.grad_ready) ctx.grad_ready("W_dec");  // its all-reduce overlaps dW_enc's product
     auto& gW_enc = fast_grad_buffer(*this, "W_enc");
     at::mm_out(gW_enc, xt.t(), df_);
     auto& gb_enc = fast_grad_buffer(*this, "b_enc");

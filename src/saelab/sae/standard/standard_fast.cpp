@@ -70,6 +70,7 @@ class FastStandardTrainingSae : public TrainingSae {
       auto coef = (c * (lam * inv_n) / w).masked_fill_(w == 0, 0.0);
       gW_dec.addcmul_(W_dec, coef.unsqueeze(1));
     }
+    if (ctx.grad_ready) ctx.grad_ready("W_dec");  // its all-reduce overlaps dW_enc's product
     auto& gb_enc = fast_grad_buffer(*this, "b_enc");
     gb_enc.copy_(df_.sum(0));
     auto& gW_enc = fast_grad_buffer(*this, "W_enc");
