@@ -233,22 +233,20 @@ TEST(FeatureStats, BatchingDoesNotChangeDeterministicStatistics) {
   check_against_reference(d, o, r, sb);
 }
 
-// set_correlate_with_all: every other latent with a defined r (the dead one has none), by the
-// matrix-product path, equal to the float64 reference and sorted.
-TEST(FeatureStats, PearsonCorrelationsWithEveryLatent) {
-  const Data d = make_data(9, 8, 6, 4);
-  FeatureStatsOptions o = options({1, 2});
-  FeatureStatsAccumulator acc(6, o);
-  acc.set_correlate_with_all();
+// Runs d through acc and checks each selected latent's correlated list: Pearson's r over counted
+// positions, in float64, with every other latent that has a defined r (the dead one has none),
+// sorted descending. The pass squares the acts in their own float32 before summing in float64.
+void expect_pearson_with_every_other_latent(FeatureStatsAccumulator& acc,
+                                            const FeatureStatsOptions& o, const Data& d) {
   run(acc, d, 2);
   const Ref r = reference(d, false, 0, 8);
-  const at::Tensor a = d.acts.to(torch::kDouble).index({r.counted});  // [n, 6]
+  const at::Tensor a = d.acts.to(torch::kDouble).index({r.counted});  // [n, d_sae]
   const auto sums = acc.summaries(10);
-  for (size_t k = 0; k < 2; ++k) {
+  const double n = double(r.n);
+  for (size_t k = 0; k < o.features.size(); ++k) {
     const int64_t i = o.features[k];
     std::map<int64_t, double> want;
-    const double n = double(r.n);
-    for (int64_t j = 0; j < 6; ++j) {
+    for (int64_t j = 0; j < a.size(1); ++j) {
       const double vy = r.s2[j] / n - std::pow(r.s1[j] / n, 2);
       if (j == i || !(vy > 0)) continue;
       const at::Tensor x = a.select(1, i), y = a.select(1, j);
@@ -267,39 +265,22 @@ TEST(FeatureStats, PearsonCorrelationsWithEveryLatent) {
   }
 }
 
+// set_correlate_with_all: by the matrix-product path.
+TEST(FeatureStats, PearsonCorrelationsWithEveryLatent) {
+  const Data d = make_data(9, 8, 6, 4);
+  FeatureStatsOptions o = options({1, 2});
+  FeatureStatsAccumulator acc(6, o);
+  acc.set_correlate_with_all();
+  expect_pearson_with_every_other_latent(acc, o, d);
+}
+
 TEST(FeatureStats, PearsonCorrelationsOverCountedTokens) {
   const Data d = make_data(9, 8, 6, 4);
   FeatureStatsOptions o = options({1, 2});
   FeatureStatsAccumulator acc(6, o);
-  // Every other latent as a candidate (the dead one has no defined r and is left out).
+  // Every other latent as a candidate (the gather path).
   acc.set_correlation_candidates(torch::tensor({0, 2, 3, 4, 5, 0, 1, 3, 4, 5}).reshape({2, 5}));
-  run(acc, d, 2);
-  const Ref r = reference(d, false, 0, 8);
-  // Σ a_i a_j in float64 over counted positions.
-  const at::Tensor a = d.acts.to(torch::kDouble).index({r.counted});  // [n, 6]
-  const auto sums = acc.summaries(10);
-  for (size_t k = 0; k < 2; ++k) {
-    const int64_t i = o.features[k];
-    std::map<int64_t, double> want;
-    for (int64_t j = 0; j < 5; ++j) {
-      if (j == i) continue;
-      const at::Tensor x = a.select(1, i), y = a.select(1, j);
-      const double n = double(r.n);
-      const double cov = (x * y).sum().item<double>() / n - r.s1[i] / n * r.s1[j] / n;
-      const double vx = r.s2[i] / n - std::pow(r.s1[i] / n, 2);
-      const double vy = r.s2[j] / n - std::pow(r.s1[j] / n, 2);
-      want[j] = cov / std::sqrt(vx * vy);
-    }
-    ASSERT_EQ(sums[k].correlated.size(), want.size()) << "latent " << i;
-    double prev = 2;
-    for (const auto& c : sums[k].correlated) {
-      ASSERT_TRUE(want.count(c.index)) << c.index;
-      // The pass squares the acts in their own float32 before summing in float64.
-      EXPECT_NEAR(c.corr, want[c.index], 1e-6) << i << " with " << c.index;
-      EXPECT_LE(c.corr, prev);
-      prev = c.corr;
-    }
-  }
+  expect_pearson_with_every_other_latent(acc, o, d);
 }
 
 TEST(FeatureStats, RejectsBadFeatureIndicesAndShapes) {

@@ -135,28 +135,33 @@ TEST(DataParallelBatchTopK, SelectsOverTheGlobalBatchNotEachShare) {
               b[0]["details/topk_threshold"].get<double>(), 1e-7);
 }
 
-// A language model's activations: each rank runs the model on half of every store batch of
-// prompts and the rows are exchanged, so both ranks train on the one-process stream.
-TEST(DataParallelModel, RanksShareTheModelAndTrainOnTheSameStream) {
-  test::TempDir d;
+// Trains the tiny GPT-2 of tiny_lm_fixture.h on `keys` (hooks, architecture, ...) once in one
+// process (run dir d/one) and once over two ranks (d/two); run_saelab's rc must be 0 for both.
+void train_model_source_one_and_two(const test::TempDir& d, const std::string& keys) {
   test::write_model(d / "lm", 3);
   test::write_dataset(d / "data.jsonl", 4);
   const std::string cfg = d / "run.toml";
-  test::write_text(cfg, "model_name = " + json(std::string(d / "lm")).dump() +
-                            "\nhook_name = \"blocks.1.hook_resid_pre\"\nhook_layer = 1\n"
-                            "dataset_path = " +
-                            json(std::string(d / "data.jsonl")).dump() +
+  test::write_text(cfg, "model_name = " + json(std::string(d / "lm")).dump() + "\n" + keys +
+                            "dataset_path = " + json(std::string(d / "data.jsonl")).dump() +
                             "\ncontext_size = 8\nd_in = 16\nd_sae = 64\n"
                             "train_batch_size_tokens = 64\nstore_batch_size_prompts = 4\n"
                             "n_batches_in_buffer = 4\ntraining_tokens = 640\n"
                             "wandb_log_frequency = 1\nn_checkpoints = 0\nn_eval_batches = 1\n"
-                            "eval_batch_size_prompts = 2\nl1_coefficient = 1.0\n");
+                            "eval_batch_size_prompts = 2\n");
   auto one =
       run_saelab("train " + shell_quote(cfg) + " --no-report --run-dir " + shell_quote(d / "one"));
   ASSERT_EQ(one.rc, 0) << one.err;
   auto two = run_saelab("train " + shell_quote(cfg) + " --nproc 2 --no-report --run-dir " +
                         shell_quote(d / "two"));
   ASSERT_EQ(two.rc, 0) << two.err;
+}
+
+// A language model's activations: each rank runs the model on half of every store batch of
+// prompts and the rows are exchanged, so both ranks train on the one-process stream.
+TEST(DataParallelModel, RanksShareTheModelAndTrainOnTheSameStream) {
+  test::TempDir d;
+  ASSERT_NO_FATAL_FAILURE(train_model_source_one_and_two(
+      d, "hook_name = \"blocks.1.hook_resid_pre\"\nhook_layer = 1\nl1_coefficient = 1.0\n"));
   expect_same_metrics(d / "one", d / "two", 1e-4);
   expect_same_weights(d / "one", d / "two", 1e-4);
 }
@@ -165,27 +170,12 @@ TEST(DataParallelModel, RanksShareTheModelAndTrainOnTheSameStream) {
 // exchanged as one, and W_skip's gradient is averaged with the rest.
 TEST(DataParallelModel, SkipTranscoderTrainsAsOneProcess) {
   test::TempDir d;
-  test::write_model(d / "lm", 3);
-  test::write_dataset(d / "data.jsonl", 4);
-  const std::string cfg = d / "run.toml";
-  test::write_text(cfg, "model_name = " + json(std::string(d / "lm")).dump() +
-                            "\nhook_name = \"blocks.1.ln2.hook_normalized\"\nhook_layer = 1\n"
-                            "hook_name_out = \"blocks.1.hook_mlp_out\"\nskip_connection = true\n"
-                            "apply_b_dec_to_input = false\narchitecture = \"topk\"\n"
-                            "activation_fn_kwargs = { k = 4 }\ndtype = \"float64\"\n"
-                            "dataset_path = " +
-                            json(std::string(d / "data.jsonl")).dump() +
-                            "\ncontext_size = 8\nd_in = 16\nd_sae = 64\n"
-                            "train_batch_size_tokens = 64\nstore_batch_size_prompts = 4\n"
-                            "n_batches_in_buffer = 4\ntraining_tokens = 640\n"
-                            "wandb_log_frequency = 1\nn_checkpoints = 0\nn_eval_batches = 1\n"
-                            "eval_batch_size_prompts = 2\ndead_feature_window = 2\n");
-  auto one =
-      run_saelab("train " + shell_quote(cfg) + " --no-report --run-dir " + shell_quote(d / "one"));
-  ASSERT_EQ(one.rc, 0) << one.err;
-  auto two = run_saelab("train " + shell_quote(cfg) + " --nproc 2 --no-report --run-dir " +
-                        shell_quote(d / "two"));
-  ASSERT_EQ(two.rc, 0) << two.err;
+  ASSERT_NO_FATAL_FAILURE(train_model_source_one_and_two(
+      d,
+      "hook_name = \"blocks.1.ln2.hook_normalized\"\nhook_layer = 1\n"
+      "hook_name_out = \"blocks.1.hook_mlp_out\"\nskip_connection = true\n"
+      "apply_b_dec_to_input = false\narchitecture = \"topk\"\n"
+      "activation_fn_kwargs = { k = 4 }\ndtype = \"float64\"\ndead_feature_window = 2\n"));
   expect_same_metrics(d / "one", d / "two", 1e-9);
   expect_same_weights(d / "one", d / "two", 1e-9);
   EXPECT_EQ(final_weights(d / "two").count("W_skip"), 1u);

@@ -199,15 +199,21 @@ void expect_one_line_error(const test::CommandResult& r, const std::string& need
   EXPECT_NE(r.err.find(needle), std::string::npos) << r.err;
 }
 
+// `saelab vis` on the fixture with extra options; its --json statistics.
+json vis_stats(const test::VisFixture& fx, const test::TempDir& d, const std::string& extra) {
+  auto r = run_saelab(fx.args + " " + extra + " --out " + shell_quote(d / "dash.html") +
+                      " --json " + shell_quote(d / "stats.json"));
+  EXPECT_EQ(r.rc, 0) << r.err;
+  return r.rc == 0 ? read_json(d / "stats.json") : json::object();
+}
+
 // --select density (the default) picks the latents firing most often over all the windows' counted
 // positions, not over the first batch (--batch-size-prompts 4 of 6 prompts here).
 TEST(VisCli, SelectDensityCountsEveryWindow) {
   test::TempDir d;
   const auto fx = test::make_vis_fixture(d.path(), 20, 6, 12);
-  auto r = run_saelab(fx.args + " --n-features 5 --out " + shell_quote(d / "dash.html") +
-                      " --json " + shell_quote(d / "stats.json"));
-  ASSERT_EQ(r.rc, 0) << r.err;
-  const json st = read_json(d / "stats.json");
+  const json st = vis_stats(fx, d, "--n-features 5");
+  ASSERT_TRUE(st.contains("features"));
   const test::VisReference ref = test::vis_reference(fx, /*include_bos=*/false);
   const at::Tensor fires = ref.acts.index({ref.counted}).gt(0).sum(0);  // [20]
   std::vector<std::pair<int64_t, int64_t>> order;                       // (-fires, index)
@@ -228,10 +234,8 @@ TEST(VisCli, SelectDensityCountsEveryWindow) {
 TEST(VisCli, CorrelationsRankEveryLatent) {
   test::TempDir d;
   const auto fx = test::make_vis_fixture(d.path(), 64, 6, 12);
-  auto r = run_saelab(fx.args + " --features 0,1 --out " + shell_quote(d / "dash.html") +
-                      " --json " + shell_quote(d / "stats.json"));
-  ASSERT_EQ(r.rc, 0) << r.err;
-  const json st = read_json(d / "stats.json");
+  const json st = vis_stats(fx, d, "--features 0,1");
+  ASSERT_TRUE(st.contains("features"));
   EXPECT_EQ(st["correlated_over"], "all latents");
   const test::VisReference ref = test::vis_reference(fx, /*include_bos=*/false);
   const at::Tensor A = ref.acts.index({ref.counted});  // [n, 64]

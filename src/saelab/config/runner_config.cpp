@@ -52,18 +52,15 @@ std::string python_float(double x) {
   return s;
 }
 
-// The number of positions python's range(context_size)[slice(*seqpos)] keeps.
-// N of a "blocks.N.<rest>" hook name (nullopt for any other name).
-std::optional<int64_t> block_of(const std::string& hook) {
-  if (hook.rfind("blocks.", 0) != 0) return std::nullopt;
+// The digits N of a "blocks.N.<rest>" hook name ("" for any other name).
+std::string block_digits(const std::string& hook) {
+  if (hook.rfind("blocks.", 0) != 0) return "";
   const size_t dot = hook.find('.', 7);
   const std::string digits = hook.substr(7, dot == std::string::npos ? dot : dot - 7);
-  if (digits.empty() || digits.size() > 9 ||
-      digits.find_first_not_of("0123456789") != std::string::npos)
-    return std::nullopt;
-  return std::stoll(digits);
+  return digits.find_first_not_of("0123456789") == std::string::npos ? digits : "";
 }
 
+// The number of positions python's range(context_size)[slice(*seqpos)] keeps.
 int64_t slice_length(const std::vector<std::optional<int64_t>>& s, int64_t n) {
   std::optional<int64_t> start, stop, step;
   if (s.size() == 1) stop = s[0];
@@ -380,14 +377,10 @@ RunnerConfig resolve_runner_config(RunnerConfig c, const std::string& where) {
     fail("{}: eval_batch_size_prompts must be positive, got {}", w, *c.eval_batch_size_prompts);
   if (c.hook_layer < 0) fail("{}: hook_layer must be >= 0, got {}", w, c.hook_layer);
   // SAELens runs the model up to hook_layer: it must be the hook's block.
-  if (c.hook_name.rfind("blocks.", 0) == 0) {
-    const size_t dot = c.hook_name.find('.', 7);
-    const std::string digits = c.hook_name.substr(7, dot == std::string::npos ? dot : dot - 7);
-    if (!digits.empty() && digits.find_first_not_of("0123456789") == std::string::npos &&
-        (digits.size() > 9 || std::stoll(digits) != c.hook_layer) && !c.is_toy())
-      fail("{}: hook_layer = {} but hook_name '{}' is in block {}; set hook_layer = {}", w,
-           c.hook_layer, c.hook_name, digits, digits);
-  }
+  if (const std::string digits = block_digits(c.hook_name);
+      !digits.empty() && (digits.size() > 9 || std::stoll(digits) != c.hook_layer) && !c.is_toy())
+    fail("{}: hook_layer = {} but hook_name '{}' is in block {}; set hook_layer = {}", w,
+         c.hook_layer, c.hook_name, digits, digits);
   if (c.hook_head_index && *c.hook_head_index < 0)
     fail("{}: hook_head_index must be >= 0, got {}", w, *c.hook_head_index);
   if (c.seqpos_slice.size() == 3 && c.seqpos_slice[2] && *c.seqpos_slice[2] < 1)
@@ -520,7 +513,8 @@ SaeConfig to_sae_config(const RunnerConfig& c) {
     s.d_out = c.d_out.value_or(c.d_in);
     s.skip_connection = c.skip_connection;
     s.hook_name_out = *c.hook_name_out;
-    s.hook_layer_out = block_of(*c.hook_name_out).value_or(0);
+    const std::string digits = block_digits(*c.hook_name_out);
+    s.hook_layer_out = digits.empty() || digits.size() > 9 ? 0 : std::stoll(digits);
   }
   s.context_size = c.context_size;
   s.prepend_bos = c.prepend_bos;

@@ -51,7 +51,8 @@ struct RunnerConfig {
   std::optional<int64_t> d_sae;             // resolved: d_in * expansion_factor when absent
   std::optional<int64_t> expansion_factor;  // 4 when neither d_sae nor expansion_factor is given
   std::optional<int64_t> d_out;  // a transcoder's output width (resolved: d_in when absent)
-  bool skip_connection = false;  // a transcoder's linear skip W_skip [d_out, d_in] (sparsify's name)
+  bool skip_connection =
+      false;                  // a transcoder's linear skip W_skip [d_out, d_in] (sparsify's name)
   std::string activation_fn;  // resolved: "topk" for topk, "relu" otherwise (SAELens v5)
   json activation_fn_kwargs = json::object();          // {"k": 100} for topk / batchtopk
   std::string b_dec_init_method = "geometric_median";  // geometric_median | mean | zeros

@@ -57,8 +57,8 @@ SaeForward Sae::forward(const at::Tensor& x) const {
   out.reconstruction = normalize_out(decode(out.acts_post), state);
   // A skip transcoder adds its linear map of the input (SAELens's SkipTranscoder.forward).
   if (cfg_.skip_connection)
-    out.reconstruction = out.reconstruction + torch::matmul(x.to(param("W_skip").scalar_type()),
-                                                            param("W_skip").t());
+    out.reconstruction = out.reconstruction +
+                         torch::matmul(x.to(param("W_skip").scalar_type()), param("W_skip").t());
   return out;
 }
 

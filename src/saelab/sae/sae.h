@@ -4,8 +4,8 @@
 //
 // Shapes: x [..., d_in]; acts [..., d_sae]. Parameters: W_enc [d_in, d_sae], W_dec [d_sae, d_in],
 // b_dec [d_in] (a transcoder's W_dec [d_sae, d_out], b_dec [d_out], and W_skip [d_out, d_in] with
-// a skip connection), and per architecture: standard/topk b_enc; jumprelu b_enc, threshold; gated b_gate,
-// b_mag, r_mag.
+// a skip connection), and per architecture: standard/topk b_enc; jumprelu b_enc, threshold; gated
+// b_gate, b_mag, r_mag.
 #pragma once
 #include <ATen/core/Tensor.h>
 

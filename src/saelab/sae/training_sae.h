@@ -119,14 +119,13 @@ class TrainingSae {
   // saves W_enc·s, W_dec/s_out, b_dec/s_out, W_skip·s/s_out (thresholds and b_enc unchanged).
   // base carries the cfg.json metadata fields. An SAE has s_out = s.
   std::unique_ptr<Sae> to_inference(const SaeConfig& base, double s, double s_out) const;
-  std::unique_ptr<Sae> to_inference(const SaeConfig& base, double s) const {
-    return to_inference(base, s, s);
-  }
   // The inverse: takes the weights of an inference SAE of this architecture (from_pretrained_path)
   // into the training parameters, unfolding the activation scales. Errors name `where`.
   void load_inference(const Sae& sae, double s, double s_out, const std::string& where);
-  void load_inference(const Sae& sae, double s, const std::string& where) {
-    load_inference(sae, s, s, where);
+
+  // What a step's decoder output is compared with: ctx.target, or x for an SAE.
+  static const at::Tensor& target(const at::Tensor& x, const StepContext& ctx) {
+    return ctx.target.defined() ? ctx.target : x;
   }
 
   // Moves parameters, gradients and buffers to device (call before the first step: the fast
@@ -135,10 +134,6 @@ class TrainingSae {
 
  protected:
   at::Tensor sae_in(const at::Tensor& x, const at::Tensor& b_dec) const;
-  // What the decoder's output is compared with: ctx.target, or x for an SAE.
-  static const at::Tensor& target(const at::Tensor& x, const StepContext& ctx) {
-    return ctx.target.defined() ? ctx.target : x;
-  }
   // Reconstruction error per element under mse_loss_normalization, [N, d_in].
   at::Tensor mse_elements(const at::Tensor& x_hat, const at::Tensor& x) const;
   // Leaf copies of the parameters that record gradients.

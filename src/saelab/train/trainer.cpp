@@ -91,6 +91,11 @@ std::unique_ptr<Sae> Trainer::inference_sae() const {
   return sae_->to_inference(inference_sae_config(cfg_), scale_, scale_out_);
 }
 
+void Trainer::estimate_scales(const Batch& b) {
+  scale_ = estimate_norm_scaling_factor(b.x);
+  scale_out_ = b.y.is_same(b.x) ? scale_ : estimate_norm_scaling_factor(b.y);
+}
+
 Trainer::Batch Trainer::split(const at::Tensor& rows) const {
   const int64_t d_out = source_->d_out();
   if (d_out == 0) return {rows, rows};
@@ -125,12 +130,9 @@ void Trainer::initialize() {
   if (cfg_.from_pretrained_path) {
     // As SAELens: a pretrained SAE replaces initialisation (b_dec included); only the dataset-wide
     // scale is estimated, since the saved weights have it folded in.
-    if (scale) {
-      const Batch b =
-          split(source_->next_batch(std::max<int64_t>(cfg_.train_batch_size_tokens, 8192)));
-      scale_ = estimate_norm_scaling_factor(b.x);
-      scale_out_ = b.y.is_same(b.x) ? scale_ : estimate_norm_scaling_factor(b.y);
-    }
+    if (scale)
+      estimate_scales(
+          split(source_->next_batch(std::max<int64_t>(cfg_.train_batch_size_tokens, 8192))));
     const std::string where = "from_pretrained_path = '" + *cfg_.from_pretrained_path + "'";
     std::unique_ptr<Sae> pretrained;
     try {
@@ -151,10 +153,7 @@ void Trainer::initialize() {
     require_finite(sample, "the sample that initialises b_dec and the scale (before step 1)",
                    source_->describe(), last_checkpoint_);
     const Batch b = split(sample);
-    if (scale) {
-      scale_ = estimate_norm_scaling_factor(b.x);
-      scale_out_ = b.y.is_same(b.x) ? scale_ : estimate_norm_scaling_factor(b.y);
-    }
+    if (scale) estimate_scales(b);
     // b_dec is the bias of the decoder's output: initialised from what it reconstructs.
     init_b_dec(*sae_, cfg_.b_dec_init_method,
                normalize_batch(b.y, cfg_.normalize_activations, scale_out_));

@@ -98,6 +98,8 @@ class Trainer {
   };
   // A source's rows split into input and output (a transcoder's rows are [x | y]).
   Batch split(const at::Tensor& rows) const;
+  // expected_average_only_in: scale_ from b.x and scale_out_ from b.y (the same for an SAE).
+  void estimate_scales(const Batch& b);
   void initialize();
   void to_device();
   Batch next_batch();

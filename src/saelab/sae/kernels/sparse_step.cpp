@@ -114,7 +114,7 @@ TrainStepOutput sparse_step(TrainingSae& sae, SparseBuffers& buf, const at::Tens
   auto x = x_in.to(W_enc.scalar_type()).contiguous();
   const int64_t N = x.size(0), S = cfg.d_sae, D = cfg.d_in, D_out = cfg.out_dim();
   // What x̂ is compared with: x, or a transcoder's output activations [N, D_out].
-  auto y = ctx.target.defined() ? ctx.target.to(x.scalar_type()).contiguous() : x;
+  auto y = TrainingSae::target(x, ctx).to(x.scalar_type()).contiguous();
   const double inv_n = 1.0 / static_cast<double>(N);
   if (!buf.z.defined() || buf.z.size(0) != N || buf.z.scalar_type() != W_enc.scalar_type() ||
       buf.z.device() != W_enc.device())
