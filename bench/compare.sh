@@ -11,8 +11,11 @@
 #                                            bench/pytorch_eager_more.py for every architecture)
 # Defaults: the issue's full grid (d_in ∈ {512, 2304} × d_sae ∈ {8192, 32768}), all five archs.
 # Env: SAELAB (the binary, default build/saelab), SAELAB_SHARED (default ../shared), PYTHON.
+# bench/compare.sh --e2e [options]: `saelab train` end to end instead of the step alone (bench/e2e.py,
+# whose --help lists its options).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
+if [[ "${1:-}" == "--e2e" ]]; then shift; exec "${PYTHON:-/usr/bin/python3}" "$root/bench/e2e.py" "$@"; fi
 SAELAB="${SAELAB:-$root/build/saelab}"
 SHARED="${SAELAB_SHARED:-$root/../shared}"
 PYTHON="${PYTHON:-/usr/bin/python3}"
@@ -29,7 +32,7 @@ while [[ $# -gt 0 ]]; do
     --sgemm-n) sgemm_n="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     --device) device="$2"; shift 2 ;;
-    -h|--help) sed -n 2,13p "$0"; exit 0 ;;
+    -h|--help) sed -n 2,15p "$0"; exit 0 ;;
     *) echo "compare.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
 done

@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "model/test_load_fixtures.h"
+#include "saelab/core/json.h"
 #include "saelab/core/safetensors.h"
 #include "saelab/sae/sae.h"
 #include "saelab/train/checkpoint.h"
@@ -419,32 +420,44 @@ TEST(Faults, NanFromABrokenModelWeightStopsAtTheFirstBatch) {
   EXPECT_FALSE(fs::exists(d / "run/final"));
 }
 
+// Three shards of 2048 random 256-d rows in `cache` (write_all rewrites them), and a run config
+// over them of `steps` steps of 256 rows (8 a shard) with `n_checkpoints` checkpoints.
+struct WideCache {
+  std::string cache;
+  std::vector<std::vector<float>> shards;
+  WideCache(const std::string& dir) : cache(dir), shards(3, std::vector<float>(2048 * 256)) {
+    fs::create_directories(cache);
+    std::mt19937 rng(5);
+    std::normal_distribution<float> g;
+    for (auto& s : shards)
+      for (auto& x : s) x = g(rng);
+    write_all();
+  }
+  void write_all() const {
+    for (size_t i = 0; i < shards.size(); ++i)
+      write_shard(cache + "/shard_00" + std::to_string(i) + ".safetensors", shards[i], 256);
+  }
+  std::string config(int64_t steps, int n_checkpoints) const {
+    std::string cfg = cached_config(cache, steps, n_checkpoints);
+    for (auto [from, to] : {std::pair<std::string, std::string>{"d_in = 16", "d_in = 256"},
+                            {"d_sae = 32", "d_sae = 2048"},
+                            {"train_batch_size_tokens = 64", "train_batch_size_tokens = 256"},
+                            {"training_tokens = " + std::to_string(steps * 64),
+                             "training_tokens = " + std::to_string(steps * 256)}})
+      cfg.replace(cfg.find(from), from.size(), to);
+    return cfg;
+  }
+};
+
 // The cache's shards deleted while the run reads the first one (the run is paused meanwhile, so
 // the moment is certain): the run stops with one line naming the missing shard, its checkpoints
 // load, and once the shards are back `--resume` completes the run.
 TEST(Faults, CacheShardsDisappearingMidRunThenResume) {
   TempDir d;
-  const std::string cache = d / "cache";
-  fs::create_directories(cache);
-  const int64_t d_in = 256, rows = 2048;
-  std::vector<std::vector<float>> shards(3, std::vector<float>(rows * d_in));
-  std::mt19937 rng(5);
-  std::normal_distribution<float> g;
-  for (auto& s : shards)
-    for (auto& x : s) x = g(rng);
-  auto write_all = [&] {
-    for (size_t i = 0; i < shards.size(); ++i)
-      write_shard(cache + "/shard_00" + std::to_string(i) + ".safetensors", shards[i], d_in);
-  };
-  write_all();
-  // 256 rows a step: 8 steps per shard, 20 steps, a checkpoint after every step.
-  std::string cfg = cached_config(cache, 20, 20);
-  for (auto [from, to] : {std::pair<std::string, std::string>{"d_in = 16", "d_in = 256"},
-                          {"d_sae = 32", "d_sae = 2048"},
-                          {"train_batch_size_tokens = 64", "train_batch_size_tokens = 256"},
-                          {"training_tokens = 1280", "training_tokens = 5120"}})
-    cfg.replace(cfg.find(from), from.size(), to);
-  write_text(d / "run.toml", cfg);
+  const WideCache wide(d / "cache");
+  const std::string cache = wide.cache;
+  // 20 steps, a checkpoint after every step.
+  write_text(d / "run.toml", wide.config(20, 20));
   const std::string dir = d / "run";
   pid_t pid = spawn({"train", d / "run.toml", "--run-dir", dir}, d / "run.log");
   auto deadline = Clock::now() + std::chrono::seconds(60);
@@ -466,10 +479,37 @@ TEST(Faults, CacheShardsDisappearingMidRunThenResume) {
   auto cps = checkpoint_dirs(dir);
   ASSERT_FALSE(cps.empty());
   for (const auto& c : cps) expect_loads(c);
-  write_all();
+  wide.write_all();
   Outcome resumed = run({"train", "--resume", dir}, d / "resume.log");
   EXPECT_EQ(resumed.rc, 0) << resumed.log;
   EXPECT_TRUE(fs::exists(dir + "/final/sae_weights.safetensors"));
+}
+
+// SIGTERM while the reader thread is batches ahead of the step: the checkpoint records the
+// position of the first batch not yet trained on, so the resumed run (over three epochs of the
+// shards) ends with the weights of an uninterrupted run, bit for bit.
+TEST(Faults, SigtermWhileReadingAheadThenResumeEqualsAnUninterruptedRun) {
+  TempDir d;
+  const WideCache wide(d / "cache");
+  write_text(d / "run.toml", wide.config(60, 0) + "wandb_log_frequency = 4\n");
+  Outcome ref = run({"train", d / "run.toml", "--run-dir", d / "ref"}, d / "ref.log");
+  ASSERT_EQ(ref.rc, 0) << ref.log;
+  const std::string dir = d / "run";
+  pid_t pid = spawn({"train", d / "run.toml", "--run-dir", dir}, d / "run.log");
+  auto deadline = Clock::now() + std::chrono::seconds(60);
+  while (Clock::now() < deadline && file_bytes(dir + "/metrics.jsonl").empty())
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  kill(pid, SIGTERM);
+  EXPECT_EQ(wait_for(pid), 143) << file_bytes(d / "run.log");
+  auto cps = checkpoint_dirs(dir);
+  ASSERT_EQ(cps.size(), 1u) << file_bytes(d / "run.log");
+  const int64_t stopped = saelab::read_json_file(cps[0] + "/trainer_state.json")["step"];
+  EXPECT_LT(stopped, 60) << "the run ended before SIGTERM; the test proves nothing";
+  Outcome resumed = run({"train", "--resume", dir}, d / "resume.log");
+  ASSERT_EQ(resumed.rc, 0) << resumed.log;
+  expect_same_weights(d / "ref/final/sae_weights.safetensors",
+                      dir + "/final/sae_weights.safetensors");
+  std::printf("stopped at step %ld of 60\n", long(stopped));
 }
 
 }  // namespace

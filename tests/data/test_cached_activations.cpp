@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <set>
 
+#include "data/cached_shards.h"
 #include "saelab/core/error.h"
 #include "saelab/data/cached_activations.h"
 #include "test_util.h"
@@ -14,29 +15,6 @@
 using namespace saelab;
 
 namespace {
-
-// Writes shards with numpy: row r of the whole set holds (r, 2r, -r) in the given dtype.
-void write_shards(const std::string& dir,
-                  const std::string& spec /* python list of (name, rows, dtype, d_in) */) {
-  test::run_python(R"(
-import json, struct, numpy as np, os
-d = ")" + dir + R"("
-os.makedirs(d, exist_ok=True)
-start = 0
-for name, rows, dt, d_in in )" +
-                   spec + R"(:
-    a = np.zeros((rows, d_in), dtype=np.float64)
-    r = np.arange(start, start + rows, dtype=np.float64)
-    a[:, 0] = r; a[:, 1] = 2 * r; a[:, 2] = -r
-    start += rows
-    np_dt = {"F16": np.float16, "F32": np.float32, "F64": np.float64}[dt]
-    data = a.astype(np.dtype(np_dt).newbyteorder("<")).tobytes()
-    header = json.dumps({"activations": {"dtype": dt, "shape": [rows, d_in], "data_offsets": [0, len(data)]}}).encode()
-    header += b" " * ((8 - len(header) % 8) % 8)
-    with open(os.path.join(d, name), "wb") as f:
-        f.write(struct.pack("<Q", len(header)) + header + data)
-)");
-}
 
 std::vector<int64_t> ids(const at::Tensor& batch) {
   at::Tensor c = batch.select(1, 0).to(at::kLong);
@@ -50,7 +28,7 @@ const char* kThreeShards =
 
 TEST(CachedActivations, EveryRowOncePerEpochInShuffledOrder) {
   test::TempDir dir;
-  write_shards(dir / "cache", kThreeShards);
+  test::write_shards(dir / "cache", kThreeShards);
   CachedActivations src(dir / "cache", 7);
   EXPECT_EQ(src.d_in(), 3);
   EXPECT_EQ(src.num_rows(), 16);
@@ -88,7 +66,7 @@ TEST(CachedActivations, EveryRowOncePerEpochInShuffledOrder) {
 
 TEST(CachedActivations, SingleFileAndResume) {
   test::TempDir dir;
-  write_shards(dir / "one", R"([("only.safetensors", 50, "F32", 3)])");
+  test::write_shards(dir / "one", R"([("only.safetensors", 50, "F32", 3)])");
   CachedActivations a(dir / "one/only.safetensors", 3);
   EXPECT_EQ(a.num_rows(), 50);
   a.next_batch(7);
@@ -104,7 +82,7 @@ TEST(CachedActivations, SingleFileAndResume) {
 
 TEST(CachedActivations, ResumeAcrossShards) {
   test::TempDir dir;
-  write_shards(dir / "cache", kThreeShards);
+  test::write_shards(dir / "cache", kThreeShards);
   CachedActivations a(dir / "cache", 1);
   a.next_batch(6);
   json s = a.state();
@@ -119,8 +97,8 @@ TEST(CachedActivations, ResumeAcrossShards) {
 
 TEST(CachedActivations, DInMismatchNamesTheShard) {
   test::TempDir dir;
-  write_shards(dir / "cache",
-               R"([("a.safetensors", 5, "F32", 3), ("b.safetensors", 5, "F32", 4)])");
+  test::write_shards(dir / "cache",
+                     R"([("a.safetensors", 5, "F32", 3), ("b.safetensors", 5, "F32", 4)])");
   try {
     CachedActivations src(dir / "cache", 0);
     FAIL();
@@ -128,7 +106,7 @@ TEST(CachedActivations, DInMismatchNamesTheShard) {
     EXPECT_NE(std::string(e.what()).find("b.safetensors"), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("d_in"), std::string::npos) << e.what();
   }
-  write_shards(dir / "ok", R"([("a.safetensors", 5, "F32", 3)])");
+  test::write_shards(dir / "ok", R"([("a.safetensors", 5, "F32", 3)])");
   try {
     CachedActivations src(dir / "ok", 0, 8);  // the run says d_in = 8
     FAIL();
@@ -139,7 +117,7 @@ TEST(CachedActivations, DInMismatchNamesTheShard) {
 
 TEST(CachedActivations, CorruptOrWrongShardNamesTheFile) {
   test::TempDir dir;
-  write_shards(dir / "cache", R"([("a.safetensors", 5, "F32", 3)])");
+  test::write_shards(dir / "cache", R"([("a.safetensors", 5, "F32", 3)])");
   test::write_text(dir / "cache/b.safetensors", "this is not a safetensors file at all");
   try {
     CachedActivations src(dir / "cache", 0);

@@ -136,8 +136,10 @@ TEST(DataParallelBatchTopK, SelectsOverTheGlobalBatchNotEachShare) {
 }
 
 // Trains the tiny GPT-2 of tiny_lm_fixture.h on `keys` (hooks, architecture, ...) once in one
-// process (run dir d/one) and once over two ranks (d/two); run_saelab's rc must be 0 for both.
-void train_model_source_one_and_two(const test::TempDir& d, const std::string& keys) {
+// process (run dir d/one) and once over two ranks (d/two), with `args` added to both command lines;
+// run_saelab's rc must be 0 for both.
+void train_model_source_one_and_two(const test::TempDir& d, const std::string& keys,
+                                    const std::string& args = "") {
   test::write_model(d / "lm", 3);
   test::write_dataset(d / "data.jsonl", 4);
   const std::string cfg = d / "run.toml";
@@ -148,10 +150,10 @@ void train_model_source_one_and_two(const test::TempDir& d, const std::string& k
                             "n_batches_in_buffer = 4\ntraining_tokens = 640\n"
                             "wandb_log_frequency = 1\nn_checkpoints = 0\nn_eval_batches = 1\n"
                             "eval_batch_size_prompts = 2\n");
-  auto one =
-      run_saelab("train " + shell_quote(cfg) + " --no-report --run-dir " + shell_quote(d / "one"));
+  auto one = run_saelab("train " + shell_quote(cfg) + args + " --no-report --run-dir " +
+                        shell_quote(d / "one"));
   ASSERT_EQ(one.rc, 0) << one.err;
-  auto two = run_saelab("train " + shell_quote(cfg) + " --nproc 2 --no-report --run-dir " +
+  auto two = run_saelab("train " + shell_quote(cfg) + args + " --nproc 2 --no-report --run-dir " +
                         shell_quote(d / "two"));
   ASSERT_EQ(two.rc, 0) << two.err;
 }
@@ -300,6 +302,24 @@ TEST(DataParallelSweep, MembersSpreadOverRanksEndAsInOneProcess) {
   EXPECT_EQ(index["world_size"], 2);
   EXPECT_EQ(index["completed"], true);
   EXPECT_EQ(index["members"].size(), 3u);
+}
+
+// A sweep over hook_name on a language model: rank 0 trains the members at blocks.0 and
+// blocks.1's hook_resid_post, rank 1 the one at blocks.1.hook_resid_pre, each rank recording only
+// its members' hooks; every member ends as in the one-process sweep.
+TEST(DataParallelSweep, HookNameMembersSpreadOverRanksEndAsInOneProcess) {
+  test::TempDir d;
+  ASSERT_NO_FATAL_FAILURE(train_model_source_one_and_two(
+      d, "hook_name = \"blocks.0.hook_resid_post\"\nhook_layer = 0\nl1_coefficient = 1.0\n",
+      " --set 'hook_name=[blocks.0.hook_resid_post, blocks.1.hook_resid_pre, "
+      "blocks.1.hook_resid_post]'"));
+  // Member directories: the swept value with '_' written as '-'.
+  for (const char* m : {"hook_name=blocks.0.hook-resid-post", "hook_name=blocks.1.hook-resid-pre",
+                        "hook_name=blocks.1.hook-resid-post"}) {
+    SCOPED_TRACE(m);
+    expect_same_metrics(d / ("one/" + std::string(m)), d / ("two/" + std::string(m)), 1e-12);
+    expect_same_weights(d / ("one/" + std::string(m)), d / ("two/" + std::string(m)), 1e-12);
+  }
 }
 
 TEST(DataParallelErrors, BadSetupsAreOneLine) {

@@ -178,7 +178,22 @@ TEST(Sweep, StreamKeysCannotBeSwept) {
   expect_error_has({"training_tokens=[10240, 20480]"}, {"training_tokens", "cannot be swept"});
   expect_error_has({"toy_n_features=[16, 24]"}, {"toy_n_features", "toy model"});
   expect_error_has({"d_in=[8, 16]"}, {"d_in", "width"});
-  expect_error_has({"hook_name=[\"a\", \"b\"]"}, {"hook_name", "hook point"});
+  expect_error_has({"hook_layer=[0, 1]"}, {"hook_layer", "hook point", "sweep hook_name"});
+  // hook_name sweeps over a model's hooks only: the toy has one stream.
+  expect_error_has({"hook_name=[\"a\", \"b\"]"}, {"hook_name", "toy"});
+  const char* cached =
+      "model_name = \"gelu-1l\"\ndataset_path = \"unused\"\nhook_name = \"blocks.0.hook_mlp_out\"\n"
+      "hook_layer = 0\nd_in = 16\nd_sae = 32\nuse_cached_activations = true\n"
+      "cached_activations_path = \"cache\"\n";
+  expect_error_has({"hook_name=[blocks.0.hook_mlp_out, blocks.0.hook_attn_out]"},
+                   {"hook_name", "only over a model's hooks", "cached activations hold one hook"},
+                   cached);
+  const char* transcoder =
+      "model_name = \"gelu-1l\"\ndataset_path = \"unused\"\nhook_name = \"blocks.0.hook_mlp_in\"\n"
+      "hook_layer = 0\nd_in = 16\nd_sae = 32\nhook_name_out = \"blocks.0.hook_mlp_out\"\n"
+      "apply_b_dec_to_input = false\n";
+  expect_error_has({"hook_name=[blocks.0.hook_mlp_in, blocks.0.ln2.hook_normalized]"},
+                   {"hook_name", "only over a model's hooks", "transcoder"}, transcoder);
   expect_error_has({"seqpos_slice=[[1, 5], [2, 6]]"}, {"seqpos_slice", "cannot be swept"});
   expect_error_has({"exclude_special_tokens=[false, true]"},
                    {"exclude_special_tokens", "cannot be swept"});
@@ -420,10 +435,9 @@ TEST(SweepCli, SigtermCheckpointsEveryMemberAndResumeFinishesTheSweep) {
   EXPECT_NE(bad.err.find("keeps its members"), std::string::npos) << bad.err;
 }
 
-// A language model's activations: one store feeds both members (with their CE/KL evals), and each
-// member ends with the weights of the same config run alone through the CLI.
-TEST(SweepCli, TinyModelSweepMatchesSoloRuns) {
-  test::TempDir tmp;
+// A run on the tiny random GPT-2 (2 blocks, d_model 16) over 256 random 16-token prompts, in
+// tmp/run.toml (with tmp/tokens.jsonl), at blocks.0.hook_resid_post.
+void write_tiny_model_run(const test::TempDir& tmp) {
   at::manual_seed(3);
   at::Tensor toks = torch::randint(0, 49, {256, 16}, torch::kLong);
   std::string lines;
@@ -443,6 +457,20 @@ TEST(SweepCli, TinyModelSweepMatchesSoloRuns) {
           "training_tokens = 8192\ntrain_batch_size_tokens = 256\nn_batches_in_buffer = 4\n"
           "store_batch_size_prompts = 8\nn_eval_batches = 1\neval_every_n_wandb_logs = 2\n"
           "wandb_log_frequency = 8\nlog_to_wandb = false\nseed = 1\n");
+}
+
+// Every float of a solo run's --json summary (not the timings) within 1e-6 of the member's.
+void expect_same_summary(const json& member, const json& solo) {
+  for (const auto& [key, v] : solo.items())
+    if (v.is_number_float() && key.find("seconds") == std::string::npos)
+      EXPECT_NEAR(member.value(key, -1e9), v.get<double>(), 1e-6) << key;
+}
+
+// A language model's activations: one store feeds both members (with their CE/KL evals), and each
+// member ends with the weights of the same config run alone through the CLI.
+TEST(SweepCli, TinyModelSweepMatchesSoloRuns) {
+  test::TempDir tmp;
+  write_tiny_model_run(tmp);
   auto r = test::run_command(saelab_1thread() + " train " + tmp / "run.toml" +
                              " --set 'l1_coefficient=[0.001,0.01]' --json --run-dir " + tmp / "sw");
   ASSERT_EQ(r.rc, 0) << r.err;
@@ -457,11 +485,61 @@ TEST(SweepCli, TinyModelSweepMatchesSoloRuns) {
     json s = json::parse(solo.out);
     expect_same_weights(tmp / ("sw/l1_coefficient=" + std::string(l1)),
                         tmp / ("solo" + std::string(l1)));
-    const json& m = j["members"][std::string(l1) == "0.001" ? 0 : 1]["summary"];
-    for (const auto& [key, v] : s.items())
-      if (v.is_number_float() && key != "seconds" && key.find("seconds") == std::string::npos)
-        EXPECT_NEAR(m.value(key, -1e9), v.get<double>(), 1e-6) << key;
+    expect_same_summary(j["members"][std::string(l1) == "0.001" ? 0 : 1]["summary"], s);
   }
+}
+
+// A sweep over hook_name (sparsify's many-layer training): one forward pass records every hook,
+// and each member trains on its own hook's activations, with hook_layer following it. Each member
+// ends with the weights, summary (CE/KL evals at its hook included) and cfg.json of the same
+// config run alone on that hook.
+TEST(SweepCli, HookNameSweepTrainsEachMemberOnItsHookLikeItsSoloRun) {
+  test::TempDir tmp;
+  write_tiny_model_run(tmp);
+  const std::vector<std::pair<std::string, int>> hooks{{"blocks.1.hook_resid_post", 1},
+                                                       {"blocks.0.hook_resid_post", 0},
+                                                       {"blocks.0.hook_attn_out", 0}};
+  auto r =
+      test::run_command(saelab_1thread() + " train " + tmp / "run.toml" +
+                        " --set 'hook_name=[blocks.1.hook_resid_post, "
+                        "blocks.0.hook_resid_post, blocks.0.hook_attn_out]' --json --run-dir " +
+                        tmp / "sw");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  json j = json::parse(r.out);
+  ASSERT_EQ(j["members"].size(), 3u);
+  EXPECT_NE(
+      r.err.find("blocks.1.hook_resid_post, blocks.0.hook_resid_post, blocks.0.hook_attn_out"),
+      std::string::npos)
+      << "the source does not name its three hooks:\n"
+      << r.err;
+  for (size_t i = 0; i < hooks.size(); ++i) {
+    const auto& [hook, layer] = hooks[i];
+    SCOPED_TRACE(hook);
+    const std::string member = tmp / ("sw/" + j["members"][i]["name"].get<std::string>());
+    auto solo = test::run_command(
+        saelab_1thread() + " train " + tmp / "run.toml" + " --set hook_name=" + hook +
+        " --set hook_layer=" + std::to_string(layer) + " --json --run-dir " + tmp / hook);
+    ASSERT_EQ(solo.rc, 0) << solo.err;
+    expect_same_weights(member, tmp / hook);
+    const json s = json::parse(solo.out);
+    expect_same_summary(j["members"][i]["summary"], s);
+    EXPECT_TRUE(s.contains("model_performance_preservation/ce_loss_score")) << s.dump();
+    const json cfg = read_json_file(member + "/final/cfg.json");
+    EXPECT_EQ(cfg["hook_name"], hook);
+    EXPECT_EQ(cfg["hook_layer"], layer);
+  }
+  // Hooks of another width are refused before training, naming both.
+  auto wide = test::run_command(saelab_1thread() + " train " + tmp / "run.toml" +
+                                " --set 'hook_name=[blocks.0.hook_resid_post, "
+                                "blocks.0.mlp.hook_post]' --run-dir " +
+                                tmp / "wide");
+  EXPECT_EQ(wide.rc, 1);
+  EXPECT_NE(wide.err.find("'blocks.0.mlp.hook_post' has width 64"), std::string::npos) << wide.err;
+  EXPECT_NE(wide.err.find("hooks of one width"), std::string::npos) << wide.err;
+  // The members did train on different activations.
+  EXPECT_FALSE(final_weights(tmp / hooks[0].first)
+                   .at("W_dec")
+                   .equal(final_weights(tmp / hooks[1].first).at("W_dec")));
 }
 
 }  // namespace

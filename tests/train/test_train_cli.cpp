@@ -66,6 +66,13 @@ TEST(TrainCli, JsonSummaryIsOneObject) {
         "sparsity/dense_features", "metrics/mmcs", "metrics/features_recovered", "final_dir"})
     EXPECT_TRUE(j.contains(key)) << key;
   EXPECT_EQ(j["steps"].get<int64_t>(), 100);
+  // Where the loop's time went: parts of one wall-clock interval, inside the whole run's.
+  EXPECT_EQ(j["loop_steps"].get<int64_t>(), 100);
+  const double loop = j["loop_seconds"], step = j["step_seconds"], wait = j["source_wait_seconds"];
+  EXPECT_GT(step, 0.0);
+  EXPECT_GE(wait, 0.0);
+  EXPECT_LE(step + wait, loop);
+  EXPECT_LT(loop, j["seconds"].get<double>());
   EXPECT_TRUE(path_exists(tmp / "run/final/cfg.json"));
   EXPECT_TRUE(path_exists(tmp / "run/config.toml"));
   // A second run into the same --run-dir refuses instead of overwriting.

@@ -23,6 +23,11 @@ auto setup = [](CLI::App* sub) -> std::function<int()> {
   sub->add_option("--sgemm-n", o->sgemm_n,
                   "size of the float32 sgemm to time; 0 skips it (default 4096)");
   sub->add_flag("--autograd", o->autograd, "time the autograd bodies instead of the fast paths");
+  sub->add_option("--model", o->model,
+                  "also time this model's forward pass to --hook alone (a model_name)");
+  sub->add_option("--hook", o->hook, "the hook of --model (default blocks.8.hook_resid_pre)");
+  sub->add_option("--context", o->context, "tokens per prompt for --model (default 128)");
+  sub->add_option("--prompts", o->prompts, "prompts per forward pass for --model (default 32)");
   sub->add_option("--device", o->device,
                   "cpu (default), cuda or cuda:N (needs a CUDA LibTorch build)");
   sub->footer(
@@ -42,6 +47,11 @@ auto setup = [](CLI::App* sub) -> std::function<int()> {
                 << a["peak_rss_mb"].get<double>() << " MiB (budget "
                 << a["rss_budget_mb"].get<double>() << ")\n";
     });
+    if (!quiet && r.contains("forward"))
+      std::cerr << "forward of " << o->model << " to " << o->hook << ": "
+                << r["forward"]["ms_per_batch"].get<double>() << " ms per " << o->prompts << " × "
+                << o->context << " tokens, " << r["forward"]["tokens_per_s"].get<double>()
+                << " tokens/s\n";
     if (!quiet && r.contains("sgemm_gflops"))
       std::cerr << "sgemm " << o->sgemm_n << "²: " << r["sgemm_gflops"].get<double>()
                 << " GFLOP/s\n";

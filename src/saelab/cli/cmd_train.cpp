@@ -2,6 +2,7 @@
 // run, a sweep, or --resume) and prints the end-of-run summary, the sweep's table, or one JSON
 // object. Exit codes: 0 when the run completed, 130 / 143 when SIGINT / SIGTERM stopped it after
 // writing a checkpoint, 1 on an error.
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 
@@ -99,6 +100,14 @@ void print_summary(const TrainSummary& s, std::FILE* out) {
   }
   if (e.contains("n_eval_tokens"))
     std::fprintf(out, "  (measured on %s held-out tokens)\n", num("n_eval_tokens").c_str());
+  if (s.loop_steps > 0 && s.loop_seconds > 0)
+    std::fprintf(out,
+                 "speed: %.0f tokens/s over %lld steps; %.0f%% in the SAE step, %.0f%% waiting "
+                 "for activations\n",
+                 double(s.loop_steps) * double(s.n_training_tokens) /
+                     double(std::max<int64_t>(s.steps, 1)) / s.loop_seconds,
+                 static_cast<long long>(s.loop_steps), 100.0 * s.step_seconds / s.loop_seconds,
+                 100.0 * s.source_wait_seconds / s.loop_seconds);
   std::fprintf(
       out,
       "files:\n  final SAE    %s/\n  config       %s/config.toml\n  metrics      %s/metrics.jsonl\n"

@@ -11,6 +11,13 @@
 
 namespace saelab {
 
+std::string block_digits(const std::string& hook) {
+  if (hook.rfind("blocks.", 0) != 0) return "";
+  const size_t dot = hook.find('.', 7);
+  const std::string digits = hook.substr(7, dot == std::string::npos ? dot : dot - 7);
+  return digits.find_first_not_of("0123456789") == std::string::npos ? digits : "";
+}
+
 namespace {
 
 const std::vector<std::string> kSchedulers = {"constant", "cosineannealing",
@@ -50,14 +57,6 @@ std::string python_float(double x) {
   std::string s = fmt::format("{}", x);
   if (s.find_first_of(".eEn") == std::string::npos) s += ".0";
   return s;
-}
-
-// The digits N of a "blocks.N.<rest>" hook name ("" for any other name).
-std::string block_digits(const std::string& hook) {
-  if (hook.rfind("blocks.", 0) != 0) return "";
-  const size_t dot = hook.find('.', 7);
-  const std::string digits = hook.substr(7, dot == std::string::npos ? dot : dot - 7);
-  return digits.find_first_not_of("0123456789") == std::string::npos ? digits : "";
 }
 
 // The number of positions python's range(context_size)[slice(*seqpos)] keeps.

@@ -188,6 +188,10 @@ RunnerConfig resolve_runner_config(RunnerConfig cfg, const std::string& where = 
 // The pieces of load_runner_config, for callers that look at the raw keys first (sweeps,
 // train/sweep.h): a config file's keys ([sae]/[logger] flattened; "" gives {}), one parsed
 // `--set key=value` (text = the item as given, for messages), and the resolved config from them.
+// The digits N of a "blocks.N.<rest>" hook name ("" for any other name): the hook's block, which
+// hook_layer must name.
+std::string block_digits(const std::string& hook);
+
 struct ConfigOverride {
   std::string key;
   json value;

@@ -104,9 +104,11 @@ void check_shared_stream(const std::vector<SweepMember>& ms) {
   const json first = to_json(ms[0].cfg);
   for (size_t i = 1; i < ms.size(); ++i) {
     const json j = to_json(ms[i].cfg);
+    // hook_layer follows each member's hook_name in a sweep over hook_name.
+    const bool own_hook = ms[i].cfg.hook_name != ms[0].cfg.hook_name;
     for (const auto& f : config_detail::fields())
-      if (f.name != "run_name" && !sweep_forbidden_reason(f.name).empty() &&
-          j[f.name] != first[f.name])
+      if (f.name != "run_name" && !(own_hook && f.name == "hook_layer") &&
+          !sweep_forbidden_reason(f.name).empty() && j[f.name] != first[f.name])
         fail("sweep: members {} and {} differ in {} ({} vs {}), which {}", ms[0].name, ms[i].name,
              f.name, first[f.name].dump(), j[f.name].dump(), sweep_forbidden_reason(f.name));
     if (draws_initial_sample(ms[i].cfg) != draws_initial_sample(ms[0].cfg)) {
@@ -222,6 +224,13 @@ SweepSpec expand(const json& file, const std::string& where,
     }
     for (size_t i = s.size(); i-- > 0;)
       if (set_dropped[i]) s.erase(s.begin() + long(i));
+    // A sweep over hook_name: each member's hook_layer is its hook's block (SAELens runs the
+    // model up to hook_layer, and it must name the hook's block).
+    if (m.values.contains("hook_name") && m.values["hook_name"].is_string()) {
+      const std::string digits = block_digits(m.values["hook_name"].get<std::string>());
+      if (!digits.empty() && digits.size() <= 9)
+        s.push_back({"hook_layer", json(std::stoll(digits)), "hook_layer=" + digits});
+    }
     if (m.name.size() > 120) m.name = fmt::format("{}_{}", m.name.substr(0, 110), idx);
     if (!names.insert(m.name).second) fail("sweep: two members would both be named {}", m.name);
     try {
@@ -230,6 +239,16 @@ SweepSpec expand(const json& file, const std::string& where,
       fail("sweep member {}: {}", label, e.what());
     }
     m.cfg.run_name = spec.sweep_name + "_" + m.name;
+    if (m.values.contains("hook_name")) {
+      const char* why = m.cfg.is_toy() ? "the toy model has one stream of activations"
+                        : m.cfg.use_cached_activations
+                            ? "cached activations hold one hook (cache each hook and sweep "
+                              "separately)"
+                        : m.cfg.hook_name_out   ? "a transcoder pairs two fixed hooks"
+                        : m.cfg.hook_head_index ? "hook_head_index selects a head of one hook"
+                                                : nullptr;
+      if (why) fail("sweep: hook_name can be swept only over a model's hooks: {}", why);
+    }
     spec.members.push_back(std::move(m));
   }
   check_shared_stream(spec.members);
@@ -237,6 +256,14 @@ SweepSpec expand(const json& file, const std::string& where,
 }
 
 }  // namespace
+
+std::vector<std::string> sweep_hook_names(const SweepSpec& spec, size_t first, size_t stride) {
+  std::vector<std::string> hooks;
+  for (size_t i = first; i < spec.members.size(); i += std::max<size_t>(stride, 1))
+    if (std::find(hooks.begin(), hooks.end(), spec.members[i].cfg.hook_name) == hooks.end())
+      hooks.push_back(spec.members[i].cfg.hook_name);
+  return hooks;
+}
 
 std::string sweep_forbidden_reason(const std::string& key) {
   static const std::map<std::string, std::string> reasons = [] {
@@ -247,8 +274,9 @@ std::string sweep_forbidden_reason(const std::string& key) {
     add({"model_name", "model_class_name", "model_kwargs", "model_from_pretrained_kwargs",
          "autocast_lm"},
         "selects or runs the language model that every member's activations come from");
-    add({"hook_name", "hook_layer", "hook_head_index", "hook_eval", "hook_name_out"},
-        "selects the hook point of the activations that every member trains on");
+    add({"hook_layer", "hook_head_index", "hook_eval", "hook_name_out"},
+        "selects the hook point of the activations that every member trains on (sweep "
+        "hook_name instead: each member's hook_layer follows its hook)");
     add({"dataset_path", "dataset_trust_remote_code", "streaming", "is_dataset_tokenized",
          "context_size", "prepend_bos", "seqpos_slice", "exclude_special_tokens",
          "sequence_separator_token", "disable_concat_sequences", "dataset_column",

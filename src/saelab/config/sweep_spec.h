@@ -38,6 +38,12 @@ SweepSpec load_sweep_config_text(const std::string& toml_text, const std::string
 // the sweep's directories.
 std::string sweep_forbidden_reason(const std::string& key);
 
+// The hooks a sweep's activation rows hold, in column-block order: each distinct hook_name of the
+// members r, r + stride, r + 2·stride, ... (a rank's share of a sweep over ranks; stride 1: all),
+// in member order. One name unless hook_name is swept.
+std::vector<std::string> sweep_hook_names(const SweepSpec& spec, size_t first = 0,
+                                          size_t stride = 1);
+
 // The sweep of a sweep directory (its sweep.json and each member's config.toml, with `sets`
 // applied to every member), for --resume.
 SweepSpec load_sweep_dir(const std::string& sweep_dir, const std::vector<std::string>& sets = {});

@@ -7,6 +7,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
 #include <iostream>
 
@@ -135,12 +136,34 @@ void CachedActivations::open_current() {
   max_open_ = std::max(max_open_, open_count_);
 }
 
+namespace {
+
+// rows[idx[i]] into column block [col, col + width) of out's row i. float32 rows are copied with
+// memcpy: one thread, no ATen parallel region, since this may run on the read-ahead thread beside
+// the training step's OpenMP threads. Other dtypes are converted by ATen.
+void gather_rows(const at::Tensor& rows, const at::Tensor& idx, at::Tensor& out, int64_t col) {
+  const int64_t width = rows.size(1);
+  if (rows.scalar_type() != at::kFloat || !rows.is_contiguous()) {
+    out.narrow(1, col, width).copy_(rows.index_select(0, idx));
+    return;
+  }
+  const float* src = rows.data_ptr<float>();
+  const int64_t* ix = idx.data_ptr<int64_t>();
+  float* dst = out.data_ptr<float>() + col;
+  const int64_t stride = out.size(1);
+  for (int64_t i = 0; i < idx.numel(); ++i)
+    std::memcpy(dst + i * stride, src + ix[i] * width, sizeof(float) * size_t(width));
+}
+
+}  // namespace
+
 at::Tensor CachedActivations::take_rows(int64_t n) {
-  at::Tensor idx = current_->perm.slice(0, row_pos_, row_pos_ + n);
+  at::Tensor idx = current_->perm.slice(0, row_pos_, row_pos_ + n).contiguous();
   row_pos_ += n;
-  at::Tensor in = current_->data.index_select(0, idx).to(at::kFloat);
-  if (!outputs_) return in;
-  return at::cat({in, current_->out.index_select(0, idx).to(at::kFloat)}, 1);
+  at::Tensor out = at::empty({n, d_in_ + (outputs_ ? d_out_ : 0)}, at::kFloat);
+  gather_rows(current_->data, idx, out, 0);
+  if (outputs_) gather_rows(current_->out, idx, out, d_in_);
+  return out;
 }
 
 at::Tensor CachedActivations::next_batch(int64_t n) {

@@ -124,17 +124,20 @@ struct ChunkMaker {
     }
     ActivationChunk c;
     at::Tensor mine = toks.slice(0, lo, hi);
+    // The hooks of a row, in column order.
+    std::vector<std::string> hooks{o.hook_name};
+    hooks.insert(hooks.end(), o.more_hook_names.begin(), o.more_hook_names.end());
+    if (!o.hook_name_out.empty()) hooks.push_back(o.hook_name_out);
     if (hi > lo) {
-      std::vector<std::string> hooks{o.hook_name};
-      if (!o.hook_name_out.empty()) hooks.push_back(o.hook_name_out);
       auto cache = model->run_with_cache(mine.to(model->device()), hooks);
-      c.rows = extract(cache.at(o.hook_name).to(at::kCPU), mine);
-      if (!o.hook_name_out.empty())
-        c.rows = torch::cat({c.rows, extract(cache.at(o.hook_name_out).to(at::kCPU), mine)}, 1);
+      std::vector<at::Tensor> blocks;
+      for (const auto& h : hooks) blocks.push_back(extract(cache.at(h).to(at::kCPU), mine));
+      c.rows = blocks.size() == 1 ? blocks[0] : torch::cat(blocks, 1);
     } else {
-      int64_t width = sae_hook_width(model->cfg(), o.hook_name, o.hook_head_index);
-      if (!o.hook_name_out.empty())
-        width += sae_hook_width(model->cfg(), o.hook_name_out, std::nullopt);
+      int64_t width = 0;
+      for (const auto& h : hooks)
+        width +=
+            sae_hook_width(model->cfg(), h, h == o.hook_name ? o.hook_head_index : std::nullopt);
       c.rows = torch::empty({0, width}, torch::kFloat);
     }
     if (split) c.rows = o.exchange->gather_rows(c.rows);
@@ -214,6 +217,18 @@ ActivationsStore::ActivationsStore(std::shared_ptr<const Transformer> model,
       fail("hook_head_index: not supported with an output hook (hook_name_out = '{}')",
            o_.hook_name_out);
     d_out_ = sae_hook_width(model_->cfg(), o_.hook_name_out, std::nullopt);
+  }
+  if (!o_.more_hook_names.empty()) {
+    if (o_.hook_head_index || !o_.hook_name_out.empty())
+      fail("a sweep over hook_name takes neither hook_head_index nor hook_name_out");
+    for (const auto& h : o_.more_hook_names) {
+      const int64_t w = sae_hook_width(model_->cfg(), h, std::nullopt);
+      if (w != d_in_)
+        fail(
+            "hook_name = '{}' has width {} but '{}' has width {}; a sweep over hook_name trains "
+            "every member on one d_in, so sweep hooks of one width",
+            h, w, o_.hook_name, d_in_);
+    }
   }
   if (o_.context_size > model_->cfg().n_ctx)
     fail("context_size = {} is longer than model '{}' allows (n_ctx = {})", o_.context_size,
@@ -348,8 +363,10 @@ void ActivationsStore::load_state(const json& s) {
 std::string ActivationsStore::describe() const {
   const std::string out =
       o_.hook_name_out.empty() ? "" : fmt::format(" -> {} (d_out={})", o_.hook_name_out, d_out_);
+  std::string hooks = o_.hook_name;
+  for (const auto& h : o_.more_hook_names) hooks += ", " + h;
   return fmt::format("model {} at {}{} on {}: d_in={}, mixing buffer {} tokens", o_.model_name,
-                     o_.hook_name, out, tokens_->describe(), d_in_, capacity_);
+                     hooks, out, tokens_->describe(), d_in_, capacity_);
 }
 
 }  // namespace saelab

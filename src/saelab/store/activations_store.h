@@ -37,6 +37,10 @@ struct ActivationsStoreOptions {
   // A transcoder's output hook: each row is then [input at hook_name | output at hook_name_out],
   // d_in + d_out values from the same forward pass, so shuffles keep the pairs together.
   std::string hook_name_out;
+  // A sweep over hook_name: more hooks of the same forward pass, each as wide as hook_name; each
+  // row is then [hook_name | more_hook_names[0] | ...] of one token (d_in values each), and the
+  // sweep hands every member its own block. Not with hook_name_out or hook_head_index.
+  std::vector<std::string> more_hook_names;
   int64_t context_size = 128;
   std::vector<std::optional<int64_t>> seqpos_slice = {std::nullopt};  // python slice args
   std::vector<int64_t> exclude_token_ids;  // positions holding these ids are dropped
@@ -66,7 +70,8 @@ struct ActivationChunk {
 class ActivationsStore : public ActivationSource {
  public:
   // Checks the hook name, the head index and the buffer size against the batch size; errors name
-  // the key. d_in is the hook's width (n_heads·d_head for flattened hook_z heads).
+  // the key. d_in is the hook's width (n_heads·d_head for flattened hook_z heads); with
+  // more_hook_names a batch holds 1 + more_hook_names.size() blocks of d_in columns.
   ActivationsStore(std::shared_ptr<const Transformer> model, std::unique_ptr<TokenSource> tokens,
                    ActivationsStoreOptions opts);
   ~ActivationsStore() override;

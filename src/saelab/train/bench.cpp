@@ -10,6 +10,8 @@
 #include <sstream>
 
 #include "saelab/core/error.h"
+#include "saelab/model/loader.h"
+#include "saelab/model/transformer.h"
 #include "saelab/sae/registry.h"
 #include "saelab/sae/training_sae.h"
 #include "saelab/train/adam.h"
@@ -123,6 +125,33 @@ std::vector<std::string> split(const std::string& s) {
   return out;
 }
 
+// The model's forward pass to o.hook alone, as the store runs it (run_with_cache stops at the
+// hook), on random ids: best of o.steps passes after a warm-up.
+json bench_forward(const BenchOptions& o, const at::Device& dev) {
+  if (o.context <= 0 || o.prompts <= 0)
+    fail("bench: expected positive --context and --prompts, got {} and {}", o.context, o.prompts);
+  LoadedModel lm = load_model(o.model);
+  lm.model->check_hook_name(o.hook);
+  if (!dev.is_cpu()) lm.model->to(dev);
+  torch::manual_seed(0);
+  const at::Tensor toks =
+      torch::randint(0, lm.model->cfg().d_vocab, {o.prompts, o.context}, torch::kLong).to(dev);
+  auto pass = [&] {
+    auto cache = lm.model->run_with_cache(toks, {o.hook});
+    sync(cache.at(o.hook));
+  };
+  pass();
+  double best = 1e30;
+  for (int64_t s = 0; s < o.steps; ++s) {
+    const double t0 = now_s();
+    pass();
+    best = std::min(best, now_s() - t0);
+  }
+  return {{"model", o.model},           {"hook", o.hook},
+          {"context", o.context},       {"prompts", o.prompts},
+          {"ms_per_batch", best * 1e3}, {"tokens_per_s", double(o.prompts * o.context) / best}};
+}
+
 }  // namespace
 
 double sgemm_gflops(int64_t n, const std::string& device) {
@@ -139,6 +168,7 @@ json run_bench(const BenchOptions& o, const std::function<void(const json&)>& re
     r["sgemm_n"] = o.sgemm_n;
     r["sgemm_gflops"] = g;
   }
+  if (!o.model.empty()) r["forward"] = bench_forward(o, dev);
   r["results"] = json::array();
   for (const auto& arch : split(o.archs)) {
     json a = bench_arch(arch, o, dev);

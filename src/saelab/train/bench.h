@@ -16,11 +16,16 @@ struct BenchOptions {
   std::string archs = "standard,gated,jumprelu,topk,batchtopk";  // comma-separated
   bool autograd = false;  // time the autograd bodies instead of the hand-written steps
   std::string device = "cpu";
+  // With a model (a model_name as `saelab train` takes it): also time its forward pass up to
+  // `hook` alone (what the activations store runs), on `prompts` × `context` random token ids.
+  std::string model, hook = "blocks.8.hook_resid_pre";
+  int64_t context = 128, prompts = 32;
 };
 
 // Runs the measurements; `report` (may be empty) is called with each architecture's result as it
 // completes. Returns {"threads", "libtorch", "device", "sgemm_n", "sgemm_gflops", "results":
-// [...]}.
+// [...]}, and with a model "forward": {"model", "hook", "context", "prompts", "ms_per_batch",
+// "tokens_per_s"} (best of `steps` passes after a warm-up).
 json run_bench(const BenchOptions& o, const std::function<void(const json&)>& report = {});
 
 // GFLOP/s of an n×n float32 matmul (2n³ FLOPs) on `device`, best of 3 after a warm-up.

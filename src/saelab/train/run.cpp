@@ -197,8 +197,15 @@ TrainOutcome train_sweep(const SweepSpec& spec, const std::string& dir, bool res
   so.quiet = r.quiet;
   so.progress = c0.verbose && ranks.writer();
   // Over ranks every rank reads the whole stream itself (a model source runs the model on every
-  // prompt on every rank): members train independently, with no collective until the end.
-  auto source = make_activation_source(c0);
+  // prompt on every rank): members train independently, with no collective until the end. A
+  // sweep over hook_name records every hook its members need (on this rank) in one forward pass.
+  so.hook_blocks =
+      ranks.many() ? sweep_hook_names(spec, size_t(ranks.env->rank), size_t(ranks.env->world_size))
+                   : sweep_hook_names(spec);
+  RunnerConfig first = c0;
+  first.hook_name = so.hook_blocks.at(0);
+  auto source = make_activation_source(
+      first, nullptr, std::vector<std::string>(so.hook_blocks.begin() + 1, so.hook_blocks.end()));
   so.stop_signal = &install_stop_signal_handlers();
   // A language model's activations: each member runs its own CE/KL evals on that model.
   if (auto* store = dynamic_cast<ActivationsStore*>(source.get()))

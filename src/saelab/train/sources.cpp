@@ -7,6 +7,7 @@
 
 #include "saelab/core/error.h"
 #include "saelab/data/cached_activations.h"
+#include "saelab/data/prefetch_source.h"
 #include "saelab/data/token_source.h"
 #include "saelab/data/tokenizer.h"
 #include "saelab/eval/evaluator.h"
@@ -56,8 +57,9 @@ std::vector<int64_t> excluded_ids(const json& ex, const Tokenizer* tok) {
 
 }  // namespace
 
-std::unique_ptr<ActivationsStore> make_activations_store(const RunnerConfig& cfg, bool background,
-                                                         std::shared_ptr<Collectives> exchange) {
+std::unique_ptr<ActivationsStore> make_activations_store(
+    const RunnerConfig& cfg, bool background, std::shared_ptr<Collectives> exchange,
+    const std::vector<std::string>& more_hook_names) {
   const json kw = cfg.model_from_pretrained_kwargs.is_null() ? json::object()
                                                              : cfg.model_from_pretrained_kwargs;
   LoadedModel lm = load_model(cfg.model_name, kw);
@@ -99,6 +101,7 @@ std::unique_ptr<ActivationsStore> make_activations_store(const RunnerConfig& cfg
   so.hook_name = cfg.hook_name;
   so.hook_head_index = cfg.hook_head_index;
   so.hook_name_out = cfg.hook_name_out.value_or("");
+  so.more_hook_names = more_hook_names;
   so.exchange = std::move(exchange);
   so.context_size = cfg.context_size;
   so.seqpos_slice = cfg.seqpos_slice;
@@ -123,19 +126,24 @@ std::unique_ptr<ActivationsStore> make_activations_store(const RunnerConfig& cfg
   return store;
 }
 
-std::unique_ptr<ActivationSource> make_activation_source(const RunnerConfig& cfg,
-                                                         std::shared_ptr<Collectives> exchange) {
+std::unique_ptr<ActivationSource> make_activation_source(
+    const RunnerConfig& cfg, std::shared_ptr<Collectives> exchange,
+    const std::vector<std::string>& more_hook_names) {
+  if (!more_hook_names.empty() && (cfg.use_cached_activations || cfg.is_toy()))
+    fail("several hooks need a model source, not {}",
+         cfg.is_toy() ? "the toy model" : "cached activations");
   if (cfg.use_cached_activations) {
     if (!cfg.cached_activations_path || cfg.cached_activations_path->empty())
       fail("use_cached_activations = true needs cached_activations_path");
     const int64_t d_out = cfg.hook_name_out ? cfg.d_out.value_or(cfg.d_in) : 0;
     check_activation_cache(*cfg.cached_activations_path, cfg.d_in, cfg.hook_name, d_out,
                            cfg.hook_name_out.value_or(""));
-    return std::make_unique<CachedActivations>(*cfg.cached_activations_path, uint64_t(cfg.seed),
-                                               cfg.d_in, d_out > 0, d_out);
+    // Read ahead on a thread, so reading the next batch overlaps the step.
+    return std::make_unique<PrefetchSource>(std::make_unique<CachedActivations>(
+        *cfg.cached_activations_path, uint64_t(cfg.seed), cfg.d_in, d_out > 0, d_out));
   }
   if (cfg.is_toy()) return std::make_unique<ToyModel>(toy_model_config(cfg));
-  auto store = make_activations_store(cfg, true, std::move(exchange));
+  auto store = make_activations_store(cfg, true, std::move(exchange), more_hook_names);
   store->fill_buffer();
   return store;
 }

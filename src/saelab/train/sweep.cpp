@@ -174,15 +174,19 @@ class Broadcast {
   json loaded_state_;
 };
 
-// What one member's Trainer sees as its activation source.
+// What one member's Trainer sees as its activation source: the shared batches, or in a sweep over
+// hook_name the member's block of d_in columns of them (block -1: whole rows).
 class MemberSource : public ActivationSource {
  public:
-  MemberSource(Broadcast& b, size_t i) : b_(b), i_(i) {}
+  MemberSource(Broadcast& b, size_t i, int64_t block) : b_(b), i_(i), block_(block) {}
   int64_t d_in() const override { return b_.source().d_in(); }
   int64_t d_out() const override { return b_.source().d_out(); }
   at::Tensor next_batch(int64_t n) override {
     b_.pass_and_wait(i_);
-    return b_.get(i_, n);
+    at::Tensor x = b_.get(i_, n);
+    if (block_ < 0) return x;
+    const int64_t d = b_.source().d_in();
+    return x.narrow(1, block_ * d, d).contiguous();
   }
   json state() const override { return b_.state(i_); }
   void load_state(const json& s) override { b_.load_state(i_, s); }
@@ -192,6 +196,7 @@ class MemberSource : public ActivationSource {
  private:
   Broadcast& b_;
   size_t i_;
+  int64_t block_;
 };
 
 // The sweep's one progress line: tokens of the slowest member, the sweep's token rate, ETA.
@@ -291,8 +296,17 @@ SweepResult run_sweep(const SweepSpec& spec, std::unique_ptr<ActivationSource> s
     to.progress = false;
     to.summary_eval_batches = opts.summary_eval_batches;
     if (opts.member_options) opts.member_options(spec.members[i].cfg, to);
-    trainers.push_back(
-        std::make_unique<Trainer>(spec.members[i].cfg, std::make_unique<MemberSource>(b, i), to));
+    int64_t block = -1;
+    if (opts.hook_blocks.size() > 1) {
+      const auto& h = opts.hook_blocks;
+      const auto at = std::find(h.begin(), h.end(), spec.members[i].cfg.hook_name);
+      if (at == h.end())
+        fail("sweep: internal: member {}'s hook {} is not among the source's hooks",
+             spec.members[i].name, spec.members[i].cfg.hook_name);
+      block = at - h.begin();
+    }
+    trainers.push_back(std::make_unique<Trainer>(spec.members[i].cfg,
+                                                 std::make_unique<MemberSource>(b, i, block), to));
   }
   int64_t start_tokens = 0;
   if (!opts.resume_checkpoints.empty()) {

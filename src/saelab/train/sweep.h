@@ -42,6 +42,9 @@ struct SweepOptions {
   std::function<void(const RunnerConfig&, TrainerOptions&)> member_options;
   // false: leave <run_dir>/sweep.json to the caller (a rank training some of the members).
   bool write_index = true;
+  // A sweep over hook_name: the hooks the source's rows hold, d_in columns each, in order
+  // (sweep_hook_names); each member trains on its own hook's block. Empty or one: whole rows.
+  std::vector<std::string> hook_blocks;
 };
 
 struct SweepResult {

@@ -268,7 +268,11 @@ void Trainer::update_firing_stats(TrainStepOutput& out) {
 }
 
 void Trainer::train_step() {
+  using Clock = std::chrono::steady_clock;
+  const auto t_wait = Clock::now();
   const Batch b = next_batch();
+  const auto t_step = Clock::now();
+  source_wait_seconds_ += std::chrono::duration<double>(t_step - t_wait).count();
   StepContext ctx;
   ctx.l1_coefficient = coefficient_at(cfg_.l1_coefficient, cfg_.l1_warm_up_steps, step_);
   ctx.l0_coefficient = coefficient_at(cfg_.l0_coefficient, cfg_.l0_warm_up_steps, step_);
@@ -288,6 +292,7 @@ void Trainer::train_step() {
   last_out_mse_ = out.losses["mse_loss"];
   const double lr = schedule_.at(step_);
   apply_update(*sae_, adam_, out, lr, cfg_.normalize_sae_decoder);
+  step_seconds_ += std::chrono::duration<double>(Clock::now() - t_step).count();
   ++step_;
   n_tokens_ += cfg_.train_batch_size_tokens;
 
@@ -399,6 +404,9 @@ TrainSummary Trainer::run() {
   TrainSummary s;
   s.run_dir = opts_.run_dir;
   s.architecture = cfg_.architecture;
+  const auto loop_t0 = std::chrono::steady_clock::now();
+  const int64_t loop_step0 = step_;
+  step_seconds_ = source_wait_seconds_ = 0.0;
   while (step_ < steps) {
     // Across ranks the flag agreed at the end of the last step decides, so all stop together.
     if (distributed() ? stop_all_ : opts_.stop_signal && opts_.stop_signal->load() != 0) {
@@ -408,6 +416,11 @@ TrainSummary Trainer::run() {
     train_step();
   }
   if (logger_) logger_->flush();
+  s.loop_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - loop_t0).count();
+  s.loop_steps = step_ - loop_step0;
+  s.step_seconds = step_seconds_;
+  s.source_wait_seconds = source_wait_seconds_;
   if (s.stop_signal != 0) {
     if (last_checkpoint_.empty() ||
         last_checkpoint_ != opts_.run_dir + "/checkpoints/" + std::to_string(n_tokens_))
@@ -456,6 +469,10 @@ TrainSummary TrainSummary::from_json(const json& j) {
   s.completed = j.value("completed", false);
   s.stop_signal = j.value("stop_signal", 0);
   s.seconds = j.value("seconds", 0.0);
+  s.loop_seconds = j.value("loop_seconds", 0.0);
+  s.step_seconds = j.value("step_seconds", 0.0);
+  s.source_wait_seconds = j.value("source_wait_seconds", 0.0);
+  s.loop_steps = j.value("loop_steps", int64_t{0});
   // Every key to_json writes besides the eval's is a field read above.
   const json fields = TrainSummary{}.to_json();
   for (const auto& [k, v] : j.items())
@@ -472,7 +489,11 @@ json TrainSummary::to_json() const {
             {"n_training_tokens", n_training_tokens},
             {"completed", completed},
             {"stop_signal", stop_signal},
-            {"seconds", seconds}};
+            {"seconds", seconds},
+            {"loop_seconds", loop_seconds},
+            {"step_seconds", step_seconds},
+            {"source_wait_seconds", source_wait_seconds},
+            {"loop_steps", loop_steps}};
   for (const auto& [k, v] : eval.items()) j[k] = v;
   return j;
 }

@@ -65,6 +65,14 @@ struct TrainSummary {
   bool completed = false;  // false when stopped by a signal
   int stop_signal = 0;     // the signal that stopped it (0 = none)
   double seconds = 0;
+  // Where the training loop's time went (wall clock, this process): the loop itself, from the
+  // first step of this run to the last (no initialisation, final evaluation or final/), its
+  // `loop_steps` steps; inside it, the SAE steps with their gradient all-reduce and update, and
+  // the waits for the activation source. loop − step is what the trainer costs around the step
+  // (data, logging, firing statistics, evals, checkpoints). On CUDA a step's last kernels may be
+  // counted in the next step.
+  double loop_seconds = 0, step_seconds = 0, source_wait_seconds = 0;
+  int64_t loop_steps = 0;
   json eval = json::object();  // explained_variance, mse, l0, dead, dense, mmcs, ...
   json to_json() const;
   static TrainSummary from_json(const json& j);  // the inverse of to_json
@@ -153,6 +161,7 @@ class Trainer {
   std::string last_checkpoint_;
   bool resumed_ = false;
   double last_out_mse_ = 0.0;
+  double step_seconds_ = 0.0, source_wait_seconds_ = 0.0;  // TrainSummary's, accumulated
   double last_l0_ = 0.0;
   bool stop_all_ = false;  // a rank was signalled: every rank checkpoints after this step
   int stop_signal_all_ = 0;
