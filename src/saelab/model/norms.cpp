@@ -19,13 +19,6 @@ NormKind norm_kind(const ModelConfig& cfg) {
 at::Tensor apply_norm(const ModelConfig& cfg, NormKind kind, const NormWeights& nw,
                       const at::Tensor& x, HookState& hs, const std::string& prefix) {
   if (kind == NormKind::None) return x;
-  const bool hooked = !hs.empty() && (hs.wants(prefix + "hook_scale") ||
-                                      hs.wants(prefix + "hook_normalized"));
-  if (kind == NormKind::LN && !hooked) {
-    // Nobody reads the scale or the normalized input: ATen's fused layer norm, one pass instead
-    // of seven (the same formula, (x − mean) / sqrt(var + eps) · w + b, up to rounding).
-    return at::layer_norm(x, {x.size(-1)}, nw.w, nw.b, cfg.eps);
-  }
   if (kind == NormKind::LN) {
     at::Tensor centred = x - x.mean(-1, /*keepdim=*/true);
     at::Tensor scale = (centred.pow(2).mean(-1, true) + cfg.eps).sqrt();
