@@ -185,13 +185,13 @@ RunnerConfig load_runner_config_text(const std::string& toml_text, const std::st
 // a config built in code.
 RunnerConfig resolve_runner_config(RunnerConfig cfg, const std::string& where = "config");
 
-// The pieces of load_runner_config, for callers that look at the raw keys first (sweeps,
-// train/sweep.h): a config file's keys ([sae]/[logger] flattened; "" gives {}), one parsed
-// `--set key=value` (text = the item as given, for messages), and the resolved config from them.
 // The digits N of a "blocks.N.<rest>" hook name ("" for any other name): the hook's block, which
 // hook_layer must name.
 std::string block_digits(const std::string& hook);
 
+// The pieces of load_runner_config, for callers that look at the raw keys first (sweeps,
+// train/sweep.h): a config file's keys ([sae]/[logger] flattened; "" gives {}), one parsed
+// `--set key=value` (text = the item as given, for messages), and the resolved config from them.
 struct ConfigOverride {
   std::string key;
   json value;

@@ -240,8 +240,8 @@ SweepSpec expand(const json& file, const std::string& where,
     }
     m.cfg.run_name = spec.sweep_name + "_" + m.name;
     if (m.values.contains("hook_name")) {
-      const char* why = m.cfg.is_toy() ? "the toy model has one stream of activations"
-                        : m.cfg.use_cached_activations
+      // (A toy member is refused by its own validation: hook_name has no effect on the toy.)
+      const char* why = m.cfg.use_cached_activations
                             ? "cached activations hold one hook (cache each hook and sweep "
                               "separately)"
                         : m.cfg.hook_name_out   ? "a transcoder pairs two fixed hooks"

@@ -57,13 +57,13 @@ void PrefetchSource::run() {
   }
 }
 
-void PrefetchSource::pause_and_rewind(std::unique_lock<std::mutex>& lock) {
+json PrefetchSource::pause_and_drop(std::unique_lock<std::mutex>& lock) {
   active_ = false;
   cv_.wait(lock, [&] { return !reading_; });
-  if (queue_.empty()) return;
+  if (queue_.empty()) return json();
   json s = std::move(queue_.front().state);
   queue_.clear();
-  inner_->load_state(s);
+  return s;
 }
 
 at::Tensor PrefetchSource::next_batch(int64_t n) {
@@ -71,7 +71,7 @@ at::Tensor PrefetchSource::next_batch(int64_t n) {
   if (n != n_) {
     // A new batch size: read this one directly, then read ahead at this size (a run asks for one
     // size from its first step on; a larger initialisation sample comes before).
-    pause_and_rewind(lock);
+    if (const json at = pause_and_drop(lock); !at.is_null()) inner_->load_state(at);
     at::Tensor b = inner_->next_batch(n);
     n_ = n;
     active_ = true;
@@ -99,7 +99,7 @@ json PrefetchSource::state() const {
 
 void PrefetchSource::load_state(const json& s) {
   std::unique_lock<std::mutex> lock(mu_);
-  pause_and_rewind(lock);
+  pause_and_drop(lock);
   inner_->load_state(s);
   n_ = 0;
 }

@@ -44,9 +44,10 @@ class PrefetchSource : public ActivationSource {
     std::exception_ptr error;
   };
   void run();
-  // With the lock held: waits for the reader to finish its batch, stops it, and rewinds the
-  // wrapped source to the consumer's position (dropping the queue).
-  void pause_and_rewind(std::unique_lock<std::mutex>& lock);
+  // With the lock held: waits for the reader to finish its batch, stops it and drops the queue.
+  // Returns the consumer's position when batches were dropped (the wrapped source is past it),
+  // else null (the wrapped source is at it).
+  json pause_and_drop(std::unique_lock<std::mutex>& lock);
 
   std::unique_ptr<ActivationSource> inner_;
   const size_t depth_;

@@ -71,8 +71,9 @@ class Broadcast {
     drop_consumed();
   }
 
-  // Member i's next batch (called with the turn held).
-  at::Tensor get(size_t i, int64_t n) {
+  // Member i's next batch (called with the turn held). shared_ok: the caller copies what it keeps,
+  // so the batch need not be cloned for it even while other members still need it.
+  at::Tensor get(size_t i, int64_t n, bool shared_ok = false) {
     std::unique_lock<std::mutex> lock(mu_);
     const int64_t k = cursor_[i];
     if (k == base_ + int64_t(entries_.size())) {
@@ -95,7 +96,8 @@ class Broadcast {
     bool others_need = false;
     for (size_t j = 0; j < cursor_.size(); ++j)
       others_need |= j != i && active_[j] && cursor_[j] <= k;
-    at::Tensor out = others_need ? e.x.clone() : e.x;  // a member may not alter another's batch
+    // A member may not alter another's batch.
+    at::Tensor out = others_need && !shared_ok ? e.x.clone() : e.x;
     drop_consumed();
     return out;
   }
@@ -183,7 +185,8 @@ class MemberSource : public ActivationSource {
   int64_t d_out() const override { return b_.source().d_out(); }
   at::Tensor next_batch(int64_t n) override {
     b_.pass_and_wait(i_);
-    at::Tensor x = b_.get(i_, n);
+    // A block is copied out below, so the shared batch need not be cloned first.
+    at::Tensor x = b_.get(i_, n, /*shared_ok=*/block_ >= 0);
     if (block_ < 0) return x;
     const int64_t d = b_.source().d_in();
     return x.narrow(1, block_ * d, d).contiguous();
