@@ -414,6 +414,10 @@ std::vector<KeyCase> key_cases() {
       {"dataset_split", "\"test\"", S::Model, E::Refused},  // one file has no splits
       {"dataset_revision", "\"v2\"", S::Model, E::Changes, {"dataset_path=\"saelab-test/keys\""}},
       {"dataset_revision", "\"v2\"", S::Model, E::Refused},  // local data has no revisions
+      // --- data-parallel ranks: a single process has no collective to time out, so only the
+      // refusal is checked here; DataParallelFaults.HungRankStopsTheOtherAfterDdpTimeout
+      // (test_distributed.cpp) checks that a rank gives up after ddp_timeout_s.
+      {"ddp_timeout_s", "0", S::Toy, E::Refused},
   };
 }
 

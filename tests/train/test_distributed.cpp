@@ -13,6 +13,8 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -139,7 +141,8 @@ TEST(DataParallelBatchTopK, SelectsOverTheGlobalBatchNotEachShare) {
 // process (run dir d/one) and once over two ranks (d/two), with `args` added to both command lines;
 // run_saelab's rc must be 0 for both.
 void train_model_source_one_and_two(const test::TempDir& d, const std::string& keys,
-                                    const std::string& args = "") {
+                                    const std::string& args = "", std::string* two_out = nullptr,
+                                    int want_rc = 0) {
   test::write_model(d / "lm", 3);
   test::write_dataset(d / "data.jsonl", 4);
   const std::string cfg = d / "run.toml";
@@ -152,10 +155,11 @@ void train_model_source_one_and_two(const test::TempDir& d, const std::string& k
                             "eval_batch_size_prompts = 2\n");
   auto one = run_saelab("train " + shell_quote(cfg) + args + " --no-report --run-dir " +
                         shell_quote(d / "one"));
-  ASSERT_EQ(one.rc, 0) << one.err;
+  ASSERT_EQ(one.rc, want_rc) << one.err;
   auto two = run_saelab("train " + shell_quote(cfg) + args + " --nproc 2 --no-report --run-dir " +
                         shell_quote(d / "two"));
-  ASSERT_EQ(two.rc, 0) << two.err;
+  ASSERT_EQ(two.rc, want_rc) << two.err;
+  if (two_out) *two_out = two.out;
 }
 
 // A language model's activations: each rank runs the model on half of every store batch of
@@ -305,14 +309,18 @@ TEST(DataParallelSweep, MembersSpreadOverRanksEndAsInOneProcess) {
 }
 
 // A sweep over hook_name on a language model: rank 0 trains the members at blocks.0 and
-// blocks.1's hook_resid_post, rank 1 the one at blocks.1.hook_resid_pre, each rank recording only
-// its members' hooks; every member ends as in the one-process sweep.
+// blocks.1's hook_resid_post, rank 1 the one at blocks.1.hook_resid_pre. Each rank runs the model
+// on half of the prompts, recording all three hooks, and after the exchange keeps its members'
+// hooks; every member ends as in the one-process sweep.
 TEST(DataParallelSweep, HookNameMembersSpreadOverRanksEndAsInOneProcess) {
   test::TempDir d;
+  std::string out;
   ASSERT_NO_FATAL_FAILURE(train_model_source_one_and_two(
       d, "hook_name = \"blocks.0.hook_resid_post\"\nhook_layer = 0\nl1_coefficient = 1.0\n",
       " --set 'hook_name=[blocks.0.hook_resid_post, blocks.1.hook_resid_pre, "
-      "blocks.1.hook_resid_post]'"));
+      "blocks.1.hook_resid_post]'",
+      &out));
+  EXPECT_NE(out.find("the model's work split over 2 ranks"), std::string::npos) << out;
   // Member directories: the swept value with '_' written as '-'.
   for (const char* m : {"hook_name=blocks.0.hook-resid-post", "hook_name=blocks.1.hook-resid-pre",
                         "hook_name=blocks.1.hook-resid-post"}) {
@@ -320,6 +328,217 @@ TEST(DataParallelSweep, HookNameMembersSpreadOverRanksEndAsInOneProcess) {
     expect_same_metrics(d / ("one/" + std::string(m)), d / ("two/" + std::string(m)), 1e-12);
     expect_same_weights(d / ("one/" + std::string(m)), d / ("two/" + std::string(m)), 1e-12);
   }
+}
+
+// The same with one hook and three l1 coefficients: the rows of one hook are exchanged.
+TEST(DataParallelSweep, ModelSourceMembersShareTheModelsWork) {
+  test::TempDir d;
+  std::string out;
+  ASSERT_NO_FATAL_FAILURE(train_model_source_one_and_two(
+      d, "hook_name = \"blocks.1.hook_resid_pre\"\nhook_layer = 1\ndtype = \"float64\"\n",
+      " --set 'l1_coefficient=[0.5, 1, 2]'", &out));
+  EXPECT_NE(out.find("the model's work split over 2 ranks"), std::string::npos) << out;
+  for (const char* m : {"l1_coefficient=0.5", "l1_coefficient=1", "l1_coefficient=2"}) {
+    SCOPED_TRACE(m);
+    expect_same_metrics(d / ("one/" + std::string(m)), d / ("two/" + std::string(m)), 1e-12);
+    expect_same_weights(d / ("one/" + std::string(m)), d / ("two/" + std::string(m)), 1e-12);
+  }
+}
+
+// Rank 1's only member fails at its first steps (lr 1e300: the loss overflows); rank 1 goes on
+// running its share of the model for rank 0, whose member ends as in the one-process sweep.
+TEST(DataParallelSweep, AMemberFailingAloneOnItsRankLeavesTheOthersRunning) {
+  test::TempDir d;
+  ASSERT_NO_FATAL_FAILURE(train_model_source_one_and_two(
+      d, "hook_name = \"blocks.1.hook_resid_pre\"\nhook_layer = 1\ndtype = \"float64\"\n",
+      " --set 'lr=[0.003, 1e300]'", nullptr, 1));
+  expect_same_metrics(d / "one/lr=0.003", d / "two/lr=0.003", 1e-12);
+  expect_same_weights(d / "one/lr=0.003", d / "two/lr=0.003", 1e-12);
+  std::ifstream in(d / "two/sweep.json");
+  const json index = json::parse(in);
+  EXPECT_EQ(index["members"][0]["status"], "completed");
+  EXPECT_EQ(index["members"][1]["status"], "failed");
+  EXPECT_NE(index["members"][1]["error"].get<std::string>().find("at step "), std::string::npos);
+}
+
+// The pid of rank `rank` among the children of `--nproc`'s launcher `parent` (0 if none yet).
+pid_t rank_pid(pid_t parent, int rank) {
+  for (const auto& e : fs::directory_iterator("/proc")) {
+    const std::string name = e.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream stat(e.path() / "stat");
+    std::string line;
+    std::getline(stat, line);
+    const size_t close = line.rfind(')');
+    if (close == std::string::npos) continue;
+    std::istringstream rest(line.substr(close + 2));
+    char state = 0;
+    pid_t ppid = 0;
+    rest >> state >> ppid;
+    if (ppid != parent) continue;
+    std::ifstream env(e.path() / "environ");
+    std::string var;
+    while (std::getline(env, var, '\0'))
+      if (var == "RANK=" + std::to_string(rank)) return pid_t(std::stoi(name));
+  }
+  return 0;
+}
+
+// A signal that reaches one rank of a sweep stops every member on every rank after the same step
+// (the ranks agree on the stop signal at every round); the sweep then resumes on two ranks and
+// ends with the weights of an uninterrupted one-process sweep of as many steps.
+TEST(DataParallelSweep, SigtermOnOneRankCheckpointsEveryMemberAtOneStep) {
+  test::TempDir d;
+  const std::string run = d / "run";
+  const std::string sets = " --no-report --set n_checkpoints=0 --set dtype=float64" + kShort +
+                           " --set l1_coefficient=[0.5,2]";
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    const std::string cmd = std::string(SAELAB_EXE) + " train --nproc 2 --run-dir " +
+                            shell_quote(run) + sets + " --set training_tokens=102400000";
+    ::execl("/bin/sh", "sh", "-c", ("exec " + cmd + " >/dev/null 2>&1").c_str(), (char*)nullptr);
+    std::_Exit(127);
+  }
+  // Both ranks training (each member has logged), then SIGTERM to rank 1 alone.
+  for (int i = 0; i < 600; ++i) {
+    bool both = true;
+    for (const char* m : {"/l1_coefficient=0.5/metrics.jsonl", "/l1_coefficient=2/metrics.jsonl"})
+      both &= fs::exists(run + m) && fs::file_size(run + m) > 0;
+    if (both) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  const pid_t rank1 = rank_pid(pid, 1);
+  ASSERT_GT(rank1, 0);
+  ::kill(rank1, SIGTERM);
+  // Rank 0 must stop too (a rank 0 that went on would train for an hour).
+  int status = 0;
+  pid_t done = 0;
+  for (int i = 0; i < 1200 && done == 0; ++i) {
+    done = ::waitpid(pid, &status, WNOHANG);
+    if (done == 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  if (done == 0) {
+    ::kill(pid, SIGKILL);
+    if (const pid_t rank0 = rank_pid(pid, 0)) ::kill(rank0, SIGKILL);
+    ::waitpid(pid, &status, 0);
+    FAIL() << "rank 0 did not stop within 120 s of rank 1's SIGTERM";
+  }
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 143);
+  std::vector<std::string> ckpts;
+  for (const char* m : {"/l1_coefficient=0.5", "/l1_coefficient=2"}) {
+    ASSERT_TRUE(fs::exists(run + m + "/checkpoints")) << m;
+    for (const auto& e : fs::directory_iterator(run + m + "/checkpoints"))
+      ckpts.push_back(e.path().filename().string());
+    EXPECT_FALSE(fs::exists(run + m + "/final")) << m;
+  }
+  ASSERT_EQ(ckpts.size(), 2u);
+  EXPECT_EQ(ckpts[0], ckpts[1]);
+  // Resumed on two ranks for 10 more steps of 1024 tokens.
+  const int64_t tokens = std::stoll(ckpts[0]) + 10 * 1024;
+  auto r = run_saelab("train --nproc 2 --no-report --resume " + shell_quote(run) +
+                      " --set training_tokens=" + std::to_string(tokens));
+  ASSERT_EQ(r.rc, 0) << r.err;
+  auto one = run_saelab("train --run-dir " + shell_quote(d / "one") + sets +
+                        " --set training_tokens=" + std::to_string(tokens));
+  ASSERT_EQ(one.rc, 0) << one.err;
+  for (const char* m : {"/l1_coefficient=0.5", "/l1_coefficient=2"}) {
+    SCOPED_TRACE(m);
+    expect_same_weights(d / ("one" + std::string(m)), run + m, 1e-12);
+  }
+}
+
+// Starts `saelab train --nproc 2 ARGS` in the background, its stdout and stderr in `log`.
+pid_t start_two_ranks(const std::string& args, const std::string& log) {
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    const std::string cmd = std::string(SAELAB_EXE) + " train --nproc 2 " + args;
+    ::execl("/bin/sh", "sh", "-c", ("exec " + cmd + " >" + shell_quote(log) + " 2>&1").c_str(),
+            (char*)nullptr);
+    std::_Exit(127);
+  }
+  return pid;
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// kill -9 of rank 1 mid-run: rank 0 stops at its next collective with one line, the launcher
+// names the killed rank and the signal, and the last checkpoint resumes to the end of an
+// uninterrupted two-rank run.
+TEST(DataParallelFaults, KilledRankStopsTheOtherAndTheRunResumes) {
+  test::TempDir d;
+  const std::string run = d / "run", log = d / "log";
+  const std::string sets = " --no-report --set training_tokens=204800 --set n_checkpoints=4" +
+                           kShort + " --set dtype=float64 --set d_sae=256";
+  const pid_t pid = start_two_ranks("--run-dir " + shell_quote(run) + sets, log);
+  ASSERT_GT(pid, 0);
+  // Kill rank 1 once the first checkpoint (step 50 of 200) is on disk.
+  for (int i = 0; i < 3000 && !fs::exists(run + "/checkpoints/51200"); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  const pid_t rank1 = rank_pid(pid, 1);
+  ASSERT_GT(rank1, 0);
+  ASSERT_EQ(::kill(rank1, SIGKILL), 0);
+  const auto killed = std::chrono::steady_clock::now();
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  EXPECT_LT(std::chrono::steady_clock::now() - killed, std::chrono::seconds(60));
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_NE(WEXITSTATUS(status), 0);
+  const std::string err = read_text(log);
+  EXPECT_NE(err.find("saelab: error: rank 1 (pid " + std::to_string(rank1) +
+                     ") was killed by signal 9 (SIGKILL"),
+            std::string::npos)
+      << err;
+  EXPECT_NE(err.find("saelab: error: rank 0: the "), std::string::npos) << err;
+  EXPECT_NE(err.find("with the other ranks failed"), std::string::npos) << err;
+  EXPECT_FALSE(fs::exists(run + "/final"));
+  auto r = run_saelab("train --nproc 2 --no-report --resume " + shell_quote(run));
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.out.find("resuming from"), std::string::npos) << r.out;
+  auto whole = run_saelab("train --nproc 2 --run-dir " + shell_quote(d / "whole") + sets);
+  ASSERT_EQ(whole.rc, 0) << whole.err;
+  expect_same_weights(d / "whole", run, 1e-9);
+}
+
+// A rank that hangs (SIGSTOP) holds the other in its next collective for ddp_timeout_s, then the
+// other stops with one line.
+TEST(DataParallelFaults, HungRankStopsTheOtherAfterDdpTimeout) {
+  test::TempDir d;
+  const std::string run = d / "run", log = d / "log";
+  const pid_t pid = start_two_ranks("--no-report --run-dir " + shell_quote(run) +
+                                        " --set training_tokens=4096000 --set n_checkpoints=0"
+                                        " --set ddp_timeout_s=3",
+                                    log);
+  ASSERT_GT(pid, 0);
+  for (int i = 0; i < 600 && !fs::exists(run + "/metrics.jsonl"); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  const pid_t rank1 = rank_pid(pid, 1);
+  ASSERT_GT(rank1, 0);
+  ASSERT_EQ(::kill(rank1, SIGSTOP), 0);
+  const auto stopped = std::chrono::steady_clock::now();
+  double seen = -1;
+  while (std::chrono::steady_clock::now() - stopped < std::chrono::seconds(60)) {
+    if (read_text(log).find("saelab: error: rank 0: ") != std::string::npos) {
+      seen = std::chrono::duration<double>(std::chrono::steady_clock::now() - stopped).count();
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  // 3 s of timeout, plus whatever rank 0 was doing when rank 1 stopped.
+  EXPECT_GE(seen, 2.5);
+  EXPECT_LT(seen, 20.0);
+  // The launcher kills the rank that is still stuck.
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ::kill(rank1, SIGKILL);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_NE(WEXITSTATUS(status), 0);
+  const std::string err = read_text(log);
+  EXPECT_NE(err.find("did not answer within ddp_timeout_s"), std::string::npos) << err;
 }
 
 TEST(DataParallelErrors, BadSetupsAreOneLine) {
@@ -348,6 +567,24 @@ TEST(DataParallelErrors, BadSetupsAreOneLine) {
                         " train --no-report --run-dir " + shell_quote(d / "c"));
   EXPECT_EQ(r.rc, 1);
   EXPECT_NE(r.err.find("MASTER_PORT: expected in the environment"), std::string::npos) << r.err;
+  // Ranks started with different configs stop before step 1, each with the same line.
+  const std::string port = std::to_string(free_local_port());
+  const std::string cmd =
+      "(for R in 0 1; do WORLD_SIZE=2 RANK=$R MASTER_ADDR=127.0.0.1 "
+      "MASTER_PORT=" +
+      port + " " + shell_quote(SAELAB_EXE) + " train --no-report --run-dir " +
+      shell_quote(d / "e") +
+      " --set training_tokens=409600 --set l1_coefficient=$((R + 1)) "
+      "|| echo \"rank $R failed\" & done; wait)";
+  r = test::run_command(cmd);
+  const std::string line =
+      "rank 1 was started with another config than rank 0 (rank 1: `l1_coefficient = 2.0`, "
+      "rank 0: `l1_coefficient = 1.0`)";
+  EXPECT_NE(r.err.find("rank 0: " + line), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("rank 1: " + line), std::string::npos) << r.err;
+  EXPECT_NE(r.out.find("rank 0 failed"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("rank 1 failed"), std::string::npos) << r.out;
+  EXPECT_FALSE(fs::exists(d / "e/metrics.jsonl"));
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <string>
 #include <thread>
 
 #include "saelab/cli/command.h"
@@ -25,6 +26,19 @@ bool register_command(std::string name, std::string summary, Setup setup) {
 }
 
 }  // namespace saelab::cli
+
+namespace {
+
+// "rank R: " in a rank of a distributed run (torchrun's or --nproc's ranks share one terminal),
+// else "".
+std::string rank_tag() {
+  const char* ws = std::getenv("WORLD_SIZE");
+  const char* r = std::getenv("RANK");
+  if (!ws || !r || std::atoi(ws) <= 1) return "";
+  return std::string("rank ") + r + ": ";
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   using namespace saelab::cli;
@@ -67,14 +81,15 @@ int main(int argc, char** argv) {
     for (auto& [sub, run] : runs)
       if (sub->parsed()) return run();
   } catch (const saelab::Error& e) {
-    std::cerr << "saelab: error: " << e.what() << "\n";
+    std::cerr << "saelab: error: " << rank_tag() << e.what() << "\n";
     return 1;
   } catch (const c10::Error& e) {
     std::string msg = e.what_without_backtrace();
-    std::cerr << "saelab: internal error (torch): " << msg.substr(0, msg.find('\n')) << "\n";
+    std::cerr << "saelab: internal error (torch): " << rank_tag() << msg.substr(0, msg.find('\n'))
+              << "\n";
     return 3;
   } catch (const std::exception& e) {
-    std::cerr << "saelab: internal error: " << e.what() << "\n";
+    std::cerr << "saelab: internal error: " << rank_tag() << e.what() << "\n";
     return 3;
   }
   return 2;

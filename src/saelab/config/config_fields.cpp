@@ -342,6 +342,7 @@ std::vector<Field> build() {
       make("dataset_column", OWN, &R::dataset_column),
       make("dataset_revision", OWN, &R::dataset_revision),
       make("dataset_split", OWN, &R::dataset_split),
+      make("ddp_timeout_s", OWN, &R::ddp_timeout_s),
       make("toy_n_features", TOY, &R::toy_n_features),
       make("toy_feature_probability", TOY, &R::toy_feature_probability),
       make("toy_probability_power_law", TOY, &R::toy_probability_power_law),

@@ -372,6 +372,7 @@ RunnerConfig resolve_runner_config(RunnerConfig c, const std::string& where) {
   positive("eval_every_n_wandb_logs", c.eval_every_n_wandb_logs);
   if (c.n_eval_batches < 0) fail("{}: n_eval_batches must be >= 0, got {}", w, c.n_eval_batches);
   if (c.n_checkpoints < 0) fail("{}: n_checkpoints must be >= 0, got {}", w, c.n_checkpoints);
+  positive("ddp_timeout_s", c.ddp_timeout_s);
   if (c.eval_batch_size_prompts && *c.eval_batch_size_prompts <= 0)
     fail("{}: eval_batch_size_prompts must be positive, got {}", w, *c.eval_batch_size_prompts);
   if (c.hook_layer < 0) fail("{}: hook_layer must be >= 0, got {}", w, c.hook_layer);

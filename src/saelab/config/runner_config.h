@@ -145,6 +145,9 @@ struct RunnerConfig {
   std::string dataset_column;
   std::string dataset_revision;
   std::string dataset_split;
+  // saelab: how long a data-parallel rank waits for the others in a collective (all-reduce,
+  // all-gather, barrier) before it fails with one line, e.g. when another rank hangs.
+  int64_t ddp_timeout_s = 300;
   // saelab: the synthetic toy model of superposition (dataset_path = "toy"); see data/toy_model.h.
   int64_t toy_n_features = 512;
   double toy_feature_probability = 0.01;   // mean firing probability per feature per token

@@ -282,6 +282,7 @@ std::string sweep_forbidden_reason(const std::string& key) {
          "sequence_separator_token", "disable_concat_sequences", "dataset_column",
          "dataset_revision", "dataset_split"},
         "changes the tokens or positions that the shared activations come from");
+    add({"ddp_timeout_s"}, "applies to the collectives of the ranks, which every member shares");
     add({"use_cached_activations", "cached_activations_path"},
         "selects the activation source that every member shares");
     add({"n_batches_in_buffer", "store_batch_size_prompts", "act_store_device"},

@@ -27,6 +27,9 @@ class ActivationSource {
   virtual void load_state(const json& s) = 0;
   // Ground-truth feature directions [n_features, d_in] with unit rows (toy model only).
   virtual std::optional<at::Tensor> true_features() const { return std::nullopt; }
+  // The reader is done with the stream (a sweep whose members on this rank have all ended): a
+  // source that other ranks depend on keeps serving them without blocking here. Default: nothing.
+  virtual void release() {}
   // One line for logs: "toy model: 512 features in d_in=64, p=0.01 ..." / "cached: 3 shards ...".
   virtual std::string describe() const = 0;
 };

@@ -62,6 +62,26 @@ int free_local_port() {
 namespace {
 
 std::atomic<int> g_forward_signal{0};
+
+// SIGKILL, SIGSEGV, ...: what a user looks up (strsignal's text varies with the locale).
+const char* signal_cause(int sig) {
+  switch (sig) {
+    case SIGKILL:
+      return "SIGKILL: killed from outside, e.g. by the kernel's out-of-memory killer";
+    case SIGSEGV:
+      return "SIGSEGV: a crash";
+    case SIGABRT:
+      return "SIGABRT: an abort";
+    case SIGBUS:
+      return "SIGBUS: a bad memory access";
+    case SIGTERM:
+      return "SIGTERM";
+    case SIGINT:
+      return "SIGINT";
+    default:
+      return "see kill -l";
+  }
+}
 void remember_signal(int sig) { g_forward_signal.store(sig); }
 
 }  // namespace
@@ -137,10 +157,15 @@ int launch_local_ranks(int nproc) {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
       continue;
     }
-    for (auto& p : pids)
-      if (p == done) p = -1;
+    int rank = -1;
+    for (size_t r = 0; r < pids.size(); ++r)
+      if (pids[r] == done) pids[r] = -1, rank = int(r);
     --running;
     const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    // A rank killed by a signal could not say so itself (one that fails prints its own error).
+    if (WIFSIGNALED(status))
+      std::fprintf(stderr, "saelab: error: rank %d (pid %d) was killed by signal %d (%s)\n", rank,
+                   int(done), WTERMSIG(status), signal_cause(WTERMSIG(status)));
     if (code != 0 && result == 0) result = code;
     if (code != 0 && code != 130 && code != 143 && !failed_at)
       failed_at = std::chrono::steady_clock::now();

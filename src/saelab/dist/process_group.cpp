@@ -49,6 +49,45 @@ class C10dCollectives : public Collectives {
   void min_(at::Tensor& t) override { reduce(t, c10d::ReduceOp::MIN); }
 
   at::Tensor gather_rows(const at::Tensor& t) override {
+    return guarded("all-gather", [&] { return gather_rows_here(t); });
+  }
+
+  void broadcast_(at::Tensor& t, int root) override {
+    c10d::BroadcastOptions o;
+    o.rootRank = root;
+    guarded("broadcast",
+            [&] { in_place(t, [&](std::vector<at::Tensor>& v) { return pg_->broadcast(v, o); }); });
+  }
+
+  void barrier() override {
+    guarded("barrier", [&] { pg_->barrier()->wait(); });
+  }
+
+  std::unique_ptr<Pending> start_sum_(at::Tensor& t) override {
+    return guarded("all-reduce", [&] { return start_sum_here(t); });
+  }
+
+ private:
+  // A collective that fails (a peer's connection closed, or no answer within the group's
+  // timeout: ddp_timeout_s) is one line naming this rank and the collective; c10d's own message
+  // (its first line) says which connection.
+  template <typename F>
+  auto guarded(const char* what, F&& f) const -> decltype(f()) {
+    try {
+      return f();
+    } catch (const Error&) {
+      throw;
+    } catch (const std::exception& e) {
+      std::string why = e.what();
+      why = why.substr(0, why.find('\n'));
+      throw Error(fmt::format(
+          "the {} with the other ranks failed ({}): another rank has stopped (killed, out of "
+          "memory, or failed: see its own error) or did not answer within ddp_timeout_s",
+          what, why));
+    }
+  }
+
+  at::Tensor gather_rows_here(const at::Tensor& t) {
     // Row counts first, then every rank's rows padded to the largest count.
     at::Tensor n = torch::full({1}, t.size(0), torch::TensorOptions(torch::kInt64).device(comm_));
     std::vector<at::Tensor> counts = gather_same(n);
@@ -64,27 +103,21 @@ class C10dCollectives : public Collectives {
     return torch::cat(parts, 0).to(t.device());
   }
 
-  void broadcast_(at::Tensor& t, int root) override {
-    c10d::BroadcastOptions o;
-    o.rootRank = root;
-    in_place(t, [&](std::vector<at::Tensor>& v) { return pg_->broadcast(v, o); });
-  }
-
-  void barrier() override { pg_->barrier()->wait(); }
-
-  std::unique_ptr<Pending> start_sum_(at::Tensor& t) override {
+  std::unique_ptr<Pending> start_sum_here(at::Tensor& t) {
     // c10d runs the all-reduce on its own threads (Gloo) or stream (NCCL) until wait().
     // The work handle's type differs between LibTorch versions (ProcessGroup::Work, Work).
     using WorkPtr = decltype(pg_->allreduce(std::declval<std::vector<at::Tensor>&>()));
     struct Started : Pending {
+      const C10dCollectives* group = nullptr;
       WorkPtr work;
       at::Tensor comm, target;  // the tensor being reduced, and t when that is a copy
       void wait() override {
-        work->wait();
+        group->guarded("all-reduce", [&] { work->wait(); });
         if (!comm.is_same(target)) target.copy_(comm);
       }
     };
     auto p = std::make_unique<Started>();
+    p->group = this;
     p->target = t;
     p->comm = t.to(comm_).contiguous();
     std::vector<at::Tensor> v{p->comm};
@@ -94,11 +127,11 @@ class C10dCollectives : public Collectives {
     return p;
   }
 
- private:
   void reduce(at::Tensor& t, c10d::ReduceOp op) {
     c10d::AllreduceOptions o;
     o.reduceOp = op;
-    in_place(t, [&](std::vector<at::Tensor>& v) { return pg_->allreduce(v, o); });
+    guarded("all-reduce",
+            [&] { in_place(t, [&](std::vector<at::Tensor>& v) { return pg_->allreduce(v, o); }); });
   }
 
   // Runs an in-place collective on t: on a contiguous copy on the group's device when t is not
@@ -175,21 +208,22 @@ DistContext::DistContext(const DistEnv& env, std::chrono::milliseconds timeout)
 
 DistContext::~DistContext() = default;
 
-std::shared_ptr<Collectives> DistContext::group(const std::string& name,
-                                                const std::string& device) {
+std::shared_ptr<Collectives> DistContext::group(const std::string& name, const std::string& device,
+                                                std::chrono::milliseconds timeout) {
+  if (timeout.count() <= 0) timeout = impl_->timeout;
   auto store = c10::make_intrusive<c10d::PrefixStore>("saelab/" + name, impl_->store);
   try {
 #if SAELAB_HAVE_NCCL
     if (device.rfind("cuda", 0) == 0) {
       auto o = c10d::ProcessGroupNCCL::Options::create();
-      o->timeout = impl_->timeout;
+      o->timeout = timeout;
       auto pg = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, env_.rank, env_.world_size, o);
       return std::make_shared<C10dCollectives<c10d::ProcessGroupNCCL>>(
           pg, env_.rank, env_.world_size, at::Device(at::kCUDA, env_.local_rank));
     }
 #endif
     {
-      auto o = c10d::ProcessGroupGloo::Options::create(impl_->timeout);
+      auto o = c10d::ProcessGroupGloo::Options::create(timeout);
       // GLOO_SOCKET_IFNAME (as torch.distributed reads it) picks the network interface.
       const char* ifname = std::getenv("GLOO_SOCKET_IFNAME");
       o->devices.push_back(ifname && *ifname

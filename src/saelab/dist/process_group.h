@@ -41,8 +41,11 @@ class DistContext {
   ~DistContext();
   const DistEnv& env() const { return env_; }
   // A process group of every rank, named `name` (the same names in the same order on every rank).
-  // device "cpu": Gloo; a CUDA device: NCCL when this LibTorch has it, else Gloo.
-  std::shared_ptr<Collectives> group(const std::string& name, const std::string& device);
+  // device "cpu": Gloo; a CUDA device: NCCL when this LibTorch has it, else Gloo. timeout: how
+  // long a collective waits for the other ranks (0: the rendezvous timeout); a collective that
+  // fails is a saelab::Error naming this rank.
+  std::shared_ptr<Collectives> group(const std::string& name, const std::string& device,
+                                     std::chrono::milliseconds timeout = {});
 
  private:
   struct Impl;

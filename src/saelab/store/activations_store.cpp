@@ -4,6 +4,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstring>
@@ -124,10 +125,11 @@ struct ChunkMaker {
     }
     ActivationChunk c;
     at::Tensor mine = toks.slice(0, lo, hi);
-    // The hooks of a row, in column order.
-    std::vector<std::string> hooks{o.hook_name};
-    hooks.insert(hooks.end(), o.more_hook_names.begin(), o.more_hook_names.end());
-    if (!o.hook_name_out.empty()) hooks.push_back(o.hook_name_out);
+    // The hooks of a row, in column order: this rank's, or the whole sweep's when the rows are
+    // exchanged (every rank records what any rank needs, in one order).
+    const std::vector<std::string> own = own_hooks();
+    const std::vector<std::string>& hooks =
+        split && !o.exchange_hook_names.empty() ? o.exchange_hook_names : own;
     if (hi > lo) {
       auto cache = model->run_with_cache(mine.to(model->device()), hooks);
       std::vector<at::Tensor> blocks;
@@ -141,8 +143,25 @@ struct ChunkMaker {
       c.rows = torch::empty({0, width}, torch::kFloat);
     }
     if (split) c.rows = o.exchange->gather_rows(c.rows);
+    if (hooks != own) {
+      // Keep this rank's hooks' blocks (all hooks are d_in wide), in its own order.
+      const int64_t d = c.rows.size(1) / int64_t(hooks.size());
+      std::vector<at::Tensor> keep;
+      for (const auto& h : own) {
+        const int64_t at = std::find(hooks.begin(), hooks.end(), h) - hooks.begin();
+        keep.push_back(c.rows.narrow(1, at * d, d));
+      }
+      c.rows = torch::cat(keep, 1);
+    }
     c.windows_end = windows;
     return c;
+  }
+
+  std::vector<std::string> own_hooks() const {
+    std::vector<std::string> hooks{o.hook_name};
+    hooks.insert(hooks.end(), o.more_hook_names.begin(), o.more_hook_names.end());
+    if (!o.hook_name_out.empty()) hooks.push_back(o.hook_name_out);
+    return hooks;
   }
 };
 
@@ -158,14 +177,25 @@ struct ActivationsStore::Producer {
   bool stopping = false;
 
   void run() {
+    Collectives* shared = distributed(maker.o.exchange.get()) ? maker.o.exchange.get() : nullptr;
     for (;;) {
+      bool done = false;
       {
         std::unique_lock<std::mutex> l(m);
         cv.wait(l, [&] { return stopping || q.size() < cap; });
-        if (stopping) return;
+        done = stopping;
       }
       ActivationChunk c;
       try {
+        if (shared) {
+          // Every rank makes the next chunk unless every rank has stopped reading: -1 from a rank
+          // that reads, 0 from one that stopped; the minimum is 0 only when all stopped.
+          at::Tensor want = at::full({1}, done ? 0 : -1, at::kLong);
+          shared->min_(want);
+          if (want.item<int64_t>() == 0) return;
+        } else if (done) {
+          return;
+        }
         c = maker.make();
       } catch (...) {
         std::lock_guard<std::mutex> l(m);
@@ -173,12 +203,22 @@ struct ActivationsStore::Producer {
         cv.notify_all();
         return;
       }
+      if (done) continue;  // made for the other ranks only
       {
         std::lock_guard<std::mutex> l(m);
         q.push_back(std::move(c));
       }
       cv.notify_all();
     }
+  }
+
+  // No more pops: the thread stops (shared: once every rank has stopped reading).
+  void release() {
+    {
+      std::lock_guard<std::mutex> l(m);
+      stopping = true;
+    }
+    cv.notify_all();
   }
 
   ActivationChunk pop() {
@@ -197,11 +237,7 @@ struct ActivationsStore::Producer {
   }
 
   void stop() {
-    {
-      std::lock_guard<std::mutex> l(m);
-      stopping = true;
-    }
-    cv.notify_all();
+    release();
     if (th.joinable()) th.join();
   }
 };
@@ -229,6 +265,22 @@ ActivationsStore::ActivationsStore(std::shared_ptr<const Transformer> model,
             "every member on one d_in, so sweep hooks of one width",
             h, w, o_.hook_name, d_in_);
     }
+  }
+  if (!o_.exchange_hook_names.empty()) {
+    if (o_.hook_head_index || !o_.hook_name_out.empty())
+      fail("exchanged sweep hooks take neither hook_head_index nor hook_name_out");
+    const auto& all = o_.exchange_hook_names;
+    for (const auto& h : all) {
+      const int64_t w = sae_hook_width(model_->cfg(), h, std::nullopt);
+      if (w != d_in_)
+        fail("hook_name = '{}' has width {} but '{}' has width {}; sweep hooks of one width", h, w,
+             o_.hook_name, d_in_);
+    }
+    std::vector<std::string> own{o_.hook_name};
+    own.insert(own.end(), o_.more_hook_names.begin(), o_.more_hook_names.end());
+    for (const auto& h : own)
+      if (std::find(all.begin(), all.end(), h) == all.end())
+        fail("activations store: internal: hook {} is not among the exchanged hooks", h);
   }
   if (o_.context_size > model_->cfg().n_ctx)
     fail("context_size = {} is longer than model '{}' allows (n_ctx = {})", o_.context_size,
@@ -288,6 +340,13 @@ void ActivationsStore::skip_windows(int64_t windows) {
   if (producer_) fail("activations store: skip_windows after reading started");
   start_windows_ = windows;
   windows_consumed_ = windows;
+}
+
+void ActivationsStore::release() {
+  // Started if it was not (e.g. after a resume, before the first batch), so that a shared store
+  // still takes part in the other ranks' exchanges.
+  start();
+  producer_->release();
 }
 
 int64_t ActivationsStore::dataset_restarts() const {
@@ -365,8 +424,12 @@ std::string ActivationsStore::describe() const {
       o_.hook_name_out.empty() ? "" : fmt::format(" -> {} (d_out={})", o_.hook_name_out, d_out_);
   std::string hooks = o_.hook_name;
   for (const auto& h : o_.more_hook_names) hooks += ", " + h;
-  return fmt::format("model {} at {}{} on {}: d_in={}, mixing buffer {} tokens", o_.model_name,
-                     hooks, out, tokens_->describe(), d_in_, capacity_);
+  const std::string split =
+      distributed(o_.exchange.get())
+          ? fmt::format(", the model's work split over {} ranks", o_.exchange->world_size())
+          : "";
+  return fmt::format("model {} at {}{} on {}: d_in={}, mixing buffer {} tokens{}", o_.model_name,
+                     hooks, out, tokens_->describe(), d_in_, capacity_, split);
 }
 
 }  // namespace saelab

@@ -54,7 +54,15 @@ struct ActivationsStoreOptions {
   // collectives): each runs the model on its contiguous share of every store batch of prompts
   // and the rows are gathered, so every rank holds the stream a single process would, at 1/W of
   // the model's cost. Null or one rank: the model runs on every prompt here.
+  // Every rank makes the same chunks while any rank still reads: a rank that stops reading (its
+  // consumer is done) keeps running its share for the others and drops the rows, so no rank waits
+  // on an exchange another has left. Stopping the store therefore waits for every rank to stop.
   std::shared_ptr<Collectives> exchange;
+  // With exchange, a sweep over hook_name spread over the ranks: the hooks every rank records on
+  // its share of the prompts (one list, in one order, on every rank: the whole sweep's). After the
+  // exchange a rank keeps only its own hooks' columns (hook_name, more_hook_names), which must be
+  // among them. Empty: the rank's own hooks are recorded.
+  std::vector<std::string> exchange_hook_names;
   // How the token source was opened (dataset, context, BOS, tokenizer), kept so that the
   // trainer's model evals can open a second, held-out source on the same data. Informational:
   // the store itself reads only the TokenSource it is given.
@@ -91,6 +99,10 @@ class ActivationsStore : public ActivationSource {
   void fill_buffer();
   // Skips `windows` windows of the dataset (wrapping around), before any chunk is read.
   void skip_windows(int64_t windows);
+  // This reader takes no more batches (ActivationSource::release): the model thread stops, or,
+  // shared with other ranks, goes on making its share for them until they stop too. Returns at
+  // once; the store is not read from again.
+  void release() override;
 
   // The model the store runs (shared, so that evals reuse it instead of loading it again) and
   // the options it was built with.

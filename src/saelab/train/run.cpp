@@ -2,6 +2,7 @@
 #include "saelab/train/run.h"
 
 #include <chrono>
+#include <sstream>
 
 #include "saelab/config/default_config.h"
 #include "saelab/config/runner_config.h"
@@ -42,9 +43,37 @@ void join_groups(Ranks& ranks, RunnerConfig& cfg) {
   // Each rank trains on its own GPU.
   if (cfg.device == "cuda") cfg.device = "cuda:" + std::to_string(ranks.env->local_rank);
   if (!ranks.train) {
-    ranks.train = ranks.ctx->group("train", cfg.device);
-    ranks.data = ranks.ctx->group("data", "cpu");
+    const std::chrono::milliseconds timeout(1000 * cfg.ddp_timeout_s);
+    ranks.train = ranks.ctx->group("train", cfg.device, timeout);
+    ranks.data = ranks.ctx->group("data", "cpu", timeout);
   }
+}
+
+// Every rank must run the same resolved config (`text`, before join_groups names a rank's GPU): a
+// rank started with another file or other --set values would train something else. Every rank
+// sees every rank's text and all stop, before step 1, with the same line naming the first
+// difference.
+void check_same_config(const Ranks& ranks, const std::string& text) {
+  if (!ranks.many()) return;
+  const std::string first = ranks.train->broadcast_string(text, 0);
+  std::string error;
+  for (int r = 1; r < ranks.env->world_size; ++r) {
+    const std::string theirs = ranks.train->broadcast_string(r == ranks.env->rank ? text : "", r);
+    if (theirs == first || !error.empty()) continue;
+    std::istringstream a(first), b(theirs);
+    std::string la, lb;
+    while (true) {
+      const bool more_a = bool(std::getline(a, la)), more_b = bool(std::getline(b, lb));
+      if (!more_a) la = "(nothing)";
+      if (!more_b) lb = "(nothing)";
+      if (la != lb || (!more_a && !more_b)) break;
+    }
+    error = fmt::format(
+        "rank {} was started with another config than rank 0 (rank {}: `{}`, rank 0: `{}`); every "
+        "rank must run the same config file and --set values",
+        r, r, lb, la);
+  }
+  if (!error.empty()) throw Error(error);
 }
 
 RunnerConfig load_config(const TrainRequest& r) {
@@ -196,16 +225,20 @@ TrainOutcome train_sweep(const SweepSpec& spec, const std::string& dir, bool res
   so.run_dir = dir;
   so.quiet = r.quiet;
   so.progress = c0.verbose && ranks.writer();
-  // Over ranks every rank reads the whole stream itself (a model source runs the model on every
-  // prompt on every rank): members train independently, with no collective until the end. A
-  // sweep over hook_name records every hook its members need (on this rank) in one forward pass.
+  // Over ranks every rank holds the whole stream: the toy and cached activations are read whole
+  // on every rank; a model runs on each rank's share of the prompts and the rows are exchanged
+  // (each rank records every member's hook, then keeps its own members'). A sweep over hook_name
+  // records its hooks in one forward pass.
+  const std::vector<std::string> all_hooks = sweep_hook_names(spec);
   so.hook_blocks =
       ranks.many() ? sweep_hook_names(spec, size_t(ranks.env->rank), size_t(ranks.env->world_size))
-                   : sweep_hook_names(spec);
+                   : all_hooks;
   RunnerConfig first = c0;
   first.hook_name = so.hook_blocks.at(0);
   auto source = make_activation_source(
-      first, nullptr, std::vector<std::string>(so.hook_blocks.begin() + 1, so.hook_blocks.end()));
+      first, ranks.many() ? ranks.data : nullptr,
+      std::vector<std::string>(so.hook_blocks.begin() + 1, so.hook_blocks.end()),
+      ranks.many() && all_hooks.size() > 1 ? all_hooks : std::vector<std::string>{});
   so.stop_signal = &install_stop_signal_handlers();
   // A language model's activations: each member runs its own CE/KL evals on that model.
   if (auto* store = dynamic_cast<ActivationsStore*>(source.get()))
@@ -268,11 +301,20 @@ TrainOutcome recording_errors(const Ranks& ranks, const std::string& dir, F&& bo
   }
 }
 
+// A sweep's members' resolved configs, one after the other (check_same_config).
+std::string sweep_text(const SweepSpec& spec) {
+  std::string text;
+  for (const auto& m : spec.members) text += "# member " + m.name + "\n" + to_toml(m.cfg);
+  return text;
+}
+
 TrainOutcome train_any(const TrainRequest& r, Ranks& ranks) {
   // A list of values for a key is a sweep: every combination on one activation stream.
   if (!r.resume.empty() && r.config.empty() && is_sweep_dir(r.resume)) {
     SweepSpec spec = load_sweep_dir(r.resume, r.sets);
+    const std::string text = sweep_text(spec);
     for (auto& m : spec.members) join_groups(ranks, m.cfg);
+    check_same_config(ranks, text);
     return recording_errors(ranks, r.resume,
                             [&] { return train_sweep(spec, r.resume, true, r, ranks); });
   }
@@ -281,7 +323,9 @@ TrainOutcome train_any(const TrainRequest& r, Ranks& ranks) {
                          ? load_sweep_config_text(default_toy_config_toml(), kEmbeddedName, r.sets)
                          : load_sweep_config(r.config, r.sets);
     if (spec.is_sweep()) {
+      const std::string text = sweep_text(spec);
       for (auto& m : spec.members) join_groups(ranks, m.cfg);
+      check_same_config(ranks, text);
       const std::string dir =
           choose_dir(ranks, spec.members.at(0).cfg.checkpoint_path + "/" + spec.sweep_name,
                      r.run_dir, holds_run_or_sweep);
@@ -289,7 +333,9 @@ TrainOutcome train_any(const TrainRequest& r, Ranks& ranks) {
     }
   }
   RunnerConfig cfg = load_config(r);
+  const std::string text = to_toml(cfg);
   join_groups(ranks, cfg);
+  check_same_config(ranks, text);
   const std::string dir =
       !r.resume.empty() ? r.resume
                         : choose_dir(ranks, cfg.checkpoint_path + "/" + cfg.resolved_run_name(),

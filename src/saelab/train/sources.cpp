@@ -59,7 +59,8 @@ std::vector<int64_t> excluded_ids(const json& ex, const Tokenizer* tok) {
 
 std::unique_ptr<ActivationsStore> make_activations_store(
     const RunnerConfig& cfg, bool background, std::shared_ptr<Collectives> exchange,
-    const std::vector<std::string>& more_hook_names) {
+    const std::vector<std::string>& more_hook_names,
+    const std::vector<std::string>& exchange_hook_names) {
   const json kw = cfg.model_from_pretrained_kwargs.is_null() ? json::object()
                                                              : cfg.model_from_pretrained_kwargs;
   LoadedModel lm = load_model(cfg.model_name, kw);
@@ -102,6 +103,7 @@ std::unique_ptr<ActivationsStore> make_activations_store(
   so.hook_head_index = cfg.hook_head_index;
   so.hook_name_out = cfg.hook_name_out.value_or("");
   so.more_hook_names = more_hook_names;
+  so.exchange_hook_names = exchange_hook_names;
   so.exchange = std::move(exchange);
   so.context_size = cfg.context_size;
   so.seqpos_slice = cfg.seqpos_slice;
@@ -128,7 +130,8 @@ std::unique_ptr<ActivationsStore> make_activations_store(
 
 std::unique_ptr<ActivationSource> make_activation_source(
     const RunnerConfig& cfg, std::shared_ptr<Collectives> exchange,
-    const std::vector<std::string>& more_hook_names) {
+    const std::vector<std::string>& more_hook_names,
+    const std::vector<std::string>& exchange_hook_names) {
   if (!more_hook_names.empty() && (cfg.use_cached_activations || cfg.is_toy()))
     fail("several hooks need a model source, not {}",
          cfg.is_toy() ? "the toy model" : "cached activations");
@@ -143,7 +146,8 @@ std::unique_ptr<ActivationSource> make_activation_source(
         *cfg.cached_activations_path, uint64_t(cfg.seed), cfg.d_in, d_out > 0, d_out));
   }
   if (cfg.is_toy()) return std::make_unique<ToyModel>(toy_model_config(cfg));
-  auto store = make_activations_store(cfg, true, std::move(exchange), more_hook_names);
+  auto store =
+      make_activations_store(cfg, true, std::move(exchange), more_hook_names, exchange_hook_names);
   store->fill_buffer();
   return store;
 }

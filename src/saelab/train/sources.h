@@ -21,11 +21,14 @@ ToyModelConfig toy_model_config(const RunnerConfig& cfg);
 // Loads model_name, opens dataset_path and builds the store; checks d_in against the hook's width.
 // Reads nothing yet. exchange: data-parallel ranks that share the model's work
 // (ActivationsStoreOptions::exchange).
-// more_hook_names: a sweep over hook_name's other hooks (ActivationsStoreOptions::more_hook_names).
+// more_hook_names: a sweep over hook_name's other hooks (ActivationsStoreOptions::more_hook_names);
+// exchange_hook_names: the whole sweep's hooks when its members are spread over the ranks
+// (ActivationsStoreOptions::exchange_hook_names).
 std::unique_ptr<ActivationsStore> make_activations_store(
     const RunnerConfig& cfg, bool background = true,
     std::shared_ptr<Collectives> exchange = nullptr,
-    const std::vector<std::string>& more_hook_names = {});
+    const std::vector<std::string>& more_hook_names = {},
+    const std::vector<std::string>& exchange_hook_names = {});
 
 // Throws saelab::Error when the config asks for a source that is not available. A model source has
 // read its first buffer (so a dataset that does not match the model fails here, before training).
@@ -33,7 +36,8 @@ std::unique_ptr<ActivationsStore> make_activations_store(
 // splits the model's work over them through `exchange`.
 std::unique_ptr<ActivationSource> make_activation_source(
     const RunnerConfig& cfg, std::shared_ptr<Collectives> exchange = nullptr,
-    const std::vector<std::string>& more_hook_names = {});
+    const std::vector<std::string>& more_hook_names = {},
+    const std::vector<std::string>& exchange_hook_names = {});
 
 class Sae;
 

@@ -35,9 +35,14 @@ namespace {
 // The shared source and the turn-taking between the member threads.
 class Broadcast {
  public:
-  Broadcast(std::unique_ptr<ActivationSource> src, size_t n, const std::atomic<int>* real_stop)
+  // rounds: the ranks of a sweep over ranks (null: one process), which agree at every round on
+  // the stop signal (so every member everywhere stops after the same step) and at the end on
+  // when all are done (see finish).
+  Broadcast(std::unique_ptr<ActivationSource> src, size_t n, const std::atomic<int>* real_stop,
+            Collectives* rounds = nullptr)
       : src_(std::move(src)),
         real_stop_(real_stop),
+        rounds_(rounds),
         cursor_(n, 0),
         active_(n, true),
         last_state_(n, src_->state()) {}
@@ -64,11 +69,25 @@ class Broadcast {
     cv_.wait(lock, [&] { return turn_ == i; });
   }
   // Member i is done (finished, stopped or failed): it takes no more turns or batches.
+  // Over ranks, the last member here then releases the source (a shared store keeps making this
+  // rank's share of the model's work for the others) and keeps taking part in the rounds'
+  // agreement, as done, until every rank is: every rank then makes the same number of agreements
+  // whether its members ended with the others' or failed early.
   void finish(size_t i) {
     std::unique_lock<std::mutex> lock(mu_);
     active_[i] = false;
     if (turn_ == i) pass_from(i);
     drop_consumed();
+    if (rounds_ && first_active() == SIZE_MAX) {
+      src_->release();
+      while (!agree(true)) {
+      }
+    }
+  }
+  // Empty, or why the ranks can no longer agree (a rank died): the members then fail with it.
+  std::string broken() const {
+    std::unique_lock<std::mutex> lock(mu_);
+    return broken_;
   }
 
   // Member i's next batch (called with the turn held). shared_ok: the caller copies what it keeps,
@@ -134,8 +153,32 @@ class Broadcast {
     return SIZE_MAX;
   }
   void latch() {
-    latched_.store(real_stop_ ? real_stop_->load() : 0);
+    if (rounds_)
+      agree(false);
+    else
+      latched_.store(real_stop_ ? real_stop_->load() : 0);
     if (on_round) on_round();
+  }
+  // With mu_ held: one agreement of the ranks. Every rank's latched stop becomes the largest stop
+  // signal of any rank; returns whether every rank is done. Collectives hold only maxima here as
+  // the minima of negatives.
+  bool agree(bool done) {
+    const int here = real_stop_ ? real_stop_->load() : 0;
+    if (!broken_.empty()) {
+      latched_.store(here);
+      return true;
+    }
+    at::Tensor t = at::empty({2}, at::kLong);
+    t[0] = -int64_t(here);
+    t[1] = done ? 0 : -1;
+    try {
+      rounds_->min_(t);
+    } catch (const std::exception& e) {
+      broken_ = fmt::format("the ranks of the sweep stopped agreeing (a rank died?): {}", e.what());
+      return true;
+    }
+    latched_.store(int(-t[0].item<int64_t>()));
+    return t[1].item<int64_t>() == 0;
   }
   // With mu_ held: the turn goes to the next active member after i; a wrap starts a new round.
   void pass_from(size_t i) {
@@ -162,6 +205,8 @@ class Broadcast {
 
   std::unique_ptr<ActivationSource> src_;
   const std::atomic<int>* real_stop_;
+  Collectives* rounds_;
+  std::string broken_;
   std::atomic<int> latched_{0};
   mutable std::mutex mu_;
   std::condition_variable cv_;
@@ -185,6 +230,7 @@ class MemberSource : public ActivationSource {
   int64_t d_out() const override { return b_.source().d_out(); }
   at::Tensor next_batch(int64_t n) override {
     b_.pass_and_wait(i_);
+    if (const std::string why = b_.broken(); !why.empty()) throw Error(why);
     // A block is copied out below, so the shared batch need not be cloned first.
     at::Tensor x = b_.get(i_, n, /*shared_ok=*/block_ >= 0);
     if (block_ < 0) return x;
@@ -289,7 +335,7 @@ SweepResult run_sweep(const SweepSpec& spec, std::unique_ptr<ActivationSource> s
     for (auto& m : start["members"]) m["status"] = "running";
     write_file_atomic(opts.run_dir + "/sweep.json", start.dump(2) + "\n");
   }
-  Broadcast b(std::move(source), n, opts.stop_signal);
+  Broadcast b(std::move(source), n, opts.stop_signal, opts.rounds);
   std::vector<std::unique_ptr<Trainer>> trainers;
   for (size_t i = 0; i < n; ++i) {
     TrainerOptions to;
@@ -399,6 +445,7 @@ SweepResult run_sweep_over_ranks(const SweepSpec& spec, std::unique_ptr<Activati
   SweepOptions o = opts;
   o.resume_checkpoints = resume;
   o.write_index = false;
+  o.rounds = &ranks;
   const SweepResult local = run_sweep(mine, std::move(source), o);
 
   // Every rank's results, in member order: rank r's k-th member is member r + k·W.

@@ -45,6 +45,10 @@ struct SweepOptions {
   // A sweep over hook_name: the hooks the source's rows hold, d_in columns each, in order
   // (sweep_hook_names); each member trains on its own hook's block. Empty or one: whole rows.
   std::vector<std::string> hook_blocks;
+  // Set by run_sweep_over_ranks: this rank's sweep agrees with the others' at every round (the
+  // stop signal) and at the end, so that an activation stream shared between the ranks (a model
+  // whose work is split over them) is read in step everywhere.
+  Collectives* rounds = nullptr;
 };
 
 struct SweepResult {
@@ -58,9 +62,12 @@ struct SweepResult {
 };
 
 // A sweep's members spread over data-parallel ranks (sparsify's distribute_modules): member i is
-// trained by rank i mod W, each rank on its own activation stream (the same stream everywhere),
-// and the ranks' results are put together in member order on every rank. Rank 0 writes
-// sweep.json. Each member's result equals its single-process sweep result.
+// trained by rank i mod W, each rank on the same activation stream: read whole on every rank
+// (toy, cached activations), or a model store whose work is split over the ranks and whose rows
+// are exchanged (ActivationsStoreOptions::exchange). The ranks agree on the stop signal at every
+// round, so a SIGINT / SIGTERM checkpoints every member after the same step. The ranks' results
+// are put together in member order on every rank; rank 0 writes sweep.json. Each member's result
+// equals its single-process sweep result.
 SweepResult run_sweep_over_ranks(const SweepSpec& spec, std::unique_ptr<ActivationSource> source,
                                  SweepOptions opts, Collectives& ranks);
 
