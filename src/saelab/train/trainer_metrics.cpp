@@ -176,11 +176,17 @@ json Trainer::final_eval() {
   auto sae = inference_sae();
   if (opts_.summary_eval_batches > 0) try {
       ReconstructionStats stats;
+      // In chunks of rows: the forward's [rows, d_sae] intermediates of a whole batch would
+      // make this the run's peak of memory; the statistics merge chunks exactly.
+      constexpr int64_t kChunkRows = 1024;
       for (int64_t i = 0; i < opts_.summary_eval_batches; ++i) {
         const Batch b =
             split(source_->next_batch(cfg_.train_batch_size_tokens).to(torch::kFloat32));
-        auto fwd = sae->forward(b.x);
-        stats.add(b.y, fwd.reconstruction, fwd.acts_post);
+        for (int64_t r = 0; r < b.x.size(0); r += kChunkRows) {
+          const int64_t n = std::min(kChunkRows, b.x.size(0) - r);
+          auto fwd = sae->forward(b.x.narrow(0, r, n));
+          stats.add(b.y.narrow(0, r, n), fwd.reconstruction, fwd.acts_post);
+        }
       }
       auto m = stats.metrics();
       auto ds = summarize_fire_counts(stats.fire_counts(), stats.n_tokens());
