@@ -251,6 +251,30 @@ TEST(DataParallelTorchrun, WorkersOfTorchrunTrainAsOneProcess) {
   expect_same_weights(d / "one", d / "two", 1e-9);
 }
 
+// Under SLURM, srun starts one task per rank and scripts/slurm-rank.sh turns SLURM's variables
+// into torchrun's: two such tasks (SLURM's variables set as srun sets them) train as one process.
+TEST(DataParallelSlurm, TasksOfSrunTrainAsOneProcess) {
+  test::TempDir d;
+  const std::string sets = " --no-report" + kToySets;
+  ASSERT_EQ(run_saelab("train --run-dir " + shell_quote(d / "one") + sets).rc, 0);
+  const std::string script = std::string(SAELAB_SOURCE_DIR) + "/scripts/slurm-rank.sh";
+  const std::string port = std::to_string(free_local_port());
+  auto r = test::run_command(
+      "(for T in 0 1; do SLURM_PROCID=$T SLURM_LOCALID=$T SLURM_NTASKS=2 SLURM_NNODES=1 "
+      "SLURM_NTASKS_PER_NODE='2(x1)' MASTER_ADDR=127.0.0.1 MASTER_PORT=" +
+      port + " OMP_NUM_THREADS=1 SAELAB=" + shell_quote(SAELAB_EXE) + " " + shell_quote(script) +
+      " train --run-dir " + shell_quote(d / "two") + sets +
+      " || echo \"task $T failed\" & done; wait)");
+  ASSERT_EQ(r.out.find("failed"), std::string::npos) << r.out << r.err;
+  expect_same_metrics(d / "one", d / "two", 1e-9);
+  expect_same_weights(d / "one", d / "two", 1e-9);
+  // Outside srun: one line, exit 2.
+  auto bad = test::run_command("env -u SLURM_PROCID " + shell_quote(script) + " train");
+  EXPECT_EQ(bad.rc, 2);
+  EXPECT_NE(bad.err.find("SLURM_PROCID is not set: run this under srun"), std::string::npos)
+      << bad.err;
+}
+
 // SIGTERM to `--nproc`'s launcher reaches every rank; they agree on the step, rank 0 writes one
 // checkpoint, the exit code is 143, and --resume finishes the run.
 TEST(DataParallelSignals, SigtermStopsEveryRankAtOneStep) {
