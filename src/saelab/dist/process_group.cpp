@@ -69,8 +69,8 @@ class C10dCollectives : public Collectives {
 
  private:
   // A collective that fails (a peer's connection closed, or no answer within the group's
-  // timeout: ddp_timeout_s) is one line naming this rank and the collective; c10d's own message
-  // (its first line) says which connection.
+  // timeout: ddp_timeout_s) is one line naming the collective (saelab's error line names the
+  // rank); c10d's own message (its first line) says which connection.
   template <typename F>
   auto guarded(const char* what, F&& f) const -> decltype(f()) {
     try {

@@ -43,7 +43,7 @@ class DistContext {
   // A process group of every rank, named `name` (the same names in the same order on every rank).
   // device "cpu": Gloo; a CUDA device: NCCL when this LibTorch has it, else Gloo. timeout: how
   // long a collective waits for the other ranks (0: the rendezvous timeout); a collective that
-  // fails is a saelab::Error naming this rank.
+  // fails is a one-line saelab::Error naming the collective.
   std::shared_ptr<Collectives> group(const std::string& name, const std::string& device,
                                      std::chrono::milliseconds timeout = {});
 

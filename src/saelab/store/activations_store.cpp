@@ -47,6 +47,14 @@ Slice python_slice(const std::vector<std::optional<int64_t>>& a, int64_t len) {
   return s;
 }
 
+// The hooks of this store's rows, in column order.
+std::vector<std::string> row_hooks(const ActivationsStoreOptions& o) {
+  std::vector<std::string> hooks{o.hook_name};
+  hooks.insert(hooks.end(), o.more_hook_names.begin(), o.more_hook_names.end());
+  if (!o.hook_name_out.empty()) hooks.push_back(o.hook_name_out);
+  return hooks;
+}
+
 }  // namespace
 
 // Reads windows and turns them into activation rows; used by the producer thread only.
@@ -127,7 +135,7 @@ struct ChunkMaker {
     at::Tensor mine = toks.slice(0, lo, hi);
     // The hooks of a row, in column order: this rank's, or the whole sweep's when the rows are
     // exchanged (every rank records what any rank needs, in one order).
-    const std::vector<std::string> own = own_hooks();
+    const std::vector<std::string> own = row_hooks(o);
     const std::vector<std::string>& hooks =
         split && !o.exchange_hook_names.empty() ? o.exchange_hook_names : own;
     if (hi > lo) {
@@ -155,13 +163,6 @@ struct ChunkMaker {
     }
     c.windows_end = windows;
     return c;
-  }
-
-  std::vector<std::string> own_hooks() const {
-    std::vector<std::string> hooks{o.hook_name};
-    hooks.insert(hooks.end(), o.more_hook_names.begin(), o.more_hook_names.end());
-    if (!o.hook_name_out.empty()) hooks.push_back(o.hook_name_out);
-    return hooks;
   }
 };
 
@@ -254,10 +255,14 @@ ActivationsStore::ActivationsStore(std::shared_ptr<const Transformer> model,
            o_.hook_name_out);
     d_out_ = sae_hook_width(model_->cfg(), o_.hook_name_out, std::nullopt);
   }
-  if (!o_.more_hook_names.empty()) {
+  // A sweep over hook_name: every hook a row holds, or that is recorded for an exchange, is one
+  // more d_in-wide block.
+  std::vector<std::string> extra = o_.more_hook_names;
+  extra.insert(extra.end(), o_.exchange_hook_names.begin(), o_.exchange_hook_names.end());
+  if (!extra.empty()) {
     if (o_.hook_head_index || !o_.hook_name_out.empty())
       fail("a sweep over hook_name takes neither hook_head_index nor hook_name_out");
-    for (const auto& h : o_.more_hook_names) {
+    for (const auto& h : extra) {
       const int64_t w = sae_hook_width(model_->cfg(), h, std::nullopt);
       if (w != d_in_)
         fail(
@@ -266,22 +271,10 @@ ActivationsStore::ActivationsStore(std::shared_ptr<const Transformer> model,
             h, w, o_.hook_name, d_in_);
     }
   }
-  if (!o_.exchange_hook_names.empty()) {
-    if (o_.hook_head_index || !o_.hook_name_out.empty())
-      fail("exchanged sweep hooks take neither hook_head_index nor hook_name_out");
-    const auto& all = o_.exchange_hook_names;
-    for (const auto& h : all) {
-      const int64_t w = sae_hook_width(model_->cfg(), h, std::nullopt);
-      if (w != d_in_)
-        fail("hook_name = '{}' has width {} but '{}' has width {}; sweep hooks of one width", h, w,
-             o_.hook_name, d_in_);
-    }
-    std::vector<std::string> own{o_.hook_name};
-    own.insert(own.end(), o_.more_hook_names.begin(), o_.more_hook_names.end());
-    for (const auto& h : own)
+  if (const auto& all = o_.exchange_hook_names; !all.empty())
+    for (const auto& h : row_hooks(o_))
       if (std::find(all.begin(), all.end(), h) == all.end())
         fail("activations store: internal: hook {} is not among the exchanged hooks", h);
-  }
   if (o_.context_size > model_->cfg().n_ctx)
     fail("context_size = {} is longer than model '{}' allows (n_ctx = {})", o_.context_size,
          o_.model_name, model_->cfg().n_ctx);
