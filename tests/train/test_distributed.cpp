@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -32,6 +33,12 @@ namespace {
 namespace fs = std::filesystem;
 using test::run_saelab;
 using test::shell_quote;
+
+// Every run here, the one-process reference and each rank, uses one OpenMP thread, as ctest sets
+// for the whole suite: with another thread count ATen's float32 kernels round differently (seen
+// on an AVX-512 host), so the toy's float32 activations would differ between the two sides before
+// the first step, by more than the comparisons allow.
+const bool kOneThread = [] { return ::setenv("OMP_NUM_THREADS", "1", 1) == 0; }();
 
 // A short toy run that logs every step and resamples and masks dead latents early, so that the
 // firing statistics, AuxK's dead mask and resampling all take part. In float64: then the rounding
@@ -137,6 +144,13 @@ TEST(DataParallelBatchTopK, SelectsOverTheGlobalBatchNotEachShare) {
               b[0]["details/topk_threshold"].get<double>(), 1e-7);
 }
 
+// How far a run on a language model over two ranks may differ from the one-process run (relative,
+// per metric and weight). Each rank runs the float32 model on its share of the prompts, and a
+// pass's activations round differently with how many rows it holds (up to about 2e-7 relative
+// after ten steps, seen with one thread per process); a row exchanged out of order, a wrong share
+// or an unaveraged gradient differs at order 1.
+constexpr double kModelRel = 1e-5;
+
 // Trains the tiny GPT-2 of tiny_lm_fixture.h on `keys` (hooks, architecture, ...) once in one
 // process (run dir d/one) and once over two ranks (d/two), with `args` added to both command lines;
 // run_saelab's rc must be 0 for both.
@@ -182,8 +196,8 @@ TEST(DataParallelModel, SkipTranscoderTrainsAsOneProcess) {
       "hook_name_out = \"blocks.1.hook_mlp_out\"\nskip_connection = true\n"
       "apply_b_dec_to_input = false\narchitecture = \"topk\"\n"
       "activation_fn_kwargs = { k = 4 }\ndtype = \"float64\"\ndead_feature_window = 2\n"));
-  expect_same_metrics(d / "one", d / "two", 1e-9);
-  expect_same_weights(d / "one", d / "two", 1e-9);
+  expect_same_metrics(d / "one", d / "two", kModelRel);
+  expect_same_weights(d / "one", d / "two", kModelRel);
   EXPECT_EQ(final_weights(d / "two").count("W_skip"), 1u);
 }
 
@@ -349,8 +363,8 @@ TEST(DataParallelSweep, HookNameMembersSpreadOverRanksEndAsInOneProcess) {
   for (const char* m : {"hook_name=blocks.0.hook-resid-post", "hook_name=blocks.1.hook-resid-pre",
                         "hook_name=blocks.1.hook-resid-post"}) {
     SCOPED_TRACE(m);
-    expect_same_metrics(d / ("one/" + std::string(m)), d / ("two/" + std::string(m)), 1e-12);
-    expect_same_weights(d / ("one/" + std::string(m)), d / ("two/" + std::string(m)), 1e-12);
+    expect_same_metrics(d / ("one/" + std::string(m)), d / ("two/" + std::string(m)), kModelRel);
+    expect_same_weights(d / ("one/" + std::string(m)), d / ("two/" + std::string(m)), kModelRel);
   }
 }
 
@@ -364,8 +378,8 @@ TEST(DataParallelSweep, ModelSourceMembersShareTheModelsWork) {
   EXPECT_NE(out.find("the model's work split over 2 ranks"), std::string::npos) << out;
   for (const char* m : {"l1_coefficient=0.5", "l1_coefficient=1", "l1_coefficient=2"}) {
     SCOPED_TRACE(m);
-    expect_same_metrics(d / ("one/" + std::string(m)), d / ("two/" + std::string(m)), 1e-12);
-    expect_same_weights(d / ("one/" + std::string(m)), d / ("two/" + std::string(m)), 1e-12);
+    expect_same_metrics(d / ("one/" + std::string(m)), d / ("two/" + std::string(m)), kModelRel);
+    expect_same_weights(d / ("one/" + std::string(m)), d / ("two/" + std::string(m)), kModelRel);
   }
 }
 
@@ -376,8 +390,8 @@ TEST(DataParallelSweep, AMemberFailingAloneOnItsRankLeavesTheOthersRunning) {
   ASSERT_NO_FATAL_FAILURE(train_model_source_one_and_two(
       d, "hook_name = \"blocks.1.hook_resid_pre\"\nhook_layer = 1\ndtype = \"float64\"\n",
       " --set 'lr=[0.003, 1e300]'", nullptr, 1));
-  expect_same_metrics(d / "one/lr=0.003", d / "two/lr=0.003", 1e-12);
-  expect_same_weights(d / "one/lr=0.003", d / "two/lr=0.003", 1e-12);
+  expect_same_metrics(d / "one/lr=0.003", d / "two/lr=0.003", kModelRel);
+  expect_same_weights(d / "one/lr=0.003", d / "two/lr=0.003", kModelRel);
   std::ifstream in(d / "two/sweep.json");
   const json index = json::parse(in);
   EXPECT_EQ(index["members"][0]["status"], "completed");
