@@ -14,8 +14,9 @@ For each shape and architecture it prints:
   data wait        source_wait_seconds / loop_seconds
   peak RSS         of the `saelab train` process, against 1.5 × what must be resident: parameters,
                    their gradients and two Adam moments (4 × params), three batches (the one in
-                   use and the read-ahead queue of two), one [batch, d_sae] float32 intermediate
-                   and the mapped cache file; LibTorch's own resident baseline (from
+                   use and the read-ahead queue of two), the [batch, d_sae] intermediates the
+                   step cannot do without (WORK_BUFFERS) and the mapped cache file; LibTorch's
+                   own resident baseline (from
                    `saelab bench`) is shown apart and added to the budget.
 With --model, also `saelab train` on a language model source: a GPT-2-small-shaped model with
 random weights (12 blocks, d_model 768, 12 heads, vocabulary 50257, written here as a Hugging Face
@@ -217,6 +218,13 @@ baseline_mb = json.loads(run([saelab, "bench", "--json", "--sgemm-n", "0", "--ar
 # Per-latent parameters besides W_enc and W_dec's rows (b_enc; gated: r_mag, b_mag; jumprelu: the
 # threshold).
 EXTRA_PER_LATENT = {"gated": 3, "jumprelu": 2}
+# [batch, d_sae] float32 intermediates a step cannot do without, in units of batch·d_sae·4 bytes
+# (a bool mask counts 1/4). Dense: the activations f (dW_dec = fᵀ g reads them) and dL/dz
+# (dW_enc = x̃ᵀ dz), which cannot share memory since dL/dz = (g W_decᵀ) ⊙ mask needs a product
+# written out beside f; jumprelu adds its bool window mask, gated its gate pre-activations a and a
+# bool mask. k-sparse: z only, everything after the selection is k-sparse.
+WORK_BUFFERS = {"standard": 2, "jumprelu": 2.25, "gated": 3.25, "topk": 1, "batchtopk": 1,
+                "matryoshka_batchtopk": 1}
 rate = sgemm["sgemm_gflops"] * 1e9
 rows, model_rows = [], []
 with tempfile.TemporaryDirectory() as tmp:
@@ -249,7 +257,8 @@ with tempfile.TemporaryDirectory() as tmp:
             train_tps = s["loop_steps"] * a.batch / loop
             floor_tps = rate / (FLOOR_PRODUCTS[arch] * 2.0 * d_in * d_sae)
             params = 4.0 * (2 * d_in * d_sae + d_in + d_sae * EXTRA_PER_LATENT.get(arch, 1))
-            budget = (4 * params + 3 * a.batch * d_in * 4.0 + a.batch * d_sae * 4.0
+            budget = (4 * params + 3 * a.batch * d_in * 4.0
+                      + WORK_BUFFERS[arch] * a.batch * d_sae * 4.0
                       + os.path.getsize(cache)) / 2**20
             rows.append(dict(arch=arch, d_in=d_in, d_sae=d_sae, batch=a.batch,
                              eager_tokens_per_s=ref.get(arch), train_tokens_per_s=train_tps,

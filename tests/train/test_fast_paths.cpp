@@ -78,6 +78,18 @@ void compare(TrainingSaeConfig cfg, const Shape& s, uint64_t seed, double dead_f
   EXPECT_NEAR(a2.loss, b2.loss, 1e-10 * std::max(1.0, std::abs(b2.loss)));
   for (const auto& [name, g] : ref->grads())
     expect_close(fast->grads().at(name), g, "step 2 grad " + name);
+  // A step after the work buffers were released (as the trainer does when its loop ends)
+  // allocates them again and computes the same step.
+  ASSERT_EQ(a2.feature_acts.data_ptr(), a.feature_acts.data_ptr()) << "buffers kept across steps";
+  fast->release_work_buffers();
+  auto a3 = fast->forward_backward(x, ctx);
+  // a2 still holds the old buffer, so a new one cannot land at its address.
+  EXPECT_NE(a3.feature_acts.data_ptr(), a2.feature_acts.data_ptr()) << "buffers not released";
+  auto b3 = ref->forward_backward(x, ctx);
+  EXPECT_NEAR(a3.loss, b3.loss, 1e-10 * std::max(1.0, std::abs(b3.loss)));
+  expect_close(a3.feature_acts, b3.feature_acts, "step 3 feature_acts");
+  for (const auto& [name, g] : ref->grads())
+    expect_close(fast->grads().at(name), g, "step 3 grad " + name);
 }
 
 TrainingSaeConfig cfg_of(const std::string& arch) {

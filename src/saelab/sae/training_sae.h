@@ -113,6 +113,10 @@ class TrainingSae {
   at::Tensor decode(const at::Tensor& f) const;
   // Called after the optimiser step with that step's output (batchtopk updates its threshold).
   virtual void after_step(const TrainStepOutput& out) { (void)out; }
+  // Frees the [N, d_sae] work buffers a hand-written step keeps from one step to the next (the
+  // next step allocates them again). The trainer calls it when its loop ends, so that the
+  // end-of-run evaluation does not hold them beside its own.
+  virtual void release_work_buffers() {}
 
   // The SAE in SAELens's inference layout (batchtopk/matryoshka as jumprelu, log_threshold as
   // threshold), with activation scaling folded in: trained on s·x and (transcoders) s_out·y, it

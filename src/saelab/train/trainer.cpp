@@ -436,6 +436,11 @@ TrainSummary Trainer::run() {
       ps.dead = dead_mask().sum().item<int64_t>();
       progress_->finish(n_tokens_, ps);
     }
+    // The step's [N, d_sae] work buffers and the gradients are not needed any more: freed, they
+    // leave room for the evaluation's own (they were the run's peak of memory with it). A later
+    // step would allocate them again.
+    sae_->release_work_buffers();
+    for (auto& [name, g] : sae_->grads()) g = at::Tensor();
     // The held-out evaluation first: its density of the final SAE is what final/ records.
     s.eval = final_eval();
     s.final_dir = opts_.run_dir + "/final";

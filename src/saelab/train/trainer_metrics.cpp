@@ -178,7 +178,7 @@ json Trainer::final_eval() {
       ReconstructionStats stats;
       // In chunks of rows: the forward's [rows, d_sae] intermediates of a whole batch would
       // make this the run's peak of memory; the statistics merge chunks exactly.
-      constexpr int64_t kChunkRows = 1024;
+      constexpr int64_t kChunkRows = 512;
       for (int64_t i = 0; i < opts_.summary_eval_batches; ++i) {
         const Batch b =
             split(source_->next_batch(cfg_.train_batch_size_tokens).to(torch::kFloat32));

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <filesystem>
 #include <sstream>
+#include <vector>
 
 #include "saelab/config/runner_config.h"
 #include "saelab/core/error.h"
@@ -125,9 +126,19 @@ json final_sae_figures(const std::string& dir) {
   }
   json j = {{"num_parameters", n}};
   if (f.contains("W_dec")) {
-    at::Tensor w = f.tensor("W_dec").to(at::kDouble);
+    const at::Tensor w = f.tensor("W_dec");
     if (w.dim() == 2 && w.numel() > 0) {
-      at::Tensor norms = w.pow(2).sum(1).sqrt();
+      // In float64, 4,096 rows at a time: a float64 copy of the whole decoder would be the
+      // training run's peak of memory (the report is written while the trainer still holds
+      // its state).
+      std::vector<at::Tensor> parts;
+      for (int64_t r = 0; r < w.size(0); r += 4096)
+        parts.push_back(w.narrow(0, r, std::min<int64_t>(4096, w.size(0) - r))
+                            .to(at::kDouble)
+                            .pow(2)
+                            .sum(1)
+                            .sqrt());
+      const at::Tensor norms = at::cat(parts);
       j["decoder_norms"] = {{"min", norms.min().item<double>()},
                             {"mean", norms.mean().item<double>()},
                             {"max", norms.max().item<double>()}};

@@ -16,6 +16,7 @@ class FastBatchTopKTrainingSae : public BatchTopKTrainingSae {
   // θ ← (1 − lr)θ + lr·min(f > 0) as the base class, with the minimum taken over the step's
   // sparse active values (no pass over the dense [N, d_sae] feature_acts).
   void after_step(const TrainStepOutput& out) override;
+  void release_work_buffers() override { buf_.z = at::Tensor(); }
 
  protected:
   std::vector<int64_t> inner_widths_;  // matryoshka's inner levels

@@ -255,6 +255,8 @@ class FastGatedTrainingSae : public GatedTrainingSae {
     return out;
   }
 
+  void release_work_buffers() override { a_ = f_ = c_ = on_ = at::Tensor(); }
+
  private:
   at::Tensor a_;   // [N, d_sae]: P → ReLU(π) → dL/da
   at::Tensor f_;   // [N, d_sae]: f (the feature_acts returned)

@@ -218,6 +218,8 @@ class FastJumpReLUTrainingSae : public JumpReLUTrainingSae {
     return out;
   }
 
+  void release_work_buffers() override { f_ = df_ = rho_ = at::Tensor(); }
+
  private:
   at::Tensor f_, df_;  // [N, d_sae]: z → f; dL/df → dz, both in place
   at::Tensor rho_;     // [N, d_sae] bool: rect((z − θ)/ε)

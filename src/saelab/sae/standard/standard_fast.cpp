@@ -32,6 +32,8 @@ class FastStandardTrainingSae : public TrainingSae {
                        params_.at("b_enc"));
   }
 
+  void release_work_buffers() override { f_ = df_ = at::Tensor(); }
+
   TrainStepOutput forward_backward(const at::Tensor& x_in, const StepContext& ctx) override {
     torch::NoGradGuard ng;
     const auto& W_enc = params_.at("W_enc");

@@ -12,6 +12,7 @@ class FastTopKTrainingSae : public TopKTrainingSae {
   TrainStepOutput forward_backward(const at::Tensor& x, const StepContext& ctx) override {
     return sparse_step(*this, buf_, x, ctx, false);
   }
+  void release_work_buffers() override { buf_.z = at::Tensor(); }
 
  private:
   SparseBuffers buf_;
