@@ -1,12 +1,13 @@
 // `saelab <verb>`: parses the command line, runs the verb, and turns errors into one-line messages
 // with a non-zero exit (1 for bad input, 2 for usage, 3 for an internal error).
 #include <ATen/Parallel.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
-#include <iostream>
 #include <string>
 #include <thread>
 
@@ -36,6 +37,19 @@ std::string rank_tag() {
   const char* r = std::getenv("RANK");
   if (!ws || !r || std::atoi(ws) <= 1) return "";
   return std::string("rank ") + r + ": ";
+}
+
+// Writes "saelab: <what>: <message>\n" to stderr in one write(2): ranks share one terminal or
+// pipe, and a line written piecewise (std::cerr is unbuffered) interleaves with another rank's.
+void print_error(const std::string& what, const std::string& message) {
+  const std::string line = "saelab: " + what + ": " + message + "\n";
+  size_t done = 0;
+  while (done < line.size()) {
+    const ssize_t n = ::write(STDERR_FILENO, line.data() + done, line.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;
+    done += size_t(n);
+  }
 }
 
 }  // namespace
@@ -71,25 +85,24 @@ int main(int argc, char** argv) {
       for (const auto& c : reg) msg += " " + c.name;
       msg += ")";
     }
-    std::cerr << "saelab: error: " << saelab::Error(msg).what() << " (see saelab --help)\n";
+    print_error("error", std::string(saelab::Error(msg).what()) + " (see saelab --help)");
     return 2;
   } catch (const saelab::Error& e) {
-    std::cerr << "saelab: error: " << e.what() << "\n";
+    print_error("error", e.what());
     return 1;
   }
   try {
     for (auto& [sub, run] : runs)
       if (sub->parsed()) return run();
   } catch (const saelab::Error& e) {
-    std::cerr << "saelab: error: " << rank_tag() << e.what() << "\n";
+    print_error("error", rank_tag() + e.what());
     return 1;
   } catch (const c10::Error& e) {
     std::string msg = e.what_without_backtrace();
-    std::cerr << "saelab: internal error (torch): " << rank_tag() << msg.substr(0, msg.find('\n'))
-              << "\n";
+    print_error("internal error (torch)", rank_tag() + msg.substr(0, msg.find('\n')));
     return 3;
   } catch (const std::exception& e) {
-    std::cerr << "saelab: internal error: " << rank_tag() << e.what() << "\n";
+    print_error("internal error", rank_tag() + e.what());
     return 3;
   }
   return 2;
