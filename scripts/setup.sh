@@ -30,19 +30,33 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-# libblas.so.3 must be OpenBLAS. Debian selects it through update-alternatives.
+# libblas.so.3 must be OpenBLAS, and preferably its OpenMP build: LibTorch's own kernels run on
+# OpenMP threads, and the pthread build's idle workers spin in sched_yield for ~0.1 s after each
+# matmul, taking the cores from the OpenMP threads that run next (measured: the topk step 5-15%
+# and the standard step ~6% slower). Debian selects the library through update-alternatives; a
+# choice made by hand (manual mode) is left alone as long as it is OpenBLAS.
 arch=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || echo x86_64-linux-gnu)
+# The library every front end loads in the end:
+openblas=$(readlink -f "/usr/lib/$arch/libopenblas.so.0" || true)
+mode=$(update-alternatives --query "libopenblas.so.0-$arch" 2>/dev/null | sed -n 's/^Status: //p' || true)
+if [[ "$openblas" != *openblas-openmp* ]] && { [[ "$openblas" != *openblas* ]] || [ "$mode" = auto ]; } &&
+  [ "$(id -u)" -eq 0 ]; then
+  if [ ! -e "/usr/lib/$arch/openblas-openmp/libblas.so.3" ]; then
+    echo "saelab setup: installing libopenblas0-openmp"
+    apt-get install -y -qq --no-install-recommends libopenblas0-openmp ||
+      { apt-get update -qq && apt-get install -y -qq --no-install-recommends libopenblas0-openmp; }
+  fi
+  # All three names: Debian's libblas.so.3 and liblapack.so.3 are thin front ends that load
+  # libopenblas.so.0 by its generic name, and two builds in one process each start their threads.
+  for lib in libblas.so.3 liblapack.so.3 libopenblas.so.0; do
+    cand="/usr/lib/$arch/openblas-openmp/$lib"
+    [ -e "$cand" ] && update-alternatives --set "$lib-$arch" "$cand" >/dev/null
+  done
+fi
 blas=$(readlink -f "/usr/lib/$arch/libblas.so.3" || true)
 if [[ "$blas" != *openblas* ]]; then
-  cand=$(ls /usr/lib/"$arch"/openblas-pthread/libblas.so.3 2>/dev/null || true)
-  if [ -n "$cand" ] && [ "$(id -u)" -eq 0 ]; then
-    update-alternatives --set "libblas.so.3-$arch" "$cand" >/dev/null
-    blas=$(readlink -f "/usr/lib/$arch/libblas.so.3" || true)
-  fi
-fi
-if [[ "$blas" != *openblas* ]]; then
   echo "saelab setup: libblas.so.3 resolves to '$blas', not OpenBLAS." >&2
-  echo "  LibTorch would run every matmul ~30x slower. Fix: apt-get install libopenblas0-pthread &&" >&2
-  echo "  update-alternatives --config libblas.so.3-$arch (choose openblas-pthread)." >&2
+  echo "  LibTorch would run every matmul ~30x slower. Fix: apt-get install libopenblas0-openmp &&" >&2
+  echo "  update-alternatives --config libblas.so.3-$arch (choose openblas-openmp)." >&2
   exit 1
 fi

@@ -387,6 +387,45 @@ TEST(AdamFused, RemoveParallelGradientEqualsTheAtenFormula) {
   EXPECT_LT((sae->grads()["W_dec"] * W).sum(1).abs().max().item<double>(), 1e-14);
 }
 
+TEST(FastPath, AllFiniteFindsEveryNaNAndInfinity) {
+  for (auto dtype : {torch::kFloat32, torch::kFloat64}) {
+    torch::manual_seed(24);
+    auto x = torch::randn({37, 29}, dtype);
+    EXPECT_TRUE(fast::all_finite(x));
+    // The largest finite value is finite (x − x must not overflow into a false alarm).
+    x[3][4] = dtype == torch::kFloat32 ? 3.4e38 : 1.7e308;
+    x[5][6] = dtype == torch::kFloat32 ? -3.4e38 : -1.7e308;
+    EXPECT_TRUE(fast::all_finite(x));
+    const double bad[] = {std::nan(""), INFINITY, -INFINITY};
+    for (double v : bad)
+      for (int64_t i : {int64_t(0), int64_t(500), x.numel() - 1}) {
+        auto y = x.clone();
+        y.view({-1})[i] = v;
+        EXPECT_FALSE(fast::all_finite(y)) << v << " at " << i;
+        EXPECT_EQ(fast::all_finite(y), at::isfinite(y).all().item<bool>());
+      }
+  }
+}
+
+TEST(FastPath, ExplainedVarianceSumsEqualTheFloat64Formula) {
+  for (int threads : {1, 2}) {
+    Threads t(threads);
+    for (auto dtype : {torch::kFloat32, torch::kFloat64}) {
+      torch::manual_seed(25);
+      auto x = torch::randn({301, 23}, dtype) * 3 + 1;
+      auto x_hat = x + torch::randn({301, 23}, dtype) * 0.5;
+      auto got = fast::explained_variance_sums(x, x_hat);
+      auto xd = x.to(torch::kFloat64), hd = x_hat.to(torch::kFloat64);
+      auto want = torch::cat(
+          {(xd - hd).pow(2).sum().reshape({1}), xd.sum(0), xd.pow(2).sum().reshape({1})});
+      ASSERT_EQ(got.scalar_type(), torch::kFloat64);
+      ASSERT_EQ(got.sizes(), want.sizes());
+      EXPECT_LT(((got - want).abs() / want.abs().clamp_min(1)).max().item<double>(), 1e-12)
+          << dtype << " threads " << threads;
+    }
+  }
+}
+
 TEST(FastPath, BatchTopKThresholdUpdateMatchesAutograd) {
   for (const char* arch : {"batchtopk", "matryoshka_batchtopk"}) {
     SCOPED_TRACE(arch);

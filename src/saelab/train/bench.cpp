@@ -68,6 +68,10 @@ json bench_arch(const std::string& arch, const BenchOptions& o, const at::Device
   cfg.d_sae = o.d_sae;
   cfg.k = o.k;
   cfg.use_fast_path = !o.autograd;
+  // matryoshka_batchtopk: three nested levels (a quarter, half and all of the latents), as
+  // bench/e2e.py trains it; with one level it would time batchtopk again.
+  if (find_architecture(arch, "--arch").matryoshka && o.d_sae >= 4)
+    cfg.matryoshka_widths = {o.d_sae / 4, o.d_sae / 2, o.d_sae};
   double rss_before = peak_rss_mb();
   // Asked before the timed SAE exists: the probe allocates a second set of parameters, which
   // would otherwise be counted in the peak RSS.

@@ -14,6 +14,7 @@
 #include "saelab/core/io.h"
 #include "saelab/log/metrics_logger.h"
 #include "saelab/log/progress.h"
+#include "saelab/sae/kernels/fast_loops.h"
 #include "saelab/sae/kernels/fire_counts.h"
 #include "saelab/sae/registry.h"
 #include "saelab/sae/sae.h"
@@ -117,7 +118,7 @@ static at::Tensor normalize_batch(const at::Tensor& x, const std::string& mode, 
 // one, naming where it is (one pass over the batch, small beside the step itself).
 static void require_finite(const at::Tensor& x, const std::string& which, const std::string& source,
                            const std::string& last_checkpoint) {
-  if (at::isfinite(x).all().item<bool>()) return;
+  if (fast::raw_loop_ok(x) ? fast::all_finite(x) : at::isfinite(x).all().item<bool>()) return;
   const int64_t row = (~at::isfinite(x)).any(1).nonzero()[0][0].item<int64_t>();
   fail(
       "input activations contain NaN or infinity: {}, row {} of {}, from {}; last good checkpoint: "

@@ -10,6 +10,7 @@
 #include "saelab/eval/density.h"
 #include "saelab/eval/metrics.h"
 #include "saelab/log/metrics_logger.h"
+#include "saelab/sae/kernels/fast_loops.h"
 #include "saelab/train/trainer.h"
 
 namespace saelab {
@@ -51,11 +52,17 @@ void Trainer::log_step(const at::Tensor& x, const TrainStepOutput& out, double l
   torch::NoGradGuard ng;
   // Explained variance of the (global) batch from sums, so that ranks can add theirs:
   // Σ‖x − x̂‖², Σx and Σ‖x‖² give Σ‖x − x̄‖² = Σ‖x‖² − ‖Σx‖²/N.
-  auto xd = x.to(torch::kFloat64);
   const int64_t d = x.size(1);
-  at::Tensor sums = torch::cat({(xd - out.sae_out.to(torch::kFloat64)).pow(2).sum().reshape({1}),
-                                xd.sum(0), xd.pow(2).sum().reshape({1})})
-                        .cpu();
+  at::Tensor sums;
+  if (fast::raw_loop_ok(x) && fast::raw_loop_ok(out.sae_out) &&
+      x.scalar_type() == out.sae_out.scalar_type() && x.sizes() == out.sae_out.sizes()) {
+    sums = fast::explained_variance_sums(x, out.sae_out);
+  } else {
+    auto xd = x.to(torch::kFloat64);
+    sums = torch::cat({(xd - out.sae_out.to(torch::kFloat64)).pow(2).sum().reshape({1}), xd.sum(0),
+                       xd.pow(2).sum().reshape({1})})
+               .cpu();
+  }
   double n = static_cast<double>(x.size(0));
   if (distributed()) {
     opts_.dist->sum_(sums);

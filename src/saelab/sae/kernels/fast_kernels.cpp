@@ -7,6 +7,8 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
+#include "saelab/sae/kernels/prefetch.h"
+
 namespace saelab::fast {
 namespace {
 
@@ -49,6 +51,7 @@ void csr_decode(const at::Tensor& row_ptr, const at::Tensor& col, const at::Tens
   auto rp = row_ptr.contiguous(), cl = col.contiguous(), cf = coef.contiguous(), w = W.contiguous();
   const int64_t* r = rp.data_ptr<int64_t>();
   const int64_t* c = cl.data_ptr<int64_t>();
+  const int64_t E = cl.numel();
   AT_DISPATCH_FLOATING_TYPES(out.scalar_type(), "csr_decode", [&] {
     const scalar_t* a = cf.data_ptr<scalar_t>();
     const scalar_t* wp = w.data_ptr<scalar_t>();
@@ -57,6 +60,7 @@ void csr_decode(const at::Tensor& row_ptr, const at::Tensor& col, const at::Tens
       for (int64_t n = b; n < e; ++n) {
         scalar_t* on = o + n * D;
         for (int64_t i = r[n]; i < r[n + 1]; ++i) {
+          if (i + kPrefetchAhead < E) prefetch_row(wp + c[i + kPrefetchAhead] * D, D);
           const scalar_t s = a[i];
           const scalar_t* row = wp + c[i] * D;
           axpy(on, row, s, D);
@@ -75,6 +79,7 @@ at::Tensor csr_gather_dot(const at::Tensor& row_ptr, const at::Tensor& col, cons
   auto out = at::empty({col.numel()}, v.options());
   const int64_t* r = rp.data_ptr<int64_t>();
   const int64_t* c = cl.data_ptr<int64_t>();
+  const int64_t E = cl.numel();
   AT_DISPATCH_FLOATING_TYPES(v.scalar_type(), "csr_gather_dot", [&] {
     const scalar_t* wp = w.data_ptr<scalar_t>();
     const scalar_t* vp = vc.data_ptr<scalar_t>();
@@ -83,6 +88,7 @@ at::Tensor csr_gather_dot(const at::Tensor& row_ptr, const at::Tensor& col, cons
       for (int64_t n = b; n < e; ++n) {
         const scalar_t* vn = vp + n * D;
         for (int64_t i = r[n]; i < r[n + 1]; ++i) {
+          if (i + kPrefetchAhead < E) prefetch_row(wp + c[i + kPrefetchAhead] * D, D);
           const scalar_t* row = wp + c[i] * D;
           scalar_t acc = 0;
           acc += dot(row, vn, D);

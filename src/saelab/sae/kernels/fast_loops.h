@@ -86,6 +86,16 @@ void adam_update(at::Tensor& p, const at::Tensor& g, at::Tensor& m, at::Tensor& 
 // Σ t², accumulated in double from t's own dtype (raw_loop_ok t), in one pass.
 double sum_of_squares(const at::Tensor& t);
 
+// True when every element of t (raw_loop_ok) is finite: one read of t on one thread, no [N, d]
+// mask.
+bool all_finite(const at::Tensor& t);
+
+// The sums behind the explained variance of a batch x [N, d] and its reconstruction x_hat (both
+// raw_loop_ok, one dtype, one shape), accumulated in double in one read of each: a float64 CPU
+// tensor [d + 2] holding Σ‖x_n − x̂_n‖², then Σ_n x_n (d entries), then Σ‖x_n‖². Sums, so that
+// data-parallel ranks can add theirs before dividing.
+at::Tensor explained_variance_sums(const at::Tensor& x, const at::Tensor& x_hat);
+
 // For each row r of g and W ([S, D], raw_loop_ok, one dtype): g[r] −= (g[r]·W[r]) W[r], the dot
 // accumulated in double (removal of the gradient parallel to unit decoder rows), one pass.
 void remove_row_parallel(at::Tensor& g, const at::Tensor& W);

@@ -1,0 +1,23 @@
+// Software prefetch for the k-sparse kernels, which read whole rows (a few KiB: a decoder row, a
+// token's activations or residual) in an order given by the selected entries. The hardware
+// prefetcher follows a row once it is under way but cannot guess where the next one starts.
+// Asking for the rows 4 entries ahead cut the CPU time of the latent-grouped gradient pass by
+// about half and of the sparse decode and gather-dot by a quarter to a third
+// (matryoshka_batchtopk, d_in 512, d_sae 8192, batch 4096, perf samples; 2 ahead did less).
+#pragma once
+#include <cstdint>
+
+namespace saelab::fast {
+
+// How many entries ahead the rows are asked for.
+constexpr int64_t kPrefetchAhead = 4;
+
+// Asks for every cache line of row[0..n).
+template <typename T>
+inline void prefetch_row(const T* row, int64_t n) {
+  const char* p = reinterpret_cast<const char*>(row);
+  const int64_t bytes = n * static_cast<int64_t>(sizeof(T));
+  for (int64_t off = 0; off < bytes; off += 64) __builtin_prefetch(p + off);
+}
+
+}  // namespace saelab::fast
