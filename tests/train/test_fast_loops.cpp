@@ -187,6 +187,58 @@ TEST(FastPath, BatchTopKSkewedRowsAndTies) {
   EXPECT_EQ(neg.abs().sum().item<double>(), 0.0);
 }
 
+TEST(FastPath, BatchTopKAtTrainingShapesEqualsTorchTopK) {
+  // Shapes where the sampled bound applies (k per token a small share of the latents), so the
+  // candidates are collected in one scan: latents of very different scales (as in training),
+  // with a bias, and integer values with many ties at the boundary; one and two threads.
+  for (int threads : {1, 2}) {
+    Threads t(threads);
+    for (auto dtype : {torch::kFloat32, torch::kFloat64}) {
+      torch::manual_seed(26);
+      auto scale = torch::exp(torch::randn({4096}, dtype) * 1.5);
+      auto z = torch::randn({256, 4096}, dtype) * scale;
+      auto bias = torch::randn({4096}, dtype) * 0.1;
+      auto zi = torch::randint(-3000, 2000, {256, 4096}).to(dtype);
+      for (int64_t k : {8, 32}) {
+        SCOPED_TRACE("threads " + std::to_string(threads) + " k " + std::to_string(k));
+        const int64_t keep = k * 256;
+        auto zc = z.clone();
+        EXPECT_EQ(rows_of(fast::topk_batch_positive(zc, bias, keep, true)),
+                  expected_batch(z + bias, keep));
+        EXPECT_EQ((zc > 0).sum().item<int64_t>(), keep);
+        auto zic = zi.clone();
+        EXPECT_EQ(rows_of(fast::topk_batch_positive(zic, at::Tensor(), keep, false)),
+                  expected_batch(zi, keep));
+      }
+    }
+  }
+}
+
+TEST(FastPath, BatchTopKWhenTheSampleMisjudgesTheBoundary) {
+  Threads t(2);
+  // The selection's bound comes from a sample of 16,384 values (row s·N/16384, column
+  // s·2654435761 mod S). Here the sampled positions hold small values and every other one a
+  // large value, so far more than the expected ~2·keep values lie above the sampled bound: the
+  // one-scan candidate list overflows and the selection is redone by histogram. The answer must
+  // not depend on which way it went.
+  const int64_t N = 2, S = 100000;
+  auto z = torch::rand({N, S}) + 1.0;
+  auto acc = z.accessor<float, 2>();
+  for (int64_t s = 0; s < 16384; ++s) {
+    const int64_t n = (s * N) / 16384;
+    const int64_t j = static_cast<int64_t>((static_cast<uint64_t>(s) * 2654435761u) % S);
+    acc[n][j] = 0.001f * static_cast<float>(s % 7 + 1);
+  }
+  for (int64_t keep : {1000, 5000}) {
+    auto zc = z.clone();
+    EXPECT_EQ(rows_of(fast::topk_batch_positive(zc, at::Tensor(), keep, true)),
+              expected_batch(z, keep))
+        << keep;
+    // The write-back: z holds the kept values and zeros.
+    EXPECT_EQ((zc > 0).sum().item<int64_t>(), keep);
+  }
+}
+
 // matryoshka's inner levels: the flat selection over the prefix z[:, :w], read in place.
 TEST(FastPath, BatchTopKPrefixEqualsBatchTopKOfTheCopiedPrefix) {
   for (int threads : {1, 2}) {

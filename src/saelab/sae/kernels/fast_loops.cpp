@@ -205,6 +205,67 @@ inline void scan_above(const T* p, const T* b, int64_t S, T bar, F&& f) {
   }
 }
 
+// The candidates v > L of the [N, S] prefix of zp (row stride ld), in row-major order: thread t
+// scans rows [N·t/nt, N·(t+1)/nt) and the per-thread lists are concatenated. False, and nothing
+// kept, when there would be more than cap of them. A 64-wide block with no value above L is
+// skipped with one vectorised comparison; in the others (about 40% of them at the bound the
+// batch selection sets) every value is written and the end of the list advances only past those
+// above L, so there is no branch per value to mispredict.
+template <typename T>
+bool candidates_above(const T* zp, int64_t N, int64_t S, int64_t ld, const T* bp, T L, int nt,
+                      int64_t cap, std::vector<Cand<T>>& all) {
+  constexpr int64_t B = 64;
+  std::vector<std::vector<Cand<T>>> cand(nt);
+  std::vector<char> full(nt, 0);
+  const int64_t cap_t = cap / nt + 1;
+#pragma omp parallel num_threads(nt)
+  {
+    const int t = thread_id();
+    auto& out = cand[t];
+    out.resize(4096);
+    int64_t cnt = 0;
+    for (int64_t n = N * t / nt; n < N * (t + 1) / nt; ++n) {
+      const T* p = zp + n * ld;
+      for (int64_t i0 = 0; i0 < S; i0 += B) {
+        const int64_t i1 = std::min(S, i0 + B);
+        int any = 0;
+        if (bp) {
+#pragma omp simd reduction(| : any)
+          for (int64_t i = i0; i < i1; ++i) any |= p[i] + bp[i] > L ? 1 : 0;
+        } else {
+#pragma omp simd reduction(| : any)
+          for (int64_t i = i0; i < i1; ++i) any |= p[i] > L ? 1 : 0;
+        }
+        if (!any) continue;
+        if (cnt + B > static_cast<int64_t>(out.size())) out.resize(2 * out.size());
+        Cand<T>* o = out.data() + cnt;
+        for (int64_t i = i0; i < i1; ++i) {
+          const T v = bp ? p[i] + bp[i] : p[i];
+          *o = {v, n * S + i};
+          o += v > L ? 1 : 0;
+        }
+        cnt = o - out.data();
+      }
+      if (cnt > cap_t) {
+        full[t] = 1;
+        break;
+      }
+    }
+    out.resize(cnt);
+  }
+  for (int t = 0; t < nt; ++t)
+    if (full[t]) return false;
+  size_t n_all = 0;
+  for (auto& c : cand) n_all += c.size();
+  all.clear();
+  all.reserve(n_all);
+  for (auto& c : cand) {
+    all.insert(all.end(), c.begin(), c.end());
+    std::vector<Cand<T>>().swap(c);
+  }
+  return true;
+}
+
 // The selection over the first S columns of the N rows of zp (row stride ld >= S): flat indices,
 // CSR columns and the row-major order all refer to the [N, S] prefix.
 template <typename T>
@@ -212,15 +273,19 @@ SparseRows batch_topk_impl(T* zp, int64_t N, int64_t S, int64_t ld, const at::Te
                            const T* bp, int64_t keep, bool write_back) {
   const int64_t total = N * S;
   const int nt = static_cast<int>(std::min<int64_t>(num_threads(), std::max<int64_t>(1, N)));
-  // 1. A lower bound L below the boundary from a strided sample (aiming at ~2·keep values
-  //    above it), so the scans below touch only blocks that hold candidates.
+  // 1. A lower bound L below the boundary from a sample (aiming at ~2·keep values above it), so
+  //    that one scan collects the candidates and touches only blocks that hold some. Sample s
+  //    reads row s·N/ns at a scattered column: a strided walk of the flat index would see only
+  //    the few columns that are multiples of its stride whenever S is (8192 / 512: 16 columns),
+  //    and latents differ in scale.
   T L = 0;
   const double frac = static_cast<double>(keep) / static_cast<double>(std::max<int64_t>(total, 1));
-  const int64_t ns = std::min<int64_t>(total, 65536);
+  const int64_t ns = std::min<int64_t>(total, 16384);
   if (frac < 0.05 && ns >= 1024) {
     std::vector<T> sample(ns);
     for (int64_t s = 0; s < ns; ++s) {
-      const int64_t i = (s * total) / ns, n = i / S, j = i % S;
+      const int64_t n = (s * N) / ns;
+      const int64_t j = static_cast<int64_t>((static_cast<uint64_t>(s) * 2654435761u) % S);
       sample[s] = bp ? zp[n * ld + j] + bp[j] : zp[n * ld + j];
     }
     const double expect = frac * ns;
@@ -230,63 +295,68 @@ SparseRows batch_topk_impl(T* zp, int64_t N, int64_t S, int64_t ld, const at::Te
       L = std::max<T>(0, sample[r]);
     }
   }
-  // 2. Bucket counts of the values > L (per thread, then summed); if fewer than keep, retry at 0.
-  std::vector<int64_t> hist(kBuckets, 0);
-  int64_t above = 0;
-  for (;;) {
-    std::vector<int64_t> local(static_cast<size_t>(nt) * kBuckets, 0);
+  // 2. Usually one scan: every value > L is a candidate. It is redone by histogram when the
+  //    sample misjudged: fewer than keep above L, or so many that their list would be large.
+  std::vector<Cand<T>> all;
+  const bool collected = L > 0 &&
+                         candidates_above(zp, N, S, ld, bp, L, nt, 8 * keep + 65536, all) &&
+                         static_cast<int64_t>(all.size()) >= keep;
+  if (!collected) {
+    // Bucket counts of the values > L (per thread, then summed); if fewer than keep, again at 0.
+    std::vector<int64_t> hist(kBuckets, 0);
+    int64_t above = 0;
+    for (;;) {
+      std::vector<int64_t> local(static_cast<size_t>(nt) * kBuckets, 0);
+#pragma omp parallel num_threads(nt)
+      {
+        const int t = thread_id();
+        int64_t* h = local.data() + static_cast<size_t>(t) * kBuckets;
+        for (int64_t n = N * t / nt; n < N * (t + 1) / nt; ++n)
+          scan_above<T, false>(zp + n * ld, bp, S, L, [&](int64_t, T v) { ++h[bucket(v)]; });
+      }
+      std::fill(hist.begin(), hist.end(), 0);
+      for (int t = 0; t < nt; ++t)
+        for (int64_t b = 0; b < kBuckets; ++b)
+          hist[b] += local[static_cast<size_t>(t) * kBuckets + b];
+      above = 0;
+      for (auto c : hist) above += c;
+      if (above >= keep || L == 0) break;
+      L = 0;
+    }
+    // The boundary bucket: entries in buckets above it are all kept.
+    T lb = L;  // when above <= keep, every value > L is kept
+    int64_t cum = 0;
+    if (above > keep) {
+      for (int64_t b = kBuckets - 1; b >= 0; --b) {
+        if (cum + hist[b] >= keep) {
+          lb = std::max(bucket_floor<T>(static_cast<uint32_t>(b)), lb);
+          break;
+        }
+        cum += hist[b];
+      }
+    }
+    // The candidates: v >= lb, all of them > L (at most keep plus the boundary bucket).
+    std::vector<std::vector<Cand<T>>> cand(nt);
 #pragma omp parallel num_threads(nt)
     {
       const int t = thread_id();
-      int64_t* h = local.data() + static_cast<size_t>(t) * kBuckets;
+      auto& out = cand[t];
       for (int64_t n = N * t / nt; n < N * (t + 1) / nt; ++n)
-        scan_above<T, false>(zp + n * ld, bp, S, L, [&](int64_t, T v) { ++h[bucket(v)]; });
+        scan_above<T, true>(zp + n * ld, bp, S, lb, [&](int64_t i, T v) {
+          if (v > L) out.push_back({v, n * S + i});
+        });
     }
-    std::fill(hist.begin(), hist.end(), 0);
-    for (int t = 0; t < nt; ++t)
-      for (int64_t b = 0; b < kBuckets; ++b)
-        hist[b] += local[static_cast<size_t>(t) * kBuckets + b];
-    above = 0;
-    for (auto c : hist) above += c;
-    if (above >= keep || L == 0) break;
-    L = 0;
-  }
-  // 3. The boundary bucket: entries in buckets above it are all kept.
-  T lb = L;  // when above <= keep, every value > L is kept
-  int64_t cum = 0;
-  if (above > keep) {
-    for (int64_t b = kBuckets - 1; b >= 0; --b) {
-      if (cum + hist[b] >= keep) {
-        lb = std::max(bucket_floor<T>(static_cast<uint32_t>(b)), lb);
-        break;
-      }
-      cum += hist[b];
-    }
-  }
-  // 4. The candidates (v >= lb, all of them > L), in row-major order: thread t scans rows
-  //    [N·t/nt, N·(t+1)/nt) and the per-thread lists are concatenated.
-  std::vector<std::vector<Cand<T>>> cand(nt);
-#pragma omp parallel num_threads(nt)
-  {
-    const int t = thread_id();
-    auto& out = cand[t];
-    for (int64_t n = N * t / nt; n < N * (t + 1) / nt; ++n)
-      scan_above<T, true>(zp + n * ld, bp, S, lb, [&](int64_t i, T v) {
-        if (v > L) out.push_back({v, n * S + i});
-      });
-  }
-  std::vector<Cand<T>> all;
-  {
     size_t n_all = 0;
     for (auto& c : cand) n_all += c.size();
+    all.clear();
     all.reserve(n_all);
     for (auto& c : cand) {
       all.insert(all.end(), c.begin(), c.end());
       std::vector<Cand<T>>().swap(c);
     }
   }
-  // 5. The exact boundary value t and how many entries equal to it are kept (first in order).
-  T bar = lb;
+  T bar = L;
+  // 3. The exact boundary value and how many entries equal to it are kept (first in order).
   int64_t tie_quota = std::numeric_limits<int64_t>::max();
   if (static_cast<int64_t>(all.size()) > keep) {
     std::vector<T> vals(all.size());
@@ -297,7 +367,7 @@ SparseRows batch_topk_impl(T* zp, int64_t N, int64_t S, int64_t ld, const at::Te
     for (const auto& c : all) gt += c.v > bar ? 1 : 0;
     tie_quota = keep - gt;
   }
-  // 6. CSR from the candidates (already in row-major order).
+  // 4. CSR from the candidates (already in row-major order).
   SparseRows s;
   s.row_ptr = at::empty({N + 1}, long_opts());
   int64_t* rp = s.row_ptr.data_ptr<int64_t>();
@@ -323,7 +393,7 @@ SparseRows batch_topk_impl(T* zp, int64_t N, int64_t S, int64_t ld, const at::Te
     co[e] = kept[e].j % S;
     vo[e] = kept[e].v;
   }
-  // 7. z becomes the dense activations: one row-parallel zeroing and write.
+  // 5. z becomes the dense activations: one row-parallel zeroing and write.
   if (write_back) {
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int64_t n = 0; n < N; ++n) {
