@@ -25,7 +25,7 @@ forward pass to the hook alone (`saelab bench --model`) beside a PyTorch eager f
 weights (bench/pytorch_eager_forward.py), the SAE step alone (`saelab bench`), and `saelab
 train`'s steady loop rate (the difference of a (2 + steps)-step and a 2-step run's loops) against
 1 / (t_forward + t_step) per token, the rate of running both one after
-the other (the store's thread overlaps them only as far as the cores allow).
+the other (on the CPU the store runs the model on the trainer's thread, between steps).
 usage: python3 bench/e2e.py [--grid "768x16384 ..."] [--archs "standard topk ..."] [--batch 4096]
                             [--steps 6] [--k 32] [--sgemm-n 4096] [--out results.json]
                             [--model] [--model-archs "standard topk"] [--model-d-sae 6144]
