@@ -88,6 +88,24 @@ inline void heap_replace_top(Cand<T>* heap, int64_t k, const Cand<T>& c) {
   heap[i] = c;
 }
 
+// Whether any value p[i] + b[i] (b null: p[i]) of [i0, i1) is above bar (at or above it when
+// Inclusive): the one vectorised comparison with which the selections skip a 64-wide block.
+// Always inlined: GCC kept it a call per block, as it had the selection loops around it.
+template <typename T, bool Inclusive = false>
+[[gnu::always_inline]] inline bool block_has_above(const T* p, const T* b, int64_t i0, int64_t i1,
+                                                   T bar) {
+  int any = 0;
+  if (b) {
+#pragma omp simd reduction(| : any)
+    for (int64_t i = i0; i < i1; ++i)
+      any |= (Inclusive ? p[i] + b[i] >= bar : p[i] + b[i] > bar) ? 1 : 0;
+  } else {
+#pragma omp simd reduction(| : any)
+    for (int64_t i = i0; i < i1; ++i) any |= (Inclusive ? p[i] >= bar : p[i] > bar) ? 1 : 0;
+  }
+  return any != 0;
+}
+
 // The (at most) k best entries of row[0..S) that are > floor, into heap[0..return). A heap whose
 // top is the worst kept entry; 64-wide blocks whose maximum is not above the current bar are
 // skipped with one vectorised comparison, so a row costs about one streaming read.
@@ -99,15 +117,7 @@ int64_t row_topk(const T* row, const T* bias, int64_t S, int64_t k, T floor, Can
   constexpr int64_t B = 64;
   for (int64_t j0 = 0; j0 < S; j0 += B) {
     const int64_t j1 = std::min(S, j0 + B);
-    int any = 0;
-    if (bias) {
-#pragma omp simd reduction(| : any)
-      for (int64_t j = j0; j < j1; ++j) any |= row[j] + bias[j] > bar ? 1 : 0;
-    } else {
-#pragma omp simd reduction(| : any)
-      for (int64_t j = j0; j < j1; ++j) any |= row[j] > bar ? 1 : 0;
-    }
-    if (!any) continue;
+    if (!block_has_above(row, bias, j0, j1, bar)) continue;
     for (int64_t j = j0; j < j1; ++j) {
       const T v = bias ? row[j] + bias[j] : row[j];
       if (!(v > bar)) continue;  // equal to the bar: the earlier (kept) entry wins
@@ -188,16 +198,7 @@ inline void scan_above(const T* p, const T* b, int64_t S, T bar, F&& f) {
   constexpr int64_t B = 64;
   for (int64_t i0 = 0; i0 < S; i0 += B) {
     const int64_t i1 = std::min(S, i0 + B);
-    int any = 0;
-    if (b) {
-#pragma omp simd reduction(| : any)
-      for (int64_t i = i0; i < i1; ++i)
-        any |= (Inclusive ? p[i] + b[i] >= bar : p[i] + b[i] > bar) ? 1 : 0;
-    } else {
-#pragma omp simd reduction(| : any)
-      for (int64_t i = i0; i < i1; ++i) any |= (Inclusive ? p[i] >= bar : p[i] > bar) ? 1 : 0;
-    }
-    if (!any) continue;
+    if (!block_has_above<T, Inclusive>(p, b, i0, i1, bar)) continue;
     for (int64_t i = i0; i < i1; ++i) {
       const T v = b ? p[i] + b[i] : p[i];
       if (Inclusive ? v >= bar : v > bar) f(i, v);
@@ -228,15 +229,7 @@ bool candidates_above(const T* zp, int64_t N, int64_t S, int64_t ld, const T* bp
       const T* p = zp + n * ld;
       for (int64_t i0 = 0; i0 < S; i0 += B) {
         const int64_t i1 = std::min(S, i0 + B);
-        int any = 0;
-        if (bp) {
-#pragma omp simd reduction(| : any)
-          for (int64_t i = i0; i < i1; ++i) any |= p[i] + bp[i] > L ? 1 : 0;
-        } else {
-#pragma omp simd reduction(| : any)
-          for (int64_t i = i0; i < i1; ++i) any |= p[i] > L ? 1 : 0;
-        }
-        if (!any) continue;
+        if (!block_has_above(p, bp, i0, i1, L)) continue;
         if (cnt + B > static_cast<int64_t>(out.size())) out.resize(2 * out.size());
         Cand<T>* o = out.data() + cnt;
         for (int64_t i = i0; i < i1; ++i) {
