@@ -1,7 +1,7 @@
 // Raw CPU loops of the k-sparse training step and of the optimiser, compiled with OpenMP
-// (fast_loops.cpp is built with -fopenmp, without the shared precompiled header). Every function
-// takes contiguous float32/float64 CPU tensors; the callers keep an ATen path for other devices
-// and dtypes (the same code later runs on CUDA).
+// (fast_loops.cpp and select_loops.cpp are built with -fopenmp, without the shared precompiled
+// header). Every function takes contiguous float32/float64 CPU tensors; the callers keep an ATen
+// path for other devices and dtypes (the same code later runs on CUDA).
 //
 // Selection rule (all the selections): the largest values win; among equal values the one
 // that comes first in row-major order wins (per token: the lowest latent; batchtopk: the lowest
