@@ -31,9 +31,9 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # libblas.so.3 must be OpenBLAS, and preferably its OpenMP build: LibTorch's own kernels run on
-# OpenMP threads, and the pthread build's idle workers spin in sched_yield for ~0.1 s after each
-# matmul, taking the cores from the OpenMP threads that run next (measured: the topk step 5-15%
-# and the standard step ~6% slower). Debian selects the library through update-alternatives; a
+# OpenMP threads, and the pthread build's idle workers spin in sched_yield for a while after each
+# matmul, taking the cores from the OpenMP threads that run next (measured: the topk step 4-18%
+# and the standard step ~7% slower, medians of alternating runs). Debian selects the library through update-alternatives; a
 # choice made by hand (manual mode) is left alone as long as it is OpenBLAS.
 arch=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || echo x86_64-linux-gnu)
 # The library every front end loads in the end:
