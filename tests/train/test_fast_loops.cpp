@@ -239,61 +239,6 @@ TEST(FastPath, BatchTopKWhenTheSampleMisjudgesTheBoundary) {
   }
 }
 
-// matryoshka's inner levels: the flat selection over the prefix z[:, :w], read in place.
-TEST(FastPath, BatchTopKPrefixEqualsBatchTopKOfTheCopiedPrefix) {
-  for (int threads : {1, 2}) {
-    Threads t(threads);
-    uint64_t seed = 60;
-    // Widths inside a 64-wide block and across blocks; the sampled bound (N·w >= 1024, k/w < 5 %);
-    // ties (integers); w = S.
-    for (auto [N, S, w, k] : {std::tuple<int64_t, int64_t, int64_t, int64_t>{7, 13, 5, 2},
-                              {33, 40, 17, 5},
-                              {64, 3001, 1031, 5},
-                              {40, 300, 100, 3},
-                              {20, 130, 130, 4},
-                              {50, 333, 77, 9}})
-      for (auto dtype : {torch::kFloat32, torch::kFloat64}) {
-        SCOPED_TRACE("N=" + std::to_string(N) + " S=" + std::to_string(S) +
-                     " w=" + std::to_string(w));
-        torch::manual_seed(seed++);
-        auto z = S == 333 ? torch::randint(-2, 3, {N, S}).to(dtype) : torch::randn({N, S}, dtype);
-        auto bias = seed % 2 ? torch::randn({S}, dtype) * 0.5 : at::Tensor();
-        auto before = z.clone();
-        const int64_t keep = k * N;
-        auto got = fast::topk_batch_positive_prefix(z, bias, w, keep);
-        EXPECT_TRUE(z.equal(before)) << "z is not modified";
-        auto full = bias.defined() ? z + bias : z.clone();
-        auto prefix = full.narrow(1, 0, w).contiguous();
-        EXPECT_EQ(rows_of(got), expected_batch(prefix, keep));
-        auto copy = z.narrow(1, 0, w).contiguous();
-        auto want = fast::topk_batch_positive(
-            copy, bias.defined() ? bias.narrow(0, 0, w).contiguous() : bias, keep, false);
-        EXPECT_TRUE(got.row_ptr.equal(want.row_ptr));
-        EXPECT_TRUE(got.col.equal(want.col));
-        EXPECT_TRUE(got.val.equal(want.val));
-      }
-  }
-}
-
-TEST(FastPath, SumRowsIsTheUnionWithDuplicatesSummed) {
-  Threads t(2);
-  torch::manual_seed(13);
-  const int64_t N = 17, S = 50;
-  auto opts = torch::TensorOptions().dtype(torch::kFloat64);
-  auto z1 = torch::randn({N, S}, opts), z2 = torch::randn({N, S}, opts),
-       z3 = torch::randn({N, S}, opts);
-  auto P1 = fast::topk_rows_positive(z1, at::Tensor(), 6, false);
-  auto P2 = fast::topk_batch_positive_prefix(z2, at::Tensor(), 20, 4 * N);
-  auto P3 = fast::topk_rows_of_columns(z3, at::Tensor(), torch::arange(10, 40), 5);
-  auto U = fast::sum_rows({P1, P2, P3});
-  auto want = dense_of(P1, S, opts) + dense_of(P2, S, opts) + dense_of(P3, S, opts);
-  auto mask =
-      (dense_of(P1, S, opts) != 0) | (dense_of(P2, S, opts) != 0) | (dense_of(P3, S, opts) != 0);
-  EXPECT_EQ(U.col.numel(), mask.sum().item<int64_t>());
-  EXPECT_LT((dense_of(U, S, opts) - want).abs().max().item<double>(), 1e-14);
-  rows_of(U);  // columns increase within a row
-}
-
 TEST(FastPath, AuxKColumnsEqualTorchTopKOverDeadLatents) {
   Threads t(2);
   torch::manual_seed(11);
@@ -319,34 +264,58 @@ TEST(FastPath, AuxKColumnsEqualTorchTopKOverDeadLatents) {
   }
 }
 
-TEST(FastPath, SparseWeightGradsEqualDenseProducts) {
-  Threads t(2);
-  torch::manual_seed(12);
-  const int64_t N = 23, S = 45, D = 9;  // S not a multiple of the 16-latent blocks
+// S not a multiple of the 16-latent blocks; the second shape's [N, D + Di] float64 rows (9 MiB)
+// are summed in two passes over column slices, of different widths for the decoder (D) and the
+// encoder (Di, a transcoder's input width).
+void check_sparse_weight_grads(int64_t N, int64_t S, int64_t D, int64_t Di) {
   auto opts = torch::TensorOptions().dtype(torch::kFloat64);
   auto za = torch::randn({N, S}, opts), zz = torch::randn({N, S}, opts);
   auto A = fast::topk_rows_positive(za, at::Tensor(), 6, false);
   auto cols = (torch::rand({S}) < 0.4).nonzero().squeeze(1);
   auto Z = fast::topk_rows_of_columns(zz, at::Tensor(), cols, 4);
   auto g = torch::randn({N, D}, opts), h = torch::randn({N, D}, opts),
-       x = torch::randn({N, D}, opts);
+       x = torch::randn({N, Di}, opts);
   auto dz = torch::randn({A.col.numel()}, opts), dzz = torch::randn({Z.col.numel()}, opts);
-  auto gW_dec = torch::full({S, D}, 7.0, opts), gW_enc = torch::full({D, S}, 7.0, opts);
+  auto gW_dec = torch::full({S, D}, 7.0, opts), gW_enc = torch::full({Di, S}, 7.0, opts);
   auto gb = torch::full({S}, 7.0, opts);
   // Dense coefficient matrices.
   auto Fa = dense_of(A, S, opts), Fz = dense_of(Z, S, opts);
   fast::SparseRows Adz{A.row_ptr, A.col, dz}, Zdz{Z.row_ptr, Z.col, dzz};
   auto Da = dense_of(Adz, S, opts), Dz = dense_of(Zdz, S, opts);
-  for (bool aux : {false, true}) {
-    fast::sparse_weight_grads(A, dz, g, aux ? Z : fast::SparseRows{}, aux ? dzz : at::Tensor(),
-                              aux ? h : at::Tensor(), x, gW_dec, gW_enc, gb);
-    auto want_dec = Fa.t().mm(g) + (aux ? Fz.t().mm(h) : torch::zeros({S, D}, opts));
-    auto want_enc = x.t().mm(Da) + (aux ? x.t().mm(Dz) : torch::zeros({D, S}, opts));
-    auto want_b = Da.sum(0) + (aux ? Dz.sum(0) : torch::zeros({S}, opts));
-    EXPECT_LT((gW_dec - want_dec).abs().max().item<double>(), 1e-12) << aux;
-    EXPECT_LT((gW_enc - want_enc).abs().max().item<double>(), 1e-12) << aux;
-    EXPECT_LT((gb - want_b).abs().max().item<double>(), 1e-12) << aux;
+  // A third group with a decoder term only, a fourth with an encoder term only (latents shared
+  // with A and Z: every group adds to the same rows).
+  auto zw = torch::randn({N, S}, opts);
+  auto W = fast::topk_rows_positive(zw, at::Tensor(), 3, false);
+  auto dzw = torch::randn({W.col.numel()}, opts), v = torch::randn({N, D}, opts);
+  fast::SparseRows Wdz{W.row_ptr, W.col, dzw};
+  auto Fw = dense_of(W, S, opts), Dw = dense_of(Wdz, S, opts);
+  auto zeros_dec = torch::zeros({S, D}, opts), zeros_enc = torch::zeros({Di, S}, opts);
+  for (int groups_used : {1, 2, 4}) {
+    std::vector<fast::GradGroup> groups{{A, A.val, g, dz}};
+    if (groups_used >= 2) groups.push_back({Z, Z.val, h, dzz});
+    if (groups_used >= 4) {
+      groups.push_back({W, W.val, v, at::Tensor()});
+      groups.push_back({W, at::Tensor(), at::Tensor(), dzw});
+    }
+    const bool aux = groups_used >= 2, extra = groups_used >= 4;
+    fast::sparse_weight_grads(groups, x, gW_dec, gW_enc, gb);
+    auto want_dec =
+        Fa.t().mm(g) + (aux ? Fz.t().mm(h) : zeros_dec) + (extra ? Fw.t().mm(v) : zeros_dec);
+    auto want_enc =
+        x.t().mm(Da) + (aux ? x.t().mm(Dz) : zeros_enc) + (extra ? x.t().mm(Dw) : zeros_enc);
+    auto want_b = Da.sum(0) + (aux ? Dz.sum(0) : torch::zeros({S}, opts)) +
+                  (extra ? Dw.sum(0) : torch::zeros({S}, opts));
+    EXPECT_LT((gW_dec - want_dec).abs().max().item<double>(), 1e-12) << groups_used;
+    EXPECT_LT((gW_enc - want_enc).abs().max().item<double>(), 1e-12) << groups_used;
+    EXPECT_LT((gb - want_b).abs().max().item<double>(), 1e-12) << groups_used;
   }
+}
+
+TEST(FastPath, SparseWeightGradsEqualDenseProducts) {
+  Threads t(2);
+  torch::manual_seed(12);
+  check_sparse_weight_grads(23, 45, 9, 9);
+  check_sparse_weight_grads(2048, 45, 300, 260);
 }
 
 // The ATen Adam update the fused loop replaced.

@@ -153,9 +153,11 @@ TEST(FastPath, MatryoshkaMatchesAutograd) {
     Shape s;
     std::vector<int64_t> widths;  // inner levels (d_sae is the outer one)
   };
-  // Widths not multiples of 64 (and one across a 64-wide block), a width equal to k, three levels;
-  // the last case is large enough for the selection's sampled bound (N·w >= 1024, k/w < 5 %).
+  // Widths not multiples of 64 (and one across a 64-wide block), a width equal to k and one below
+  // it, three levels; the last case is large enough for the selection's sampled bound
+  // (N·d_sae >= 1024, k/d_sae < 5 %).
   const Case cases[] = {{{6, 12, 16, 3}, {5}},
+                        {{6, 12, 16, 3}, {2, 9}},
                         {{8, 40, 33, 5}, {7, 19}},
                         {{5, 70, 7, 4}, {13, 50}},
                         {{7, 130, 9, 4}, {4, 65}},

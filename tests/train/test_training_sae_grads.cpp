@@ -257,9 +257,11 @@ TEST(TrainingSaeGrads, MatryoshkaAddsInnerLosses) {
     auto kth = std::get<0>(z.detach().reshape({-1}).sort(0, true))[3 * kN - 1].item<double>();
     return z * (z >= kth).to(torch::kFloat64);
   };
+  // One BatchTopK over all latents; level w decodes the prefix of those activations (the paper,
+  // dictionary_learning, SAELens since its October 2025 fix).
+  auto f = btk(pre);
   auto level = [&](int64_t w) {
-    auto f = btk(pre.narrow(1, 0, w));
-    return (f.mm(L["W_dec"].narrow(0, 0, w)) + L["b_dec"] - x).pow(2).sum(1).mean();
+    return (f.narrow(1, 0, w).mm(L["W_dec"].narrow(0, 0, w)) + L["b_dec"] - x).pow(2).sum(1).mean();
   };
   auto total = level(kDsae) + level(4) + level(8);
   total.backward();

@@ -17,7 +17,4 @@ class BatchTopKTrainingSae : public TopKTrainingSae {
                      const std::string& where) override;
 };
 
-// matryoshka_batchtopk's levels: appends d_sae to cfg.matryoshka_widths where it is not the last
-// width and fails unless the widths increase strictly and are all >= k (sae_matryoshka.cpp; the
-// autograd and the fast SAE both call it).
 }  // namespace saelab

@@ -36,32 +36,16 @@ SparseRows topk_rows_positive(at::Tensor& z, const at::Tensor& bias, int64_t k, 
 SparseRows topk_batch_positive(at::Tensor& z, const at::Tensor& bias, int64_t keep,
                                bool write_back);
 
-// topk_batch_positive over the prefix z[:, :width] (z [N, S] itself, no copy; matryoshka's inner
-// levels): the keep largest values > 0 of the first width columns, CSR columns < width. z is not
-// modified.
-SparseRows topk_batch_positive_prefix(const at::Tensor& z, const at::Tensor& bias, int64_t width,
-                                      int64_t keep);
-
 // Per token, the k largest values of z [N, S] among the columns cols (int64 [C], k <= C),
 // negative values included (AuxK's top-k over dead latents). z is not modified.
 SparseRows topk_rows_of_columns(const at::Tensor& z, const at::Tensor& bias, const at::Tensor& cols,
                                 int64_t k);
 
 // The gradients of the sparse decode and encode, each row written exactly once (no zeroing pass,
-// no [d_sae, d_in] transpose buffer). For the entries e of A (coefficients a, encoder gradients
-// dz) and optionally of Z (AuxK: b, dz_z), token n(e), latent j(e):
-//   gW_dec[j]    = Σ_{e∈A} a_e g_n + Σ_{e∈Z} b_e h_n        (gW_dec [S, D]; rows of idle latents 0)
-//   gW_enc[:, j] = Σ_{e∈A} dz_e x_n + Σ_{e∈Z} dzz_e x_n     (gW_enc [D, S])
-//   gb_enc[j]    = Σ dz_e + Σ dzz_e
-// Z's tensors may be undefined (no AuxK).
-void sparse_weight_grads(const SparseRows& A, const at::Tensor& dz, const at::Tensor& g,
-                         const SparseRows& Z, const at::Tensor& dzz, const at::Tensor& h,
-                         const at::Tensor& x, at::Tensor& gW_dec, at::Tensor& gW_enc,
-                         at::Tensor& gb_enc);
-
-// The same for any number of entry groups (matryoshka: the outer and inner levels, AuxK): group
-// entries with a defined coef add coef_e v[n] to gW_dec[j]; entries with a defined dz add
-// dz_e x_n to gW_enc[:, j] and dz_e to gb_enc[j]. Groups with no entries are skipped.
+// no [d_sae, d_in] transpose buffer), over groups of entries (the levels of the selection, AuxK).
+// For the entries e of a group, token n(e), latent j(e): with a defined coef, coef_e v[n] is added
+// to gW_dec[j] (gW_dec [S, D]; rows of idle latents 0); with a defined dz, dz_e x_n to
+// gW_enc[:, j] (gW_enc [D, S]) and dz_e to gb_enc[j]. Groups with no entries are skipped.
 struct GradGroup {
   SparseRows rows;
   at::Tensor coef, v;  // decoder term (both undefined: none)
@@ -69,10 +53,6 @@ struct GradGroup {
 };
 void sparse_weight_grads(const std::vector<GradGroup>& groups, const at::Tensor& x,
                          at::Tensor& gW_dec, at::Tensor& gW_enc, at::Tensor& gb_enc);
-
-// The union of CSR entry sets of one batch, entries of one (token, latent) summed (parts in
-// order), columns increasing within a row.
-SparseRows sum_rows(const std::vector<SparseRows>& parts);
 
 // True where the raw loops below apply: a defined, contiguous float32/float64 CPU tensor.
 bool raw_loop_ok(const at::Tensor& t);

@@ -1,5 +1,5 @@
 // Raw OpenMP loops of the k-sparse steps' selections (see fast_loops.h): topk per token, batchtopk
-// over the batch or a prefix of the latents (matryoshka), AuxK's top-k over dead latents. Compiled
+// over the batch, AuxK's top-k over dead latents. Compiled
 // like fast_loops.cpp (-fopenmp, no shared precompiled header, CMakeLists.txt). Rows are split
 // between threads and every output element is written by exactly one thread, so results do not
 // depend on timing.
@@ -181,15 +181,15 @@ std::vector<Cand<T>> concat(std::vector<std::vector<Cand<T>>>& parts) {
   return all;
 }
 
-// The candidates v > L of the [N, S] prefix of zp (row stride ld), in row-major order: thread t
+// The candidates v > L of the N rows of S values at zp, in row-major order: thread t
 // scans rows [N·t/nt, N·(t+1)/nt) and the per-thread lists are concatenated. False, and nothing
 // kept, when there would be more than cap of them. A 64-wide block with no value above L is
 // skipped with one vectorised comparison; in the others (about 40% of them at the bound the
 // batch selection sets) every value is written and the end of the list advances only past those
 // above L, so there is no branch per value to mispredict.
 template <typename T>
-bool candidates_above(const T* zp, int64_t N, int64_t S, int64_t ld, const T* bp, T L, int nt,
-                      int64_t cap, std::vector<Cand<T>>& all) {
+bool candidates_above(const T* zp, int64_t N, int64_t S, const T* bp, T L, int nt, int64_t cap,
+                      std::vector<Cand<T>>& all) {
   constexpr int64_t B = 64;
   std::vector<std::vector<Cand<T>>> cand(nt);
   std::vector<char> full(nt, 0);
@@ -201,7 +201,7 @@ bool candidates_above(const T* zp, int64_t N, int64_t S, int64_t ld, const T* bp
     out.resize(4096);
     int64_t cnt = 0;
     for (int64_t n = N * t / nt; n < N * (t + 1) / nt; ++n) {
-      const T* p = zp + n * ld;
+      const T* p = zp + n * S;
       for (int64_t i0 = 0; i0 < S; i0 += B) {
         const int64_t i1 = std::min(S, i0 + B);
         if (!block_has_above(p, bp, i0, i1, L)) continue;
@@ -227,11 +227,11 @@ bool candidates_above(const T* zp, int64_t N, int64_t S, int64_t ld, const T* bp
   return true;
 }
 
-// The selection over the first S columns of the N rows of zp (row stride ld >= S): flat indices,
+// The selection over the N rows of S values at zp: flat indices,
 // CSR columns and the row-major order all refer to the [N, S] prefix.
 template <typename T>
-SparseRows batch_topk_impl(T* zp, int64_t N, int64_t S, int64_t ld, const at::TensorOptions& opts,
-                           const T* bp, int64_t keep, bool write_back) {
+SparseRows batch_topk_impl(T* zp, int64_t N, int64_t S, const at::TensorOptions& opts, const T* bp,
+                           int64_t keep, bool write_back) {
   const int64_t total = N * S;
   const int nt = static_cast<int>(std::min<int64_t>(num_threads(), std::max<int64_t>(1, N)));
   // 1. A lower bound L below the boundary from a sample (aiming at ~2·keep values above it), so
@@ -247,7 +247,7 @@ SparseRows batch_topk_impl(T* zp, int64_t N, int64_t S, int64_t ld, const at::Te
     for (int64_t s = 0; s < ns; ++s) {
       const int64_t n = (s * N) / ns;
       const int64_t j = static_cast<int64_t>((static_cast<uint64_t>(s) * 2654435761u) % S);
-      sample[s] = bp ? zp[n * ld + j] + bp[j] : zp[n * ld + j];
+      sample[s] = bp ? zp[n * S + j] + bp[j] : zp[n * S + j];
     }
     const double expect = frac * ns;
     int64_t r = static_cast<int64_t>(std::ceil(2 * expect + 4 * std::sqrt(expect) + 16));
@@ -259,8 +259,7 @@ SparseRows batch_topk_impl(T* zp, int64_t N, int64_t S, int64_t ld, const at::Te
   // 2. Usually one scan: every value > L is a candidate. It is redone by histogram when the
   //    sample misjudged: fewer than keep above L, or so many that their list would be large.
   std::vector<Cand<T>> all;
-  const bool collected = L > 0 &&
-                         candidates_above(zp, N, S, ld, bp, L, nt, 8 * keep + 65536, all) &&
+  const bool collected = L > 0 && candidates_above(zp, N, S, bp, L, nt, 8 * keep + 65536, all) &&
                          static_cast<int64_t>(all.size()) >= keep;
   if (!collected) {
     // Bucket counts of the values > L (per thread, then summed); if fewer than keep, again at 0.
@@ -273,7 +272,7 @@ SparseRows batch_topk_impl(T* zp, int64_t N, int64_t S, int64_t ld, const at::Te
         const int t = thread_id();
         int64_t* h = local.data() + static_cast<size_t>(t) * kBuckets;
         for (int64_t n = N * t / nt; n < N * (t + 1) / nt; ++n)
-          scan_above<T, false>(zp + n * ld, bp, S, L, [&](int64_t, T v) { ++h[bucket(v)]; });
+          scan_above<T, false>(zp + n * S, bp, S, L, [&](int64_t, T v) { ++h[bucket(v)]; });
       }
       std::fill(hist.begin(), hist.end(), 0);
       for (int t = 0; t < nt; ++t)
@@ -303,7 +302,7 @@ SparseRows batch_topk_impl(T* zp, int64_t N, int64_t S, int64_t ld, const at::Te
       const int t = thread_id();
       auto& out = cand[t];
       for (int64_t n = N * t / nt; n < N * (t + 1) / nt; ++n)
-        scan_above<T, true>(zp + n * ld, bp, S, lb, [&](int64_t i, T v) {
+        scan_above<T, true>(zp + n * S, bp, S, lb, [&](int64_t i, T v) {
           if (v > L) out.push_back({v, n * S + i});
         });
     }
@@ -351,7 +350,7 @@ SparseRows batch_topk_impl(T* zp, int64_t N, int64_t S, int64_t ld, const at::Te
   if (write_back) {
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int64_t n = 0; n < N; ++n) {
-      T* row = zp + n * ld;
+      T* row = zp + n * S;
       std::memset(row, 0, sizeof(T) * S);
       for (int64_t e = rp[n]; e < rp[n + 1]; ++e) row[co[e]] = vo[e];
     }
@@ -421,23 +420,8 @@ SparseRows topk_batch_positive(at::Tensor& z, const at::Tensor& bias, int64_t ke
   SparseRows out;
   dispatch_float(z.scalar_type(), "topk_batch_positive", [&](auto tag_) {
     using scalar_t = decltype(tag_);
-    out = batch_topk_impl<scalar_t>(z.data_ptr<scalar_t>(), z.size(0), z.size(1), z.size(1),
-                                    z.options(), bias_ptr<scalar_t>(bias, z), keep, write_back);
-  });
-  return out;
-}
-
-SparseRows topk_batch_positive_prefix(const at::Tensor& z, const at::Tensor& bias, int64_t width,
-                                      int64_t keep) {
-  TORCH_CHECK(raw_loop_ok(z) && z.dim() == 2 && width >= 0 && width <= z.size(1),
-              "topk_batch_positive_prefix: expected a contiguous 2-D CPU float tensor and 0 <= "
-              "width <= its columns");
-  keep = std::max<int64_t>(0, std::min(keep, z.size(0) * width));
-  SparseRows out;
-  dispatch_float(z.scalar_type(), "topk_batch_positive_prefix", [&](auto tag_) {
-    using scalar_t = decltype(tag_);
-    out = batch_topk_impl<scalar_t>(z.data_ptr<scalar_t>(), z.size(0), width, z.size(1),
-                                    z.options(), bias_ptr<scalar_t>(bias, z), keep, false);
+    out = batch_topk_impl<scalar_t>(z.data_ptr<scalar_t>(), z.size(0), z.size(1), z.options(),
+                                    bias_ptr<scalar_t>(bias, z), keep, write_back);
   });
   return out;
 }

@@ -8,22 +8,21 @@
 // AuxK (dead latents): the k_aux largest dead z per token (entries (n, j, v_e), no
 // ReLU) decode the detached residual e = x − x̂: q_n = Σ v_e W_dec[j] − e_n (sparse, no second
 // dense decode), L_aux = c·s·(1/N) Σ q², h = 2·c·s·q/N.
+// matryoshka_batchtopk adds inner levels of widths w_0 < … < w_{L-2} < w_{L-1} = d_sae over the
+// same selection A (one BatchTopK over all latents): level l decodes the entries of the latents
+// j < w_l, x̂_l = b_dec + Σ_{e∈A, j<w_l} a_e W_dec[j], with L_l = (1/N) Σ (x̂_l − x)² and
+// g_l = 2(x̂_l − x)/N (the outer level l = L−1 is the x̂ and g above). Splitting A by latent into
+// the segments [w_{l-1}, w_l) decodes each entry once, level by level. An entry of segment l is in
+// levels l .. L−1, so it sees G_l = Σ_{m≥l} g_m where the formulas below say g.
 // Backward, only on active entries:
-//   dz_e    = W_dec[j] · g_n  (W_dec[j] · h_n for AuxK entries)                csr_gather_dot
-//   dW_dec[j] = Σ a_e g_n (+ Σ v_e h_n),  dW_enc[:, j] = Σ dz_e x̃_n,  db_enc[j] = Σ dz_e
+//   dz_e    = W_dec[j] · G_l(n)  (W_dec[j] · h_n for AuxK entries)                csr_gather_dot
+//   dW_dec[j] = Σ a_e G_l(n) (+ Σ v_e h_n),  dW_enc[:, j] = Σ dz_e x̃_n,  db_enc[j] = Σ dz_e
 //                      (sparse_weight_grads: entries grouped by latent, each row written once)
-//   db_dec = Σ_n g − W_enc db_enc
-// On the CPU (fast_loops.cpp) the selection runs row-parallel in one streaming pass per row (a
-// k-heap with vectorised block skipping; batchtopk: a sampled bound, a bucket histogram and an
-// exact selection inside the boundary bucket) and turns the [N, d_sae] buffer that held z into
-// the dense feature_acts the trainer reads in the same pass. Other devices use ATen's topk.
-// matryoshka_batchtopk adds inner levels w (widths below d_sae): A_w = BatchTopK of the prefix
-// z[:, :w] (selected from z before the outer selection overwrites it; topk_batch_positive_prefix,
-// no copy of the prefix), decoded sparsely x̂_w = b_dec + Σ_{e∈A_w} a_e W_dec[j] (j < w),
-// L_w = (1/N) Σ (x̂_w − x)², g_w = 2(x̂_w − x)/N; each level adds Σ a_e g_w,n to dW_dec[j] and
-// Σ_n g_w to db_dec, and its dz_e = W_dec[j] · g_w,n is summed with the dz of the same (token,
-// latent) in the other levels and AuxK (sum_rows), so dW_enc / db_enc are one latent-grouped
-// scatter over the union of the entries.
+//   db_dec = Σ_n G_0(n) − W_enc db_enc
+// On the CPU (select_loops.cpp) the selection runs row-parallel in one streaming pass per row (a
+// k-heap with vectorised block skipping; batchtopk: the values above a sampled bound, then the
+// exact boundary among them) and turns the [N, d_sae] buffer that held z into the dense
+// feature_acts the trainer reads in the same pass. Other devices use ATen's topk.
 #include "saelab/sae/kernels/sparse_step.h"
 
 #include <torch/torch.h>
@@ -81,23 +80,34 @@ SparseRows select_batch_topk_aten(at::Tensor& z, int64_t keep) {
   return s;
 }
 
-// matryoshka's inner level of width w: BatchTopK over z[:, :w] (z still holds the pre-activations,
-// bias included on this path), read through a copy of the prefix.
-SparseRows select_batch_topk_prefix_aten(const at::Tensor& z, int64_t width, int64_t keep) {
-  const int64_t N = z.size(0);
-  auto top = z.narrow(1, 0, width).reshape({-1}).topk(keep, -1, /*largest=*/true, /*sorted=*/false);
-  auto sorted = std::get<1>(top).sort();
-  auto vals = std::get<0>(top).index_select(0, std::get<1>(sorted));
-  return to_rows(std::get<0>(sorted), vals, N, width);
+// t, reallocated only when its shape or options differ from what this step needs.
+at::Tensor& reuse(at::Tensor& t, at::IntArrayRef shape, const at::TensorOptions& o) {
+  if (!t.defined() || t.sizes() != shape || t.scalar_type() != o.dtype() ||
+      t.device() != o.device())
+    t = at::empty(shape, o);
+  return t;
 }
 
-// An inner matryoshka level: its entries, residual gradient g_w = 2(x̂_w − x)/N and dz.
-struct InnerLevel {
-  int64_t width;
-  SparseRows A;
-  at::Tensor g, dz;
-  double mse;
-};
+// A's entries split by latent into the levels' segments [w_{l-1}, w_l) (w_{-1} = 0; the last
+// width is d_sae), each a CSR set of the same batch with columns still increasing within a row.
+std::vector<SparseRows> split_by_latent(const SparseRows& A, const std::vector<int64_t>& widths,
+                                        int64_t N) {
+  if (widths.size() == 1) return {A};
+  auto row = at::repeat_interleave(A.row_ptr.narrow(0, 1, N) - A.row_ptr.narrow(0, 0, N));
+  std::vector<SparseRows> parts;
+  int64_t lo = 0;
+  for (int64_t hi : widths) {
+    auto in = A.col.ge(lo).logical_and_(A.col.lt(hi));
+    SparseRows p;
+    p.col = A.col.masked_select(in);
+    p.val = A.val.masked_select(in);
+    auto counts = at::bincount(row.masked_select(in), {}, N);
+    p.row_ptr = at::cat({at::zeros({1}, counts.options()), counts.cumsum(0)});
+    parts.push_back(std::move(p));
+    lo = hi;
+  }
+  return parts;
+}
 
 }  // namespace
 
@@ -116,11 +126,9 @@ TrainStepOutput sparse_step(TrainingSae& sae, SparseBuffers& buf, const at::Tens
   // What x̂ is compared with: x, or a transcoder's output activations [N, D_out].
   auto y = TrainingSae::target(x, ctx).to(x.scalar_type()).contiguous();
   const double inv_n = 1.0 / static_cast<double>(N);
-  if (!buf.z.defined() || buf.z.size(0) != N || buf.z.scalar_type() != W_enc.scalar_type() ||
-      buf.z.device() != W_enc.device())
-    buf.z = at::empty({N, S}, W_enc.options());
-  auto& z = buf.z;
-  auto xt = cfg.apply_b_dec_to_input ? x - b_dec : x;
+  auto& z = reuse(buf.z, {N, S}, W_enc.options());
+  auto xt =
+      cfg.apply_b_dec_to_input ? at::sub_out(reuse(buf.x_in, {N, D}, x.options()), x, b_dec) : x;
   // On the CPU z holds x̃ W_enc only (mm_out, β = 0) and the selections add b_enc as they read:
   // addmm_out would first broadcast-copy b_enc into all of z and then have the gemm read it back.
   const bool raw = !fast::force_aten_kernels() && fast::raw_loop_ok(z) &&
@@ -153,18 +161,6 @@ TrainStepOutput sparse_step(TrainingSae& sae, SparseBuffers& buf, const at::Tens
   // (global_select.h).
   Collectives* dist = batch && distributed(ctx.dist) ? ctx.dist : nullptr;
   const int64_t W = dist ? dist->world_size() : 1;
-  // The inner levels' selections read z's prefixes before the outer one overwrites z.
-  std::vector<InnerLevel> inner(inner_widths.size());
-  for (size_t i = 0; i < inner.size(); ++i) {
-    const int64_t w = inner_widths[i], keep_w = std::min<int64_t>(cfg.k * N * W, N * W * w);
-    auto select = [&](int64_t keep) {
-      return raw ? fast::topk_batch_positive_prefix(z, bias, w, keep)
-                 : select_batch_topk_prefix_aten(z, w, std::min(keep, N * w));
-    };
-    inner[i].width = w;
-    inner[i].A = select(keep_w);
-    if (dist) inner[i].A = select(global_keep_count(inner[i].A.val, keep_w, *dist));
-  }
   const int64_t keep_global =
       batch ? std::min<int64_t>(cfg.k * N * W, z.numel() * W) : std::min(cfg.k, S);
   int64_t keep = std::min(keep_global, z.numel());
@@ -185,17 +181,33 @@ TrainStepOutput sparse_step(TrainingSae& sae, SparseBuffers& buf, const at::Tens
       A.val.numel() > 0 ? A.val.min().item<double>() : std::numeric_limits<double>::quiet_NaN();
   if (dist) buf.min_active = global_min(buf.min_active, *dist);
 
-  auto x_hat = b_dec.unsqueeze(0).expand({N, D_out}).contiguous();
-  fast::csr_decode(A.row_ptr, A.col, A.val, W_dec, x_hat);
-  auto g = x_hat - y;
-  auto g_flat = g.view({-1});
-  const double mse = g_flat.dot(g_flat).item<double>() * inv_n;
-  g.mul_(2.0 * inv_n);
+  // Levels: matryoshka's inner widths, then d_sae (the only level of topk and batchtopk). Level l
+  // decodes the selected entries of the latents below its width, x̂_l = x̂_{l-1} + Σ_{e ∈ part l}
+  // a_e W_dec[j] (x̂_{-1} = b_dec), so the outer x̂ is the last one; g_l = 2(x̂_l − y)/N.
+  std::vector<int64_t> widths(inner_widths);
+  widths.push_back(S);
+  const size_t L = widths.size();
+  auto parts = split_by_latent(A, widths, N);
+  buf.grad.resize(L);
+  auto& G = buf.grad;  // g_l, then Σ_{m ≥ l} g_m
+  std::vector<double> level_mse(L);
+  auto& x_hat = reuse(buf.x_hat, {N, D_out}, x.options());
+  x_hat.copy_(b_dec.unsqueeze(0).expand({N, D_out}));
+  for (size_t l = 0; l < L; ++l) {
+    fast::csr_decode(parts[l].row_ptr, parts[l].col, parts[l].val, W_dec, x_hat);
+    at::sub_out(reuse(G[l], {N, D_out}, x.options()), x_hat, y);
+    auto flat = G[l].view({-1});
+    level_mse[l] = flat.dot(flat).item<double>() * inv_n;
+    G[l].mul_(2.0 * inv_n);
+  }
+  const double mse = level_mse[L - 1];
 
   double aux = 0.0;
   at::Tensor h;
   if (num_dead > 0) {
-    h = g * (0.5 * N);  // q starts at −e = x̂ − x
+    // q starts at −e = x̂ − x (the outer level's residual).
+    h = at::mul_out(reuse(buf.aux, {N, D_out}, x.options()), G[L - 1],
+                    at::scalar_tensor(0.5 * N, x.options()));
     fast::csr_decode(Z.row_ptr, Z.col, Z.val, W_dec, h);
     auto h_flat = h.view({-1});
     const double c = cfg.aux_loss_coefficient * aux_scale;
@@ -203,76 +215,45 @@ TrainStepOutput sparse_step(TrainingSae& sae, SparseBuffers& buf, const at::Tens
     h.mul_(2.0 * c * inv_n);
   }
 
-  // Inner level w: x̂_w = b_dec + Σ a_e W_dec[j] over its entries (all j < w), L_w = (1/N) Σ (x̂_w −
-  // x)².
-  for (auto& lv : inner) {
-    lv.g = b_dec.unsqueeze(0).expand({N, D_out}).contiguous();
-    fast::csr_decode(lv.A.row_ptr, lv.A.col, lv.A.val, W_dec, lv.g);
-    lv.g.sub_(y);
-    auto flat = lv.g.view({-1});
-    lv.mse = flat.dot(flat).item<double>() * inv_n;
-    lv.g.mul_(2.0 * inv_n);
-  }
-
-  auto dz = fast::csr_gather_dot(A.row_ptr, A.col, W_dec, g);
+  // A latent of part l is in levels l .. L−1: its entries see G_l = Σ_{m ≥ l} g_m.
+  for (size_t l = L - 1; l-- > 0;) G[l].add_(G[l + 1]);
+  std::vector<at::Tensor> dz(L);
+  for (size_t l = 0; l < L; ++l)
+    dz[l] = fast::csr_gather_dot(parts[l].row_ptr, parts[l].col, W_dec, G[l]);
   at::Tensor dz_aux =
       num_dead > 0 ? fast::csr_gather_dot(Z.row_ptr, Z.col, W_dec, h) : at::Tensor();
-  for (auto& lv : inner) lv.dz = fast::csr_gather_dot(lv.A.row_ptr, lv.A.col, W_dec, lv.g);
 
   auto& gW_dec = fast_grad_buffer(sae, "W_dec");
   auto& gW_enc = fast_grad_buffer(sae, "W_enc");
   auto& gb_enc = fast_grad_buffer(sae, "b_enc");
   auto xtc = xt.contiguous();
-  if (raw && fast::raw_loop_ok(gW_dec) && fast::raw_loop_ok(gW_enc) && fast::raw_loop_ok(gb_enc) &&
-      !inner.empty()) {
-    // Decoder terms per level (each its own residual); the encoder's over the union of the
-    // entries, with dz of a (token, latent) in several levels (and AuxK) summed first.
-    std::vector<fast::GradGroup> groups{{A, A.val, g, at::Tensor()}};
-    std::vector<SparseRows> dz_parts{{A.row_ptr, A.col, dz}};
-    if (num_dead > 0) {
-      groups.push_back({Z, Z.val, h, at::Tensor()});
-      dz_parts.push_back({Z.row_ptr, Z.col, dz_aux});
-    }
-    for (auto& lv : inner) {
-      groups.push_back({lv.A, lv.A.val, lv.g, at::Tensor()});
-      dz_parts.push_back({lv.A.row_ptr, lv.A.col, lv.dz});
-    }
-    auto U = fast::sum_rows(dz_parts);
-    groups.push_back({U, at::Tensor(), at::Tensor(), U.val});
+  std::vector<fast::GradGroup> groups;
+  for (size_t l = 0; l < L; ++l) groups.push_back({parts[l], parts[l].val, G[l], dz[l]});
+  if (num_dead > 0) groups.push_back({Z, Z.val, h, dz_aux});
+  if (raw && fast::raw_loop_ok(gW_dec) && fast::raw_loop_ok(gW_enc) && fast::raw_loop_ok(gb_enc)) {
     fast::sparse_weight_grads(groups, xtc, gW_dec, gW_enc, gb_enc);
-  } else if (raw && fast::raw_loop_ok(gW_dec) && fast::raw_loop_ok(gW_enc) &&
-             fast::raw_loop_ok(gb_enc)) {
-    fast::sparse_weight_grads(A, dz, g, Z, dz_aux, h, xtc, gW_dec, gW_enc, gb_enc);
   } else {
     gW_dec.zero_();
-    fast::csr_scatter_rows(A.row_ptr, A.col, A.val, g, gW_dec);
+    gb_enc.zero_();
     auto gWt = at::zeros({S, D}, W_enc.options());
-    fast::csr_scatter_rows(A.row_ptr, A.col, dz, xtc, gWt);
-    gb_enc.zero_().index_add_(0, A.col, dz);
-    if (num_dead > 0) {
-      fast::csr_scatter_rows(Z.row_ptr, Z.col, Z.val, h, gW_dec);
-      fast::csr_scatter_rows(Z.row_ptr, Z.col, dz_aux, xtc, gWt);
-      gb_enc.index_add_(0, Z.col, dz_aux);
-    }
-    for (auto& lv : inner) {
-      fast::csr_scatter_rows(lv.A.row_ptr, lv.A.col, lv.A.val, lv.g, gW_dec);
-      fast::csr_scatter_rows(lv.A.row_ptr, lv.A.col, lv.dz, xtc, gWt);
-      gb_enc.index_add_(0, lv.A.col, lv.dz);
+    for (const auto& gr : groups) {
+      fast::csr_scatter_rows(gr.rows.row_ptr, gr.rows.col, gr.coef, gr.v, gW_dec);
+      fast::csr_scatter_rows(gr.rows.row_ptr, gr.rows.col, gr.dz, xtc, gWt);
+      gb_enc.index_add_(0, gr.rows.col, gr.dz);
     }
     gW_enc.copy_(gWt.t());
   }
   auto& gb_dec = fast_grad_buffer(sae, "b_dec");
-  gb_dec.copy_(g.sum(0));
-  for (auto& lv : inner) gb_dec.add_(lv.g.sum(0));
+  gb_dec.copy_(G[0].sum(0));  // Σ_n Σ_l g_l
   if (cfg.apply_b_dec_to_input) gb_dec.sub_(W_enc.mv(gb_enc));
 
   TrainStepOutput out;
   out.loss = mse + aux;
   out.losses["mse_loss"] = mse;
   out.losses["auxiliary_reconstruction_loss"] = aux;
-  for (auto& lv : inner) {
-    out.loss += lv.mse;
-    out.losses["inner_mse_loss_" + std::to_string(lv.width)] = lv.mse;
+  for (size_t l = 0; l + 1 < L; ++l) {
+    out.loss += level_mse[l];
+    out.losses["inner_mse_loss_" + std::to_string(widths[l])] = level_mse[l];
   }
   out.feature_acts = z;
   out.fire_counts = at::bincount(A.col, {}, S);  // every entry of A is > 0

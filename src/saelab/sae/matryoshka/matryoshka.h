@@ -14,7 +14,7 @@ struct TrainingSaeConfig;
 
 std::unique_ptr<TrainingSae> make_matryoshka_training_sae(const TrainingSaeConfig& cfg);
 std::unique_ptr<TrainingSae> make_fast_matryoshka_training_sae(const TrainingSaeConfig& cfg);
-// Appends d_sae to cfg.matryoshka_widths when missing and checks the widths increase, each >= k.
+// Appends d_sae to cfg.matryoshka_widths when missing and checks the widths increase strictly.
 void normalize_matryoshka_widths(TrainingSaeConfig& cfg);
 
 }  // namespace saelab

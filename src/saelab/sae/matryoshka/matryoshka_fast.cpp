@@ -1,5 +1,6 @@
-// matryoshka_batchtopk's hand-written step: the batchtopk step (outer level, AuxK, threshold) plus
-// the inner levels, each a BatchTopK over z[:, :w] decoded sparsely with W_dec[:w] + b_dec.
+// matryoshka_batchtopk's hand-written step: the batchtopk step (one selection, AuxK, threshold)
+// plus the inner levels, each decoding the selected activations of its first w latents with
+// W_dec[:w] + b_dec (sparse_step's levels).
 #include "saelab/sae/batchtopk/batchtopk_fast.h"
 #include "saelab/sae/matryoshka/matryoshka.h"
 

@@ -64,7 +64,7 @@ TrainStepOutput TopKTrainingSae::forward_backward(const at::Tensor& x, const Ste
   auto aux = aux_k_loss(y, x_hat, hidden_pre, W_dec, ctx.dead_mask);
   TrainStepOutput out;
   auto loss = mse + aux;
-  auto extra = extra_losses(y, hidden_pre, L, out);
+  auto extra = extra_losses(y, f, L, out);
   if (extra.defined()) loss = loss + extra;
   loss.backward();
   collect_grads(L);

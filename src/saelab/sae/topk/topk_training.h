@@ -23,9 +23,9 @@ class TopKTrainingSae : public TrainingSae {
  protected:
   // The sparse activation of pre-activations z [N, width] (differentiable in z).
   virtual at::Tensor activation(const at::Tensor& z) const;
-  // Extra loss terms of subclasses against the target y, added to the total (matryoshka's inner
-  // losses).
-  virtual at::Tensor extra_losses(const at::Tensor& y, const at::Tensor& hidden_pre,
+  // Extra loss terms of subclasses against the target y, given the step's feature activations f
+  // [N, d_sae] (differentiable), added to the total (matryoshka's inner losses).
+  virtual at::Tensor extra_losses(const at::Tensor& y, const at::Tensor& f,
                                   std::map<std::string, at::Tensor>& L, TrainStepOutput& out);
 
   Collectives* step_dist_ = nullptr;  // the current forward_backward's StepContext::dist
