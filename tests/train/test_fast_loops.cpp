@@ -74,14 +74,16 @@ TEST(FastPath, TopKRowsEqualsTorchTopK) {
   for (int threads : {1, 2}) {
     Threads t(threads);
     uint64_t seed = 10;
-    // S not a multiple of the 64-wide blocks; k above the number of positives; k = S.
+    // S not a multiple of the 64-wide blocks; k above the number of positives; k = S; the last
+    // two start from the lower bound of the group maxima (more than k groups of 64·m entries).
     for (auto [N, S, k] : {std::tuple<int64_t, int64_t, int64_t>{5, 1, 1},
                            {9, 7, 3},
                            {17, 100, 8},
                            {3, 1000, 32},
-                           {33, 4099, 32},
                            {4, 70, 70},
-                           {6, 130, 200}})
+                           {6, 130, 200},
+                           {33, 4099, 32},
+                           {24, 8192, 32}})
       for (auto dtype : {torch::kFloat32, torch::kFloat64}) {
         SCOPED_TRACE("N=" + std::to_string(N) + " S=" + std::to_string(S) +
                      " k=" + std::to_string(k));
@@ -106,14 +108,32 @@ TEST(FastPath, TopKRowsEqualsTorchTopK) {
 TEST(FastPath, TopKRowsTiesKeepTheLowestColumn) {
   Threads t(2);
   torch::manual_seed(3);
-  // Small integers: many ties at the boundary, zeros and negatives.
-  auto z = torch::randint(-3, 4, {21, 300}).to(torch::kFloat32);
-  for (int64_t k : {1, 5, 40, 300}) {
-    auto zc = z.clone();
-    auto got = fast::topk_rows_positive(zc, at::Tensor(), k, false);
-    EXPECT_TRUE(zc.equal(z)) << "write_back=false leaves z alone";
-    EXPECT_EQ(rows_of(got), expected_rows(z, k, true)) << "k=" << k;
+  // Small integers: many ties at the boundary, zeros and negatives. At S = 4096 every k here
+  // starts from the lower bound of the group maxima, which then ties with many entries.
+  for (int64_t S : {300, 4096}) {
+    auto z = torch::randint(-3, 4, {21, S}).to(torch::kFloat32);
+    for (int64_t k : {1, 5, 40, 300}) {
+      auto zc = z.clone();
+      auto got = fast::topk_rows_positive(zc, at::Tensor(), k, false);
+      EXPECT_TRUE(zc.equal(z)) << "write_back=false leaves z alone";
+      EXPECT_EQ(rows_of(got), expected_rows(z, k, true)) << "S=" << S << " k=" << k;
+    }
   }
+}
+
+TEST(FastPath, TopKRowsNeverSelectNaN) {
+  Threads t(2);
+  torch::manual_seed(4);
+  // NaN scattered through rows long enough for the lower bound (one row all NaN but three).
+  auto z = torch::randn({9, 8192});
+  z.masked_fill_(torch::rand({9, 8192}) < 0.05, NAN);
+  z[3].fill_(NAN);
+  z[3][100] = 1.0;
+  z[3][5000] = 2.0;
+  z[3][8000] = -1.0;
+  auto clean = torch::where(torch::isnan(z), torch::full({}, -INFINITY), z);
+  auto got = fast::topk_rows_positive(z, at::Tensor(), 32, false);
+  EXPECT_EQ(rows_of(got), expected_rows(clean, 32, true));
 }
 
 // The flat selection's expected entries, per row, from a stable descending sort of the whole.

@@ -14,9 +14,10 @@ namespace saelab {
 
 namespace {
 
-// Latent activations are converted to float64 a slice of rows at a time, so a 4096 × 65536 batch
-// never needs a 2 GB float64 copy.
-constexpr int64_t kActsChunkElements = int64_t{1} << 22;
+// Latent activations are converted to float64 a slice of rows at a time (8 MiB of float64), so a
+// 4096 × 65536 batch never needs a 2 GB float64 copy, and the copies stay small enough for the
+// allocator to reuse.
+constexpr int64_t kActsChunkElements = int64_t{1} << 20;
 
 at::Tensor zero_scalar(const at::Device& device) {
   return at::zeros({}, at::TensorOptions().dtype(at::kDouble).device(device));
