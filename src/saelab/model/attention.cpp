@@ -22,9 +22,7 @@ namespace {
 
 at::Tensor project(const at::Tensor& x, const at::Tensor& W, const at::Tensor& b, int64_t heads,
                    int64_t d_head) {
-  at::Tensor y = at::matmul(x, W);
-  if (b.defined()) y = y + b;
-  return y.view({x.size(0), x.size(1), heads, d_head});
+  return linear(x, W, b).view({x.size(0), x.size(1), heads, d_head});
 }
 
 // True where query i may attend key j: j <= i, and for local layers also j > i - window.
@@ -57,8 +55,7 @@ at::Tensor attention_forward(const ModelConfig& cfg, const AttnWeights& w, const
     k = project(qk_in, w.W_K, w.b_K, kv, e);
     v = project(x, w.W_V, w.b_V, kv, e);
   } else {
-    at::Tensor qkv = at::matmul(x, w.W_QKV);
-    if (w.b_QKV.defined()) qkv = qkv + w.b_QKV;
+    at::Tensor qkv = linear(x, w.W_QKV, w.b_QKV);
     auto parts = qkv.split_with_sizes({h * e, kv * e, kv * e}, -1);
     q = parts[0].view({batch, pos, h, e});
     k = parts[1].view({batch, pos, kv, e});
@@ -100,10 +97,10 @@ at::Tensor attention_forward(const ModelConfig& cfg, const AttnWeights& w, const
     at::Tensor result = at::matmul(z.unsqueeze(-2), w.W_O).squeeze(-2);
     result = run_hook(hs, prefix, "attn.hook_result", result);
     out = result.sum(2);
+    if (w.b_O.defined()) out = out + w.b_O;
   } else {
-    out = at::matmul(z.reshape({batch, pos, h * e}), w.W_O_flat);
+    out = linear(z.reshape({batch, pos, h * e}), w.W_O_flat, w.b_O);
   }
-  if (w.b_O.defined()) out = out + w.b_O;
   return out;
 }
 

@@ -32,8 +32,11 @@ at::Tensor apply_activation(const std::string& act_fn, const at::Tensor& x) {
   return x;  // unreachable
 }
 
-static at::Tensor linear(const at::Tensor& x, const at::Tensor& W, const at::Tensor& b) {
-  return b.defined() ? at::matmul(x, W).add_(b) : at::matmul(x, W);
+at::Tensor linear(const at::Tensor& x, const at::Tensor& W, const at::Tensor& b) {
+  if (!b.defined()) return at::matmul(x, W);
+  auto sizes = x.sizes().vec();
+  sizes.back() = W.size(1);
+  return at::addmm(b, x.reshape({-1, x.size(-1)}), W).view(sizes);
 }
 
 at::Tensor mlp_forward(const ModelConfig& cfg, const MlpWeights& w, const at::Tensor& x,

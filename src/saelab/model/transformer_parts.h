@@ -77,6 +77,11 @@ at::Tensor attention_forward(const ModelConfig& cfg, const AttnWeights& w, const
                              const at::Tensor& shortformer_pos, const RotaryTables* rotary,
                              HookState& hs, const std::string& prefix);
 
+// x W + b over the last dimension of x [..., d_in] (W [d_in, d_out]; b [d_out] or undefined):
+// with a bias, one addmm, whose GEMM writes the output once with the bias in it; a matmul and then
+// add_ write it twice, and OpenBLAS zeroes a β = 0 output before the product (mlp.cpp).
+at::Tensor linear(const at::Tensor& x, const at::Tensor& W, const at::Tensor& b);
+
 // The MLP sub-layer (plain or gated) of block `prefix`, before any post-norm.
 at::Tensor mlp_forward(const ModelConfig& cfg, const MlpWeights& w, const at::Tensor& x,
                        HookState& hs, const std::string& prefix);
