@@ -156,12 +156,9 @@ TEST(FastPath, MatryoshkaMatchesAutograd) {
   // Widths not multiples of 64 (and one across a 64-wide block), a width equal to k and one below
   // it, three levels; the last case is large enough for the selection's sampled bound
   // (N·d_sae >= 1024, k/d_sae < 5 %).
-  const Case cases[] = {{{6, 12, 16, 3}, {5}},
-                        {{6, 12, 16, 3}, {2, 9}},
-                        {{8, 40, 33, 5}, {7, 19}},
-                        {{5, 70, 7, 4}, {13, 50}},
-                        {{7, 130, 9, 4}, {4, 65}},
-                        {{8, 3001, 40, 3}, {100, 1031}}};
+  const Case cases[] = {{{6, 12, 16, 3}, {5}},     {{6, 12, 16, 3}, {2, 9}},
+                        {{8, 40, 33, 5}, {7, 19}}, {{5, 70, 7, 4}, {13, 50}},
+                        {{7, 130, 9, 4}, {4, 65}}, {{8, 3001, 40, 3}, {100, 1031}}};
   uint64_t seed = 700;
   for (const auto& cs : cases)
     for (double dead : {0.0, 0.5})

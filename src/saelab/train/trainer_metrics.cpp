@@ -187,12 +187,12 @@ json Trainer::final_eval() {
       // make this the run's peak of memory; the statistics merge chunks exactly. Chunks of 2^21
       // latent activations (8 MiB in float32; 16 MiB chunks raised the peak RSS of a 512 × 8192
       // batchtopk run by 60 MiB over its training loop's, 8 MiB ones not at all).
-      const int64_t kChunkRows = std::max<int64_t>(1, (int64_t{1} << 21) / sae_->cfg().d_sae);
+      const int64_t chunk_rows = std::max<int64_t>(1, (int64_t{1} << 21) / sae_->cfg().d_sae);
       for (int64_t i = 0; i < opts_.summary_eval_batches; ++i) {
         const Batch b =
             split(source_->next_batch(cfg_.train_batch_size_tokens).to(torch::kFloat32));
-        for (int64_t r = 0; r < b.x.size(0); r += kChunkRows) {
-          const int64_t n = std::min(kChunkRows, b.x.size(0) - r);
+        for (int64_t r = 0; r < b.x.size(0); r += chunk_rows) {
+          const int64_t n = std::min(chunk_rows, b.x.size(0) - r);
           auto fwd = sae->forward(b.x.narrow(0, r, n));
           stats.add(b.y.narrow(0, r, n), fwd.reconstruction, fwd.acts_post);
         }

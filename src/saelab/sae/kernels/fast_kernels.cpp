@@ -40,14 +40,13 @@ int64_t column_slice(int64_t R, int64_t D, int64_t elem_bytes) {
   return slice_width(D, passes_for(R * D * elem_bytes, int64_t{16} << 20));
 }
 
-// Off CPU (CUDA) the kernels are ATen gathers and index_add_ (atomics there): each CSR entry's
-// token is n repeated row_ptr[n+1] - row_ptr[n] times.
+}  // namespace
+
+// Off CPU (CUDA) the kernels are ATen gathers and index_add_ (atomics there) over entry_rows.
 at::Tensor entry_rows(const at::Tensor& row_ptr) {
   const int64_t n = row_ptr.numel() - 1;
   return at::repeat_interleave(row_ptr.narrow(0, 1, n).sub(row_ptr.narrow(0, 0, n)));
 }
-
-}  // namespace
 
 void set_force_aten_kernels(bool on) { g_force_aten = on; }
 bool force_aten_kernels() { return g_force_aten; }

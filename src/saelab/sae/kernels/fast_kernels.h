@@ -17,6 +17,9 @@ at::Tensor csr_gather_dot(const at::Tensor& row_ptr, const at::Tensor& col, cons
 void csr_scatter_rows(const at::Tensor& row_ptr, const at::Tensor& col, const at::Tensor& coef,
                       const at::Tensor& v, at::Tensor& out);
 
+// The token of each CSR entry: n repeated row_ptr[n+1] − row_ptr[n] times (ATen ops, any device).
+at::Tensor entry_rows(const at::Tensor& row_ptr);
+
 // Off CPU every kernel is a few ATen gathers and index_add_ calls; tests switch that version on
 // for CPU tensors too, to compare it with the loops.
 void set_force_aten_kernels(bool on);

@@ -105,7 +105,7 @@ int64_t row_topk(const T* row, const T* bias, int64_t S, int64_t k, T floor, Can
       maxima[g] = block_max(row, bias, g * G, std::min(S, g * G + G));
     std::nth_element(maxima, maxima + (k - 1), maxima + ng, std::greater<T>());
     const T lb = maxima[k - 1];  // v > bar below ⟺ v >= lb
-    if (lb > floor) bar = std::max(floor, std::nextafter(lb, -std::numeric_limits<T>::infinity()));
+    if (lb > floor) bar = std::nextafter(lb, -std::numeric_limits<T>::infinity());
   }
   for (int64_t j0 = 0; j0 < S; j0 += B) {
     const int64_t j1 = std::min(S, j0 + B);
@@ -123,6 +123,18 @@ int64_t row_topk(const T* row, const T* bias, int64_t S, int64_t k, T floor, Can
     }
   }
   return cnt;
+}
+
+// A row's c selected entries (heap[0..c)) in column order into its padded slot n of the [N, k]
+// results.
+template <typename T>
+void store_row(std::vector<Cand<T>>& heap, int64_t c, int64_t n, int64_t k, int64_t* cp, T* vp) {
+  std::sort(heap.begin(), heap.begin() + c,
+            [](const Cand<T>& a, const Cand<T>& b) { return a.j < b.j; });
+  for (int64_t i = 0; i < c; ++i) {
+    cp[n * k + i] = heap[i].j;
+    vp[n * k + i] = heap[i].v;
+  }
 }
 
 // Padded per-row results [N, k] with counts → CSR (no copy when every row is full).
@@ -428,12 +440,7 @@ SparseRows topk_rows_positive(at::Tensor& z, const at::Tensor& bias, int64_t k, 
         scalar_t* row = zp + n * S;
         const int64_t c =
             row_topk<scalar_t>(row, bp, S, k, scalar_t(0), heap.data(), maxima.data());
-        std::sort(heap.begin(), heap.begin() + c,
-                  [](const Cand<scalar_t>& a, const Cand<scalar_t>& b) { return a.j < b.j; });
-        for (int64_t i = 0; i < c; ++i) {
-          cp[n * k + i] = heap[i].j;
-          vp[n * k + i] = heap[i].v;
-        }
+        store_row(heap, c, n, k, cp, vp);
         counts[n] = c;
         if (write_back) {
           std::memset(row, 0, sizeof(scalar_t) * S);
@@ -500,12 +507,7 @@ SparseRows topk_rows_of_columns(const at::Tensor& z, const at::Tensor& bias,
             bar = heap[0].v;
           }
         }
-        std::sort(heap.begin(), heap.begin() + cnt,
-                  [](const Cand<scalar_t>& a, const Cand<scalar_t>& b) { return a.j < b.j; });
-        for (int64_t i = 0; i < cnt; ++i) {
-          cp[n * k + i] = heap[i].j;
-          vp[n * k + i] = heap[i].v;
-        }
+        store_row(heap, cnt, n, k, cp, vp);
         counts[n] = cnt;
       }
     }

@@ -43,6 +43,12 @@ namespace {
 
 using fast::SparseRows;
 
+// CSR row pointers of entries whose tokens are `rows` (sorted), for a batch of N tokens.
+at::Tensor row_ptr_of(const at::Tensor& rows, int64_t N) {
+  auto counts = at::bincount(rows, {}, N);
+  return at::cat({at::zeros({1}, counts.options()), counts.cumsum(0)});
+}
+
 // ATen versions (non-CPU devices): topk, ReLU, positive entries only; z becomes feature_acts.
 SparseRows to_rows(const at::Tensor& flat_idx, const at::Tensor& vals, int64_t N, int64_t S) {
   auto keep = vals > 0;
@@ -51,8 +57,7 @@ SparseRows to_rows(const at::Tensor& flat_idx, const at::Tensor& vals, int64_t N
   s.val = vals.masked_select(keep);
   auto row = at::div(idx, S, "floor");
   s.col = idx - row * S;
-  auto counts = at::bincount(row, {}, N);
-  s.row_ptr = at::cat({at::zeros({1}, counts.options()), counts.cumsum(0)});
+  s.row_ptr = row_ptr_of(row, N);
   return s;
 }
 
@@ -93,7 +98,7 @@ at::Tensor& reuse(at::Tensor& t, at::IntArrayRef shape, const at::TensorOptions&
 std::vector<SparseRows> split_by_latent(const SparseRows& A, const std::vector<int64_t>& widths,
                                         int64_t N) {
   if (widths.size() == 1) return {A};
-  auto row = at::repeat_interleave(A.row_ptr.narrow(0, 1, N) - A.row_ptr.narrow(0, 0, N));
+  auto row = fast::entry_rows(A.row_ptr);
   std::vector<SparseRows> parts;
   int64_t lo = 0;
   for (int64_t hi : widths) {
@@ -101,8 +106,7 @@ std::vector<SparseRows> split_by_latent(const SparseRows& A, const std::vector<i
     SparseRows p;
     p.col = A.col.masked_select(in);
     p.val = A.val.masked_select(in);
-    auto counts = at::bincount(row.masked_select(in), {}, N);
-    p.row_ptr = at::cat({at::zeros({1}, counts.options()), counts.cumsum(0)});
+    p.row_ptr = row_ptr_of(row.masked_select(in), N);
     parts.push_back(std::move(p));
     lo = hi;
   }
