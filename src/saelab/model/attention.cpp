@@ -13,6 +13,7 @@
 #include <limits>
 
 #include "saelab/core/error.h"
+#include "saelab/model/fused_cpu.h"
 #include "saelab/model/rotary.h"
 #include "saelab/model/transformer_parts.h"
 
@@ -25,12 +26,13 @@ at::Tensor project(const at::Tensor& x, const at::Tensor& W, const at::Tensor& b
   return linear(x, W, b).view({x.size(0), x.size(1), heads, d_head});
 }
 
-// True where query i may attend key j: j <= i, and for local layers also j > i - window.
-at::Tensor attention_mask(int64_t pos, bool local, int64_t window, const at::Device& device) {
+// True where query i may attend key j: j <= i, and with a window (local layers) also
+// j > i - window.
+at::Tensor attention_mask(int64_t pos, int64_t window, const at::Device& device) {
   auto opts = at::TensorOptions().dtype(at::kLong).device(device);
   at::Tensor i = at::arange(pos, opts).unsqueeze(1), j = at::arange(pos, opts).unsqueeze(0);
   at::Tensor mask = j <= i;
-  if (local) mask = mask.logical_and(j > i - window);
+  if (window > 0) mask = mask.logical_and(j > i - window);
   return mask;
 }
 
@@ -38,6 +40,32 @@ double attention_scale(const ModelConfig& cfg) {
   if (!cfg.use_attn_scale) return 1.0;
   if (cfg.attn_scale > 0) return cfg.attn_scale;
   return std::sqrt(double(cfg.d_head));
+}
+
+// scores [b, h, q, k] -> pattern (before hook_pattern), through hook_attn_scores. On the CPU in
+// float32, fused_cpu.h's loops: without soft cap and with nothing wanting the scores, one pass in
+// place; otherwise mask, hook, softmax, with the same bits. Elsewhere ATen's ops.
+at::Tensor scores_to_pattern(const ModelConfig& cfg, at::Tensor scores, double scale,
+                             int64_t window, HookState& hs, const std::string& prefix) {
+  const bool no_cap = cfg.attn_scores_soft_cap <= 0;
+  const bool scores_wanted = !hs.empty() && hs.wants(prefix + "attn.hook_attn_scores");
+  if (no_cap && !scores_wanted && causal_softmax_cpu(scores, scale, window)) return scores;
+  if (!no_cap || !scale_and_mask_scores_cpu(scores, scale, window)) {
+    if (scale != 1.0) scores = scores / scale;
+    if (!no_cap) scores = (scores / cfg.attn_scores_soft_cap).tanh() * cfg.attn_scores_soft_cap;
+    at::Tensor mask = attention_mask(scores.size(-1), window, scores.device());
+    scores = scores.masked_fill(mask.logical_not(), -std::numeric_limits<double>::infinity());
+  }
+  scores = run_hook(hs, prefix, "attn.hook_attn_scores", scores);
+  // Out of place: the cache may hold the scores.
+  at::Tensor pattern = at::empty_like(scores, at::MemoryFormat::Contiguous);
+  if (softmax_scores_cpu(scores, pattern)) return pattern;
+  pattern = at::softmax(scores, -1);
+  if (!hs.empty()) {
+    // A hook may have masked a whole row; TransformerLens turns its NaNs into zeros.
+    pattern = at::where(pattern.isnan(), at::zeros_like(pattern), pattern);
+  }
+  return pattern;
 }
 
 }  // namespace
@@ -77,18 +105,9 @@ at::Tensor attention_forward(const ModelConfig& cfg, const AttnWeights& w, const
   at::Tensor k_ = k.permute({0, 2, 3, 1});  // [b, h, e, p]
   at::Tensor scores = at::matmul(q_, k_);
   const double scale = attention_scale(cfg);
-  if (scale != 1.0) scores = scores / scale;
-  if (cfg.attn_scores_soft_cap > 0)
-    scores = (scores / cfg.attn_scores_soft_cap).tanh() * cfg.attn_scores_soft_cap;
-  at::Tensor mask = attention_mask(pos, w.local, cfg.window_size, x.device());
-  scores = scores.masked_fill(mask.logical_not(), -std::numeric_limits<double>::infinity());
-  scores = run_hook(hs, prefix, "attn.hook_attn_scores", scores);
-  at::Tensor pattern = at::softmax(scores, -1);
-  if (!hs.empty()) {
-    // A hook may have masked a whole row; TransformerLens turns its NaNs into zeros.
-    pattern = at::where(pattern.isnan(), at::zeros_like(pattern), pattern);
-  }
-  pattern = run_hook(hs, prefix, "attn.hook_pattern", pattern);
+  const int64_t window = w.local ? cfg.window_size : 0;
+  at::Tensor pattern = run_hook(hs, prefix, "attn.hook_pattern",
+                                scores_to_pattern(cfg, scores, scale, window, hs, prefix));
   at::Tensor z = at::matmul(pattern, v.permute({0, 2, 1, 3})).permute({0, 2, 1, 3});  // [b,p,h,e]
   z = run_hook(hs, prefix, "attn.hook_z", z);
   at::Tensor out;

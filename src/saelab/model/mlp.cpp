@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include "saelab/core/error.h"
+#include "saelab/model/fused_cpu.h"
 #include "saelab/model/transformer_parts.h"
 
 namespace saelab {
@@ -39,16 +40,33 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& W, const at::Tensor& b)
   return at::addmm(b, x.reshape({-1, x.size(-1)}), W).view(sizes);
 }
 
+namespace {
+
+// act(pre). The tanh-form GELU runs fused_cpu.h's loop where it applies, whether or not a hook
+// or the cache wants hook_pre (the same bits either way), over pre's own buffer when nothing else
+// holds it (pre_private: pre is then the fresh output of its linear layer).
+at::Tensor activate(const std::string& act_fn, const at::Tensor& pre, bool pre_private) {
+  if (act_fn == "gelu_new" || act_fn == "gelu_fast" || act_fn == "gelu_pytorch_tanh") {
+    at::Tensor out = pre_private ? pre : at::empty_like(pre, at::MemoryFormat::Contiguous);
+    if (gelu_tanh_cpu(pre, out)) return out;
+  }
+  return apply_activation(act_fn, pre);
+}
+
+}  // namespace
+
 at::Tensor mlp_forward(const ModelConfig& cfg, const MlpWeights& w, const at::Tensor& x,
                        HookState& hs, const std::string& prefix) {
+  // Asked before the hook runs: the cache stops wanting a name once it has recorded it.
+  const bool pre_private = hs.empty() || !hs.wants(prefix + "mlp.hook_pre");
   at::Tensor post;
   if (cfg.gated_mlp) {
     at::Tensor pre = run_hook(hs, prefix, "mlp.hook_pre", at::matmul(x, w.W_gate));
     at::Tensor pre_linear = run_hook(hs, prefix, "mlp.hook_pre_linear", linear(x, w.W_in, w.b_in));
-    post = apply_activation(cfg.act_fn, pre) * pre_linear;
+    post = activate(cfg.act_fn, pre, pre_private) * pre_linear;
   } else {
     at::Tensor pre = run_hook(hs, prefix, "mlp.hook_pre", linear(x, w.W_in, w.b_in));
-    post = apply_activation(cfg.act_fn, pre);
+    post = activate(cfg.act_fn, pre, pre_private);
   }
   post = run_hook(hs, prefix, "mlp.hook_post", post);
   return linear(post, w.W_out, w.b_out);

@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include "saelab/core/error.h"
+#include "saelab/model/fused_cpu.h"
 #include "saelab/model/transformer_parts.h"
 
 namespace saelab {
@@ -20,12 +21,25 @@ at::Tensor apply_norm(const ModelConfig& cfg, NormKind kind, const NormWeights& 
                       const at::Tensor& x, HookState& hs, const std::string& prefix) {
   if (kind == NormKind::None) return x;
   if (kind == NormKind::LN) {
-    at::Tensor centred = x - x.mean(-1, /*keepdim=*/true);
-    at::Tensor scale = (centred.pow(2).mean(-1, true) + cfg.eps).sqrt();
+    // On the CPU in float32, fused_cpu.h's two loops (statistics, then the output), whether or
+    // not hooks want the scale or the output: the same bits either way. Elsewhere ATen's ops.
+    at::Tensor mean, scale, centred, out;
+    const bool fused = layer_norm_stats_cpu(x, cfg.eps, mean, scale);
+    if (!fused) {
+      centred = x - x.mean(-1, /*keepdim=*/true);
+      scale = (centred.pow(2).mean(-1, true) + cfg.eps).sqrt();
+    }
     scale = run_hook(hs, prefix, "hook_scale", scale);
-    at::Tensor out = centred / scale;
-    if (nw.w.defined()) out = out * nw.w;
-    if (nw.b.defined()) out = out + nw.b;
+    if (fused) {
+      out = at::empty_like(x, at::MemoryFormat::Contiguous);
+      // False only when a hook returned a scale the loop does not take (another layout).
+      if (!layer_norm_apply_cpu(x, mean, scale, nw.w, nw.b, out)) out = at::Tensor();
+    }
+    if (!out.defined()) {
+      out = (centred.defined() ? centred : x - mean) / scale;
+      if (nw.w.defined()) out = out * nw.w;
+      if (nw.b.defined()) out = out + nw.b;
+    }
     return run_hook(hs, prefix, "hook_normalized", out);
   }
   at::Tensor scale = (x.pow(2).mean(-1, true) + cfg.eps).sqrt();
