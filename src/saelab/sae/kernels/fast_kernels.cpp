@@ -9,6 +9,15 @@
 
 #include "saelab/sae/kernels/prefetch.h"
 
+#ifndef SAELAB_HAVE_CUDA_KERNELS
+#define SAELAB_HAVE_CUDA_KERNELS 0
+#endif
+#if SAELAB_HAVE_CUDA_KERNELS
+#include <ATen/cuda/CUDAContext.h>
+
+#include "saelab/sae/kernels/csr_cuda.h"
+#endif
+
 namespace saelab::fast {
 namespace {
 
@@ -40,9 +49,34 @@ int64_t column_slice(int64_t R, int64_t D, int64_t elem_bytes) {
   return slice_width(D, passes_for(R * D * elem_bytes, int64_t{16} << 20));
 }
 
+#if SAELAB_HAVE_CUDA_KERNELS
+// The CUDA kernels take contiguous rows of float or double on one CUDA device.
+bool cuda_kernels_apply(std::initializer_list<const at::Tensor*> ts) {
+  for (const at::Tensor* t : ts)
+    if (!t->is_cuda() || !t->is_contiguous()) return false;
+  const at::ScalarType st = (*ts.begin())->scalar_type();
+  return !g_force_aten && (st == at::kFloat || st == at::kDouble);
+}
+
+void* cuda_stream() { return at::cuda::getCurrentCUDAStream().stream(); }
+
+// The entries grouped by latent for the scatter kernel: perm sorts them by column, stably (so each
+// latent's entries stay in token order); latent s owns perm[col_ptr[s] .. col_ptr[s+1]).
+struct ByLatent {
+  at::Tensor col_ptr, perm, rows;
+};
+ByLatent by_latent(const at::Tensor& row_ptr, const at::Tensor& col, int64_t S) {
+  auto sorted = at::sort(col, /*stable=*/true, /*dim=*/0, /*descending=*/false);
+  at::Tensor col_ptr = at::searchsorted(std::get<0>(sorted), at::arange(S + 1, col.options()));
+  return {col_ptr.contiguous(), std::get<1>(sorted).contiguous(), entry_rows(row_ptr).contiguous()};
+}
+#endif
+
 }  // namespace
 
-// Off CPU (CUDA) the kernels are ATen gathers and index_add_ (atomics there) over entry_rows.
+bool have_cuda_kernels() { return SAELAB_HAVE_CUDA_KERNELS != 0; }
+
+// Off CPU without the CUDA kernels: ATen gathers and index_add_ (atomics there) over entry_rows.
 at::Tensor entry_rows(const at::Tensor& row_ptr) {
   const int64_t n = row_ptr.numel() - 1;
   return at::repeat_interleave(row_ptr.narrow(0, 1, n).sub(row_ptr.narrow(0, 0, n)));
@@ -53,6 +87,17 @@ bool force_aten_kernels() { return g_force_aten; }
 
 void csr_decode(const at::Tensor& row_ptr, const at::Tensor& col, const at::Tensor& coef,
                 const at::Tensor& W, at::Tensor& out) {
+#if SAELAB_HAVE_CUDA_KERNELS
+  if (out.scalar_type() == W.scalar_type() && cuda_kernels_apply({&out, &W, &coef}) &&
+      row_ptr.is_contiguous() && col.is_contiguous()) {
+    AT_DISPATCH_FLOATING_TYPES(out.scalar_type(), "csr_decode", [&] {
+      cuda::csr_decode<scalar_t>(row_ptr.data_ptr<int64_t>(), col.data_ptr<int64_t>(),
+                                 coef.data_ptr<scalar_t>(), W.data_ptr<scalar_t>(),
+                                 out.data_ptr<scalar_t>(), out.size(0), out.size(1), cuda_stream());
+    });
+    return;
+  }
+#endif
   if (!out.is_cpu() || g_force_aten) {
     out.index_add_(0, entry_rows(row_ptr), W.index_select(0, col).mul_(coef.unsqueeze(1)));
     return;
@@ -85,6 +130,18 @@ void csr_decode(const at::Tensor& row_ptr, const at::Tensor& col, const at::Tens
 
 at::Tensor csr_gather_dot(const at::Tensor& row_ptr, const at::Tensor& col, const at::Tensor& W,
                           const at::Tensor& v) {
+#if SAELAB_HAVE_CUDA_KERNELS
+  if (v.scalar_type() == W.scalar_type() && cuda_kernels_apply({&v, &W}) &&
+      row_ptr.is_contiguous() && col.is_contiguous()) {
+    auto out = at::empty({col.numel()}, v.options());
+    AT_DISPATCH_FLOATING_TYPES(v.scalar_type(), "csr_gather_dot", [&] {
+      cuda::csr_gather_dot<scalar_t>(row_ptr.data_ptr<int64_t>(), col.data_ptr<int64_t>(),
+                                     W.data_ptr<scalar_t>(), v.data_ptr<scalar_t>(),
+                                     out.data_ptr<scalar_t>(), v.size(0), v.size(1), cuda_stream());
+    });
+    return out;
+  }
+#endif
   if (!v.is_cpu() || g_force_aten)
     return W.index_select(0, col).mul_(v.index_select(0, entry_rows(row_ptr))).sum(1);
   const int64_t N = v.size(0), D = v.size(1);
@@ -117,10 +174,31 @@ at::Tensor csr_gather_dot(const at::Tensor& row_ptr, const at::Tensor& col, cons
 }
 
 void csr_scatter_rows(const at::Tensor& row_ptr, const at::Tensor& col, const at::Tensor& coef,
-                      const at::Tensor& v, at::Tensor& out) {
+                      const at::Tensor& v, at::Tensor& out, at::Tensor* coef_sums) {
+#if SAELAB_HAVE_CUDA_KERNELS
+  if (out.scalar_type() == v.scalar_type() && out.scalar_type() == coef.scalar_type() &&
+      cuda_kernels_apply({&out, &v, &coef}) &&
+      (!coef_sums ||
+       (coef_sums->is_contiguous() && coef_sums->scalar_type() == out.scalar_type()))) {
+    const ByLatent g = by_latent(row_ptr, col, out.size(0));
+    AT_DISPATCH_FLOATING_TYPES(out.scalar_type(), "csr_scatter_rows", [&] {
+      cuda::csc_scatter_rows<scalar_t>(g.col_ptr.data_ptr<int64_t>(), g.perm.data_ptr<int64_t>(),
+                                       g.rows.data_ptr<int64_t>(), coef.data_ptr<scalar_t>(),
+                                       v.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(),
+                                       coef_sums ? coef_sums->data_ptr<scalar_t>() : nullptr,
+                                       out.size(0), out.size(1), cuda_stream());
+    });
+    return;
+  }
+#endif
   if (!out.is_cpu() || g_force_aten) {
     out.index_add_(0, col, v.index_select(0, entry_rows(row_ptr)).mul_(coef.unsqueeze(1)));
+    if (coef_sums) coef_sums->index_add_(0, col, coef);
     return;
+  }
+  if (coef_sums && (!coef_sums->is_contiguous() || coef_sums->scalar_type() != v.scalar_type())) {
+    coef_sums->index_add_(0, col, coef);
+    coef_sums = nullptr;
   }
   const int64_t N = v.size(0), D = v.size(1), S = out.size(0);
   auto rp = row_ptr.contiguous(), cl = col.contiguous(), cf = coef.contiguous(),
@@ -131,6 +209,7 @@ void csr_scatter_rows(const at::Tensor& row_ptr, const at::Tensor& col, const at
     const scalar_t* a = cf.data_ptr<scalar_t>();
     const scalar_t* vp = vc.data_ptr<scalar_t>();
     scalar_t* o = out.data_ptr<scalar_t>();
+    scalar_t* sums = coef_sums ? coef_sums->data_ptr<scalar_t>() : nullptr;
     at::parallel_for(0, S, 256, [&](int64_t lo, int64_t hi) {
       for (int64_t n = 0; n < N; ++n) {
         const scalar_t* vn = vp + n * D;
@@ -139,6 +218,7 @@ void csr_scatter_rows(const at::Tensor& row_ptr, const at::Tensor& col, const at
           const scalar_t s = a[i];
           scalar_t* row = o + c[i] * D;
           axpy(row, vn, s, D);
+          if (sums) sums[c[i]] += s;
         }
       }
     });

@@ -242,8 +242,7 @@ TrainStepOutput sparse_step(TrainingSae& sae, SparseBuffers& buf, const at::Tens
     auto gWt = at::zeros({S, D}, W_enc.options());
     for (const auto& gr : groups) {
       fast::csr_scatter_rows(gr.rows.row_ptr, gr.rows.col, gr.coef, gr.v, gW_dec);
-      fast::csr_scatter_rows(gr.rows.row_ptr, gr.rows.col, gr.dz, xtc, gWt);
-      gb_enc.index_add_(0, gr.rows.col, gr.dz);
+      fast::csr_scatter_rows(gr.rows.row_ptr, gr.rows.col, gr.dz, xtc, gWt, &gb_enc);
     }
     gW_enc.copy_(gWt.t());
   }
