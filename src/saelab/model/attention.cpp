@@ -57,10 +57,12 @@ at::Tensor scores_to_pattern(const ModelConfig& cfg, at::Tensor scores, double s
     scores = scores.masked_fill(mask.logical_not(), -std::numeric_limits<double>::infinity());
   }
   scores = run_hook(hs, prefix, "attn.hook_attn_scores", scores);
-  // Out of place: the cache may hold the scores.
-  at::Tensor pattern = at::empty_like(scores, at::MemoryFormat::Contiguous);
-  if (softmax_scores_cpu(scores, pattern)) return pattern;
-  pattern = at::softmax(scores, -1);
+  if (fused_cpu_applies(scores)) {
+    // Out of place: the cache may hold the scores.
+    at::Tensor pattern = at::empty_like(scores);
+    if (softmax_scores_cpu(scores, pattern)) return pattern;
+  }
+  at::Tensor pattern = at::softmax(scores, -1);
   if (!hs.empty()) {
     // A hook may have masked a whole row; TransformerLens turns its NaNs into zeros.
     pattern = at::where(pattern.isnan(), at::zeros_like(pattern), pattern);

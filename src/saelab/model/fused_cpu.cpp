@@ -18,15 +18,8 @@ namespace {
 
 int num_threads() { return std::max(1, at::get_num_threads()); }
 
-// Outside autograd: grad mode off, or a tensor that needs no gradient (weights that require
-// grad are read freely under a NoGradGuard).
-bool applies(const at::Tensor& t) {
-  return t.defined() && t.device().is_cpu() && t.scalar_type() == at::kFloat && t.is_contiguous() &&
-         !(at::GradMode::is_enabled() && t.requires_grad());
-}
-
 bool applies(const at::Tensor& in, const at::Tensor& out) {
-  return applies(in) && applies(out) && in.sizes() == out.sizes();
+  return fused_cpu_applies(in) && fused_cpu_applies(out) && in.sizes() == out.sizes();
 }
 
 // exp(x) within ~2 ulp (Cephes's expf): x = n ln2 + r with n an integer and |r| <= ln2/2, exp(r)
@@ -100,7 +93,25 @@ bool square_scores(const at::Tensor& s) {
   return s.dim() >= 2 && s.size(-1) == s.size(-2) && s.size(-1) > 0;
 }
 
+// f(row, i, k) on every row of square scores [..., k, k] in place, i the row's query position;
+// false when the scores do not apply.
+template <typename F>
+bool for_each_score_row(const at::Tensor& scores, F&& f) {
+  if (!fused_cpu_applies(scores) || !square_scores(scores)) return false;
+  const int64_t k = scores.size(-1), rows = scores.numel() / k;
+  float* base = scores.data_ptr<float>();
+#pragma omp parallel for num_threads(num_threads()) schedule(static)
+  for (int64_t r = 0; r < rows; ++r) f(base + r * k, r % k, k);
+  return true;
+}
+
 }  // namespace
+
+// Weights that require grad are read freely under a NoGradGuard.
+bool fused_cpu_applies(const at::Tensor& t) {
+  return t.defined() && t.device().is_cpu() && t.scalar_type() == at::kFloat && t.is_contiguous() &&
+         !(at::GradMode::is_enabled() && t.requires_grad());
+}
 
 bool gelu_tanh_cpu(const at::Tensor& x, const at::Tensor& out) {
   if (!applies(x, out)) return false;
@@ -120,7 +131,7 @@ bool gelu_tanh_cpu(const at::Tensor& x, const at::Tensor& out) {
 }
 
 bool layer_norm_stats_cpu(const at::Tensor& x, double eps, at::Tensor& mean, at::Tensor& scale) {
-  if (!applies(x) || x.dim() < 1 || x.size(-1) == 0) return false;
+  if (!fused_cpu_applies(x) || x.dim() < 1 || x.size(-1) == 0) return false;
   std::vector<int64_t> stat_shape = x.sizes().vec();
   stat_shape.back() = 1;
   mean = at::empty(stat_shape, x.options());
@@ -152,10 +163,11 @@ bool layer_norm_apply_cpu(const at::Tensor& x, const at::Tensor& mean, const at:
                           const at::Tensor& w, const at::Tensor& b, const at::Tensor& out) {
   if (!applies(x, out) || x.dim() < 1 || x.size(-1) == 0) return false;
   const int64_t d = x.size(-1), rows = x.numel() / d;
-  if (!applies(mean) || !applies(scale) || mean.numel() != rows || scale.numel() != rows)
+  if (!fused_cpu_applies(mean) || !fused_cpu_applies(scale) || mean.numel() != rows ||
+      scale.numel() != rows)
     return false;
-  if ((w.defined() && (!applies(w) || w.numel() != d)) ||
-      (b.defined() && (!applies(b) || b.numel() != d)))
+  if ((w.defined() && (!fused_cpu_applies(w) || w.numel() != d)) ||
+      (b.defined() && (!fused_cpu_applies(b) || b.numel() != d)))
     return false;
   const float *in = x.data_ptr<float>(), *mp = mean.data_ptr<float>(),
               *sp = scale.data_ptr<float>();
@@ -185,14 +197,10 @@ bool layer_norm_apply_cpu(const at::Tensor& x, const at::Tensor& mean, const at:
 }
 
 bool scale_and_mask_scores_cpu(const at::Tensor& scores, double scale, int64_t window) {
-  if (!applies(scores) || !square_scores(scores)) return false;
-  const int64_t k = scores.size(-1), rows = scores.numel() / k;
-  float* base = scores.data_ptr<float>();
   const float s = float(scale);
-#pragma omp parallel for num_threads(num_threads()) schedule(static)
-  for (int64_t r = 0; r < rows; ++r)
-    scale_and_mask_row(base + r * k, k, band(r % k, window), s, scale != 1.0);
-  return true;
+  return for_each_score_row(scores, [&](float* row, int64_t i, int64_t k) {
+    scale_and_mask_row(row, k, band(i, window), s, scale != 1.0);
+  });
 }
 
 bool softmax_scores_cpu(const at::Tensor& scores, const at::Tensor& out) {
@@ -206,17 +214,11 @@ bool softmax_scores_cpu(const at::Tensor& scores, const at::Tensor& out) {
 }
 
 bool causal_softmax_cpu(const at::Tensor& scores, double scale, int64_t window) {
-  if (!applies(scores) || !square_scores(scores)) return false;
-  const int64_t k = scores.size(-1), rows = scores.numel() / k;
-  float* base = scores.data_ptr<float>();
   const float s = float(scale);
-#pragma omp parallel for num_threads(num_threads()) schedule(static)
-  for (int64_t r = 0; r < rows; ++r) {
-    float* row = base + r * k;
-    scale_and_mask_row(row, k, band(r % k, window), s, scale != 1.0);
+  return for_each_score_row(scores, [&](float* row, int64_t i, int64_t k) {
+    scale_and_mask_row(row, k, band(i, window), s, scale != 1.0);
     softmax_row(row, row, k);
-  }
-  return true;
+  });
 }
 
 }  // namespace saelab

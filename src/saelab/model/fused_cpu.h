@@ -17,6 +17,11 @@
 
 namespace saelab {
 
+// What every function below needs of each tensor it reads or writes: defined, on the CPU,
+// float32, contiguous, and outside autograd (grad mode off, or no gradient needed). Callers ask it
+// before allocating an output, so that other devices allocate nothing for a loop they skip.
+bool fused_cpu_applies(const at::Tensor& t);
+
 // out = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), GELU's tanh form (gelu_new, gelu_fast,
 // gelu_pytorch_tanh), computed as the identical x / (1 + exp(-2 sqrt(2/pi) (x + 0.044715 x^3))):
 // one exp instead of a tanh, and no cancellation in 1 + tanh for negative x.

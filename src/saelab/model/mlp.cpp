@@ -46,8 +46,9 @@ namespace {
 // or the cache wants hook_pre (the same bits either way), over pre's own buffer when nothing else
 // holds it (pre_private: pre is then the fresh output of its linear layer).
 at::Tensor activate(const std::string& act_fn, const at::Tensor& pre, bool pre_private) {
-  if (act_fn == "gelu_new" || act_fn == "gelu_fast" || act_fn == "gelu_pytorch_tanh") {
-    at::Tensor out = pre_private ? pre : at::empty_like(pre, at::MemoryFormat::Contiguous);
+  if ((act_fn == "gelu_new" || act_fn == "gelu_fast" || act_fn == "gelu_pytorch_tanh") &&
+      fused_cpu_applies(pre)) {
+    at::Tensor out = pre_private ? pre : at::empty_like(pre);
     if (gelu_tanh_cpu(pre, out)) return out;
   }
   return apply_activation(act_fn, pre);
